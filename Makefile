@@ -1,0 +1,47 @@
+# tether — see README.md. Every target installs what it needs.
+GO        ?= go
+PKGS      ?= ./...
+BENCHTIME ?= 1s
+FUZZTIME  ?= 20s
+BIN       := bin/tether
+
+.PHONY: all build test deps browser vet lint bench bench-go bench-e2e fuzz demo chaos clean
+
+all: build
+
+deps:
+	$(GO) mod download
+
+build: deps
+	$(GO) build -o $(BIN) ./cmd/tether
+
+# The browser test needs Debian's chromium; install it when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium for the admin browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || \
+	  echo "warning: could not install chromium"; }
+
+vet: deps
+	$(GO) vet $(PKGS)
+
+test: deps browser vet
+	$(GO) test -race -shuffle=on -timeout 12m $(PKGS)
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt: $$out"; exit 1; }
+
+bench: bench-go
+
+bench-go: deps
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 1 -cpu 1,2 ./stickydb/
+
+fuzz: deps
+	@for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' stickydb/*_test.go | sed 's/func //'); do \
+	  echo "fuzz stickydb $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./stickydb/ || exit 1; done
+
+demo: build
+	./$(BIN) demo
+
+clean:
+	rm -rf bin

@@ -1,0 +1,173 @@
+package stickydb
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config holds the core's settings. Every duration is wall-clock time as the
+// caller's `now` measures it.
+type Config struct {
+	// Node is this node's unique, stable name. It is the origin of every
+	// event this node makes. Required.
+	Node string
+
+	// TTL is how long a binding lives after its last use. Default 30m.
+	TTL time.Duration
+
+	// RefreshThreshold: a hit extends the binding locally; a refresh event
+	// is due once the local expiry runs this far ahead of the expiry last
+	// announced to the fleet. Smaller means more events, larger means a
+	// binding idle on every node may expire up to this much early elsewhere.
+	// Default TTL/4.
+	RefreshThreshold time.Duration
+
+	// MaxSkew is the largest clock difference assumed between nodes (the
+	// reference text's epsilon). Expired entries are dropped only this long
+	// after their expiry; old epochs are pruned TTL + MaxSkew after the next
+	// one started. Default 2s.
+	MaxSkew time.Duration
+
+	// Shards splits the binding table so that concurrent requests rarely
+	// meet on one lock. Rounded up to a power of two. Default 256.
+	Shards int
+
+	// OwnLogCap bounds this node's own change log, in events. Older events
+	// are dropped past it; a peer that needs them gets a full copy.
+	// Default 200,000.
+	OwnLogCap int
+
+	// ChangeLogTableCap bounds the cache of each other origin's events kept
+	// to answer third-party range requests (Fig. 10). Default 1,000.
+	ChangeLogTableCap int
+
+	// ReorderGroups bounds the change groups buffered per (origin, epoch)
+	// while waiting for a hole to fill. Default 64.
+	ReorderGroups int
+
+	// GapWait is how long a hole may stay open before the buffered groups
+	// are discarded and the range is requested. Default 40ms.
+	GapWait time.Duration
+
+	// RangeTimeout is how long a range request may go unanswered before it
+	// is sent to the next candidate (origin, then a peer that has the range,
+	// then a full copy). Default 500ms.
+	RangeTimeout time.Duration
+
+	// FullCopyTimeout is how long a full-copy request may go unanswered
+	// before the gap handling starts over. Default 10s.
+	FullCopyTimeout time.Duration
+
+	// Watchdog: a live peer from whom nothing was received for this long is
+	// asked for its events after what we know (para. 18). Default 5s.
+	Watchdog time.Duration
+
+	// MaxBindings caps the bindings this node holds; past it the binding
+	// closest to expiry in the same shard is evicted (and counted).
+	// 0 means no cap. Default 4,000,000.
+	MaxBindings int
+
+	// Caps against a peer that holds the gossip key but misbehaves.
+	MaxGroupEvents       int           // events per change group; default 10,000
+	MaxBindingsPerOrigin int           // live bindings one origin may create; default 4,000,000
+	MaxSeqJump           uint64        // how far ahead of our knowledge a sequence may be; default 1<<24
+	MaxFutureEpoch       time.Duration // how far in the future an epoch may be; default 1m
+
+	// Durable says that own events are written to a log before they leave
+	// the node. Then OwnEvents for sending, answers to peers and the vector
+	// this node advertises stop at the last MarkPersisted sequence.
+	Durable bool
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig(node string) Config {
+	return Config{
+		Node:                 node,
+		TTL:                  30 * time.Minute,
+		MaxSkew:              2 * time.Second,
+		Shards:               256,
+		OwnLogCap:            200_000,
+		ChangeLogTableCap:    1000,
+		ReorderGroups:        64,
+		GapWait:              40 * time.Millisecond,
+		RangeTimeout:         500 * time.Millisecond,
+		FullCopyTimeout:      10 * time.Second,
+		Watchdog:             5 * time.Second,
+		MaxBindings:          4_000_000,
+		MaxGroupEvents:       10_000,
+		MaxBindingsPerOrigin: 4_000_000,
+		MaxSeqJump:           1 << 24,
+		MaxFutureEpoch:       time.Minute,
+	}
+}
+
+// withDefaults fills zero fields with defaults so that a partly filled
+// Config works.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig(c.Node)
+	if c.TTL == 0 {
+		c.TTL = d.TTL
+	}
+	if c.RefreshThreshold == 0 {
+		c.RefreshThreshold = c.TTL / 4
+	}
+	if c.Shards == 0 {
+		c.Shards = d.Shards
+	}
+	if c.OwnLogCap == 0 {
+		c.OwnLogCap = d.OwnLogCap
+	}
+	if c.ChangeLogTableCap == 0 {
+		c.ChangeLogTableCap = d.ChangeLogTableCap
+	}
+	if c.ReorderGroups == 0 {
+		c.ReorderGroups = d.ReorderGroups
+	}
+	if c.GapWait == 0 {
+		c.GapWait = d.GapWait
+	}
+	if c.RangeTimeout == 0 {
+		c.RangeTimeout = d.RangeTimeout
+	}
+	if c.FullCopyTimeout == 0 {
+		c.FullCopyTimeout = d.FullCopyTimeout
+	}
+	if c.Watchdog == 0 {
+		c.Watchdog = d.Watchdog
+	}
+	if c.MaxGroupEvents == 0 {
+		c.MaxGroupEvents = d.MaxGroupEvents
+	}
+	if c.MaxBindingsPerOrigin == 0 {
+		c.MaxBindingsPerOrigin = d.MaxBindingsPerOrigin
+	}
+	if c.MaxSeqJump == 0 {
+		c.MaxSeqJump = d.MaxSeqJump
+	}
+	if c.MaxFutureEpoch == 0 {
+		c.MaxFutureEpoch = d.MaxFutureEpoch
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Node == "" || len(c.Node) > maxNameLen:
+		return fmt.Errorf("stickydb: Node must be 1..%d bytes, got %q", maxNameLen, c.Node)
+	case c.TTL <= 0:
+		return fmt.Errorf("stickydb: TTL must be > 0, got %v", c.TTL)
+	case c.RefreshThreshold <= 0 || c.RefreshThreshold > c.TTL:
+		return fmt.Errorf("stickydb: RefreshThreshold must be in (0, TTL], got %v", c.RefreshThreshold)
+	case c.MaxSkew < 0:
+		return fmt.Errorf("stickydb: MaxSkew must be >= 0, got %v", c.MaxSkew)
+	case c.Shards < 1 || c.Shards > 1<<16:
+		return fmt.Errorf("stickydb: Shards must be in 1..65536, got %d", c.Shards)
+	case c.OwnLogCap < 1 || c.ChangeLogTableCap < 1 || c.ReorderGroups < 1:
+		return fmt.Errorf("stickydb: log caps must be >= 1")
+	case c.MaxBindings < 0 || c.MaxBindingsPerOrigin < 1 || c.MaxGroupEvents < 1:
+		return fmt.Errorf("stickydb: binding and group caps must be positive")
+	case c.GapWait < 0 || c.RangeTimeout <= 0 || c.FullCopyTimeout <= 0 || c.Watchdog <= 0:
+		return fmt.Errorf("stickydb: timeouts must be positive")
+	}
+	return nil
+}

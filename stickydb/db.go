@@ -1,0 +1,376 @@
+package stickydb
+
+import (
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unique"
+)
+
+// DB is one node's sticky database: the binding table (Fig. 3), its own
+// change log (Fig. 4), its version vector (Fig. 5, 12), the version vector
+// table (Fig. 8) and the change log table (Fig. 10).
+//
+// It is safe for concurrent use. Lookups and hits lock one shard of the
+// table and allocate nothing; binds and received groups also take the
+// replication lock. The DB starts no goroutine, does no I/O and never reads
+// the clock: every call that depends on time takes `now`, and everything
+// that must be sent or stored comes back as a value (see doc.go).
+type DB struct {
+	cfg       Config
+	ttlMs     int64
+	refreshMs int64
+	skewMs    int64
+	self      uint16 // id of cfg.Node
+
+	shards    []shard
+	shardMask uint64
+	names     *names
+
+	live     atomic.Int64   // entries in the table, tombstones included
+	byOrigin []atomic.Int64 // live entries per origin id (index = name id)
+
+	stats counters
+
+	mu sync.Mutex // replication state below; taken after a shard lock is released, or before one
+	rs replState
+}
+
+type shard struct {
+	mu sync.Mutex
+	m  map[Key]entry
+	_  [40]byte // keep neighbouring shard locks off one cache line
+}
+
+// entry is a binding as the table stores it: 32 bytes, no pointers.
+type entry struct {
+	expiry    int64 // serve until, unix ms: announced + RefreshThreshold, or later after hits here
+	announced int64 // expiry as the fleet knows it (Binding.Expiry)
+	gen       uint32
+	replica   uint16 // name id; 0 for a tombstone
+	origin    uint16 // name id
+	deleted   bool
+}
+
+// New returns an empty DB whose own events start a new epoch at now.
+func New(cfg Config, now time.Time) (*DB, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n := 1 << bits.Len(uint(cfg.Shards-1))
+	db := &DB{
+		cfg:       cfg,
+		ttlMs:     cfg.TTL.Milliseconds(),
+		refreshMs: cfg.RefreshThreshold.Milliseconds(),
+		skewMs:    cfg.MaxSkew.Milliseconds(),
+		shards:    make([]shard, n),
+		shardMask: uint64(n - 1),
+		names:     newNames(),
+		byOrigin:  make([]atomic.Int64, 1<<16),
+	}
+	for i := range db.shards {
+		db.shards[i].m = make(map[Key]entry)
+	}
+	self, err := db.names.id(cfg.Node)
+	if err != nil {
+		return nil, err
+	}
+	db.self = self
+	db.rs.init(cfg, now.UnixMilli())
+	return db, nil
+}
+
+// Node returns this node's name.
+func (db *DB) Node() string { return db.cfg.Node }
+
+// Config returns the configuration in effect, defaults filled in.
+func (db *DB) Config() Config { return db.cfg }
+
+// Len returns the number of entries held, tombstones and not yet swept
+// expired entries included.
+func (db *DB) Len() int { return int(db.live.Load()) }
+
+func (db *DB) shardOf(k Key) *shard { return &db.shards[k.Hash()&db.shardMask] }
+
+// Hit is what a request needs from a live binding.
+type Hit struct {
+	Replica    string
+	Generation uint32
+	// RefreshDue: the local expiry now runs RefreshThreshold or more ahead of
+	// the announced one; the caller should call Refresh so the fleet learns
+	// the later expiry (once per threshold, not once per request).
+	RefreshDue bool
+}
+
+// Touch is the hot path (Fig. 13, steps 755-765): if the key has a live
+// binding, extend its local expiry to now + TTL and return it. It locks one
+// shard and allocates nothing.
+//
+// Expiry, precisely: the fleet knows a binding's announced expiry; every node
+// serves it until announced + RefreshThreshold, or until TTL after its last
+// use on this node if that is later. Since a node announces a refresh once
+// TTL after the last use runs RefreshThreshold past the announced expiry, no
+// node forgets a binding that another node still serves, and a binding lives
+// at least TTL and at most TTL + RefreshThreshold after its last use.
+func (db *DB) Touch(k Key, now time.Time) (Hit, bool) {
+	nowMs := now.UnixMilli()
+	s := db.shardOf(k)
+	s.mu.Lock()
+	e, ok := s.m[k]
+	if !ok || e.deleted || e.expiry <= nowMs {
+		s.mu.Unlock()
+		return Hit{}, false
+	}
+	if exp := nowMs + db.ttlMs; exp > e.expiry {
+		e.expiry = exp
+		s.m[k] = e
+	}
+	due := nowMs+db.ttlMs-e.announced >= db.refreshMs
+	s.mu.Unlock()
+	return Hit{Replica: db.names.name(e.replica), Generation: e.gen, RefreshDue: due}, true
+}
+
+// Lookup returns the binding of k as the fleet knows it (tombstones
+// included), without extending it.
+func (db *DB) Lookup(k Key) (Binding, bool) {
+	s := db.shardOf(k)
+	s.mu.Lock()
+	e, ok := s.m[k]
+	s.mu.Unlock()
+	if !ok {
+		return Binding{}, false
+	}
+	return db.binding(e), true
+}
+
+// LocalExpiry returns the expiry of k on this node (extended by hits), unix ms.
+func (db *DB) LocalExpiry(k Key) (int64, bool) {
+	s := db.shardOf(k)
+	s.mu.Lock()
+	e, ok := s.m[k]
+	s.mu.Unlock()
+	return e.expiry, ok
+}
+
+func (db *DB) binding(e entry) Binding {
+	return Binding{
+		Replica:    db.names.name(e.replica),
+		Expiry:     e.announced,
+		Generation: e.gen,
+		Origin:     db.names.name(e.origin),
+		Deleted:    e.deleted,
+	}
+}
+
+// BindIfAbsent binds k to replica unless k already has a live binding, which
+// it then extends and returns instead (Fig. 13, steps 770-775). created says
+// whether a bind event was made. After a tombstone or an expired entry the
+// new binding takes the next generation.
+func (db *DB) BindIfAbsent(k Key, replica string, now time.Time) (b Binding, created bool, err error) {
+	return db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
+		if ok && !e.deleted && e.expiry > nowMs {
+			e.expiry = max(e.expiry, nowMs+db.ttlMs)
+			return e, 0
+		}
+		return db.fresh(e, ok, nowMs), KindBind
+	}, replica)
+}
+
+// Rebind moves k from replica `from` to replica `to` with the next
+// generation: the proxy's answer to a bound replica that is down, removed or
+// refusing connections. It acts only if k is still bound to `from` (a
+// compare-and-swap), so that two requests that saw the same dead replica
+// do not rebind twice; if k is bound elsewhere already, that binding is
+// returned. from == "" rebinds whatever k is bound to (an operator's
+// rebind). Without a live binding, it binds k to `to`.
+func (db *DB) Rebind(k Key, from, to string, now time.Time) (b Binding, changed bool, err error) {
+	return db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
+		if !ok || e.deleted || e.expiry <= nowMs {
+			return db.fresh(e, ok, nowMs), KindBind
+		}
+		cur := db.names.name(e.replica)
+		if cur == to || (from != "" && cur != from) {
+			e.expiry = max(e.expiry, nowMs+db.ttlMs)
+			return e, 0
+		}
+		e.gen++
+		e.announced, e.origin = nowMs+db.ttlMs, db.self
+		e.expiry = e.announced + db.refreshMs
+		return e, KindRebind
+	}, to)
+}
+
+// Delete replaces the binding of k with a tombstone of the next generation,
+// which lives TTL + MaxSkew so that no bind still travelling can bring the
+// old binding back. It returns ErrNotFound when k has no live binding.
+func (db *DB) Delete(k Key, now time.Time) (Binding, error) {
+	b, _, err := db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
+		if !ok || e.deleted || e.expiry <= nowMs {
+			return e, 0
+		}
+		exp := nowMs + db.ttlMs + db.skewMs
+		return entry{expiry: exp + db.refreshMs, announced: exp, gen: e.gen + 1, origin: db.self, deleted: true}, KindDelete
+	}, "")
+	if err == nil && !b.Deleted {
+		err = ErrNotFound
+	}
+	return b, err
+}
+
+// Refresh announces now + TTL as the expiry of k to the fleet, when that is
+// later than the announced one. Call it when Touch says RefreshDue.
+func (db *DB) Refresh(k Key, now time.Time) (Binding, error) {
+	b, _, err := db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
+		if !ok || e.deleted || e.expiry <= nowMs || nowMs+db.ttlMs <= e.announced {
+			return e, 0
+		}
+		e.announced = nowMs + db.ttlMs
+		e.expiry = max(e.expiry, e.announced+db.refreshMs)
+		return e, KindRefresh
+	}, "")
+	return b, err
+}
+
+// fresh is a first binding of k, or the next generation after a tombstone
+// or an expired entry (so that it wins over any copy of the old one still
+// live elsewhere).
+func (db *DB) fresh(old entry, existed bool, nowMs int64) entry {
+	e := entry{expiry: nowMs + db.ttlMs + db.refreshMs, announced: nowMs + db.ttlMs, gen: 1, origin: db.self}
+	if existed {
+		e.gen = old.gen + 1
+	}
+	return e
+}
+
+// write runs one local change of k under its shard lock, then records the
+// event in the own log. fn returns the new entry and the event kind, or 0
+// for no event (the entry is still stored: a hit may have extended it).
+// The replica field of a new entry is set from `replica` when the kind
+// names one.
+func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64) (entry, EventKind), replica string) (Binding, bool, error) {
+	if !k.Valid() {
+		return Binding{}, false, ErrInvalidKey
+	}
+	var rid uint16
+	if replica != "" {
+		if !validName(replica) {
+			return Binding{}, false, ErrInvalidBinding
+		}
+		var err error
+		if rid, err = db.names.id(replica); err != nil {
+			return Binding{}, false, err
+		}
+	}
+	nowMs := now.UnixMilli()
+	k.host = internHost(k.host)
+	s := db.shardOf(k)
+	s.mu.Lock()
+	old, ok := s.m[k]
+	e, kind := fn(old, ok, nowMs)
+	if kind == KindBind || kind == KindRebind {
+		e.replica = rid
+	}
+	if kind == 0 && !ok {
+		s.mu.Unlock()
+		return Binding{}, false, nil
+	}
+	if kind != 0 && (!ok || old.origin != e.origin) && db.byOrigin[e.origin].Load() >= int64(db.cfg.MaxBindingsPerOrigin) {
+		s.mu.Unlock()
+		db.stats.capBreaches.Add(1)
+		return Binding{}, false, ErrOriginFull
+	}
+	db.store(s, k, old, ok, e, nowMs)
+	s.mu.Unlock()
+	b := db.binding(e)
+	if kind == 0 {
+		return b, false, nil
+	}
+	db.stats.count(kind)
+	db.mu.Lock()
+	db.rs.appendOwn(kind, k, b)
+	db.mu.Unlock()
+	return b, true, nil
+}
+
+// store puts e under k in s (locked), keeping the counters, and evicts the
+// entry closest to expiry in the shard when the table is over MaxBindings.
+func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int64) {
+	if existed {
+		if old.origin != e.origin {
+			db.byOrigin[old.origin].Add(-1)
+			db.byOrigin[e.origin].Add(1)
+		}
+	} else {
+		if db.cfg.MaxBindings > 0 && db.live.Load() >= int64(db.cfg.MaxBindings) {
+			db.evictOne(s, nowMs)
+		}
+		db.live.Add(1)
+		db.byOrigin[e.origin].Add(1)
+	}
+	s.m[k] = e
+}
+
+// evictOne removes, from a sample of the shard, the entry that expires
+// soonest (expired ones first). Sampling keeps the cost constant; the
+// binding table has no expiry index to keep the hot path lean.
+func (db *DB) evictOne(s *shard, nowMs int64) {
+	const sample = 16
+	var victim Key
+	var soonest int64
+	n := 0
+	for k, e := range s.m {
+		if n == 0 || e.expiry < soonest {
+			victim, soonest = k, e.expiry
+		}
+		if n++; n == sample {
+			break
+		}
+	}
+	if n > 0 {
+		db.remove(s, victim)
+		db.stats.evictions.Add(1)
+	}
+}
+
+func (db *DB) remove(s *shard, k Key) {
+	e := s.m[k]
+	delete(s.m, k)
+	db.live.Add(-1)
+	db.byOrigin[e.origin].Add(-1)
+}
+
+// internHost makes every binding of one host share one string, so the table
+// does not keep each request's copy of the Host header alive.
+func internHost(h string) string { return unique.Make(h).Value() }
+
+// Sweep removes the entries whose local expiry has passed (Fig. 6, the last
+// step of para. 11), tombstones included. It visits
+// at most maxShards shards, starting where the previous call stopped, so a
+// caller can spread one pass over many ticks; maxShards <= 0 visits all.
+// It returns the number removed.
+func (db *DB) Sweep(now time.Time, maxShards int) int {
+	cutoff := now.UnixMilli()
+	n := len(db.shards)
+	if maxShards <= 0 || maxShards > n {
+		maxShards = n
+	}
+	removed := 0
+	start := int(db.rs.sweepNext.Add(uint64(maxShards))) - maxShards
+	for i := 0; i < maxShards; i++ {
+		s := &db.shards[(start+i)&int(db.shardMask)]
+		s.mu.Lock()
+		for k, e := range s.m {
+			if e.expiry <= cutoff {
+				db.remove(s, k)
+				removed++
+				if !e.deleted {
+					db.stats.expiries.Add(1)
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	return removed
+}

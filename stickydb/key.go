@@ -1,0 +1,95 @@
+package stickydb
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+const (
+	maxHostLen = 253 // a DNS name; an IPv6 literal in brackets fits too
+	maxNameLen = 255 // replica and node names
+)
+
+// Key is the request identifier of the reference text: the client's IP
+// address and the application, here the request's Host. Build one with
+// NewKey; the zero Key is not valid. Key is comparable and small, so it is
+// the map key of the binding table as it is.
+type Key struct {
+	ip   [16]byte // IPv4 kept IPv4-mapped, so 1.2.3.4 and ::ffff:1.2.3.4 are one client
+	host string   // lower case, no port
+}
+
+// NewKey checks and normalises a request identifier. The host must already be
+// lower case without a port (the proxy parses the Host header); an IPv4-mapped
+// IPv6 address is folded to IPv4 and a zone is dropped.
+func NewKey(client netip.Addr, host string) (Key, error) {
+	if !client.IsValid() || !validHost(host) {
+		return Key{}, ErrInvalidKey
+	}
+	return Key{ip: client.Unmap().WithZone("").As16(), host: host}, nil
+}
+
+// Client returns the client address (IPv4 when it is one).
+func (k Key) Client() netip.Addr { return netip.AddrFrom16(k.ip).Unmap() }
+
+// Host returns the lower-case host.
+func (k Key) Host() string { return k.host }
+
+// Valid reports whether k came from NewKey.
+func (k Key) Valid() bool { return k.host != "" }
+
+// String renders "client host", for logs and tests.
+func (k Key) String() string { return k.Client().String() + " " + k.host }
+
+// Hash is a deterministic 64-bit hash of the key, the same on every node and
+// every platform. It picks the shard and seeds rendezvous hashing.
+func (k Key) Hash() uint64 {
+	h := fnv1a(k.host)
+	h = mix64(h ^ binary.LittleEndian.Uint64(k.ip[:8]))
+	return mix64(h ^ binary.LittleEndian.Uint64(k.ip[8:]))
+}
+
+// validHost accepts what a normalised Host can be: a DNS name or an IP
+// literal, lower case, without a port. It never allocates.
+func validHost(h string) bool {
+	if len(h) == 0 || len(h) > maxHostLen {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case c == '.', c == '-', c == '_', c == ':', c == '[', c == ']':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validName(s string) bool { return len(s) > 0 && len(s) <= maxNameLen }
+
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+func fnv1a(s string) uint64 {
+	h := uint64(fnvOffset64)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime64
+	}
+	return h
+}
+
+// mix64 is the splitmix64 finaliser: every input bit flips about half the
+// output bits, which FNV alone does not give in the high bits.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}

@@ -1,0 +1,75 @@
+package stickydb
+
+import "sync/atomic"
+
+// counters are the core's event counts. They are atomics so that the hot
+// path and the metrics exporter never share a lock.
+type counters struct {
+	binds, rebinds, refreshes, deletes atomic.Uint64
+	expiries, evictions, capBreaches   atomic.Uint64
+
+	groupsApplied, groupsBuffered, groupsDiscarded atomic.Uint64
+	groupsDuplicate, groupsStale                   atomic.Uint64
+	eventsApplied, eventsExpired, eventsRejected   atomic.Uint64
+	malformed, seqJumps, futureEpochs, tooMany     atomic.Uint64
+
+	reqOrigin, reqThird, reqFull, reqWatchdog atomic.Uint64
+	fullCopies                                atomic.Uint64
+}
+
+func (c *counters) count(k EventKind) {
+	switch k {
+	case KindBind:
+		c.binds.Add(1)
+	case KindRebind:
+		c.rebinds.Add(1)
+	case KindRefresh:
+		c.refreshes.Add(1)
+	case KindDelete:
+		c.deletes.Add(1)
+	}
+}
+
+// Stats is a snapshot of the core's counters, all monotonic since New.
+type Stats struct {
+	Binds, Rebinds, Refreshes, Deletes uint64 // own events made
+	Expiries                           uint64 // live bindings removed by Sweep
+	Evictions                          uint64 // bindings removed over MaxBindings
+	CapBreaches                        uint64 // bindings refused over MaxBindingsPerOrigin
+
+	GroupsApplied   uint64 // groups with at least one new event applied
+	GroupsBuffered  uint64 // groups put in a reorder buffer
+	GroupsDiscarded uint64 // buffered groups discarded (hole open too long, buffer full)
+	GroupsDuplicate uint64 // groups that held nothing new
+	GroupsStale     uint64 // groups of an epoch that is over
+	EventsApplied   uint64
+	EventsExpired   uint64 // received already expired, dropped (step 552)
+	EventsRejected  uint64 // refused by a cap (expiry too far ahead, origin full)
+
+	Malformed    uint64 // groups refused by ErrMalformed
+	SeqJumps     uint64 // groups or vector entries refused by ErrSeqJump
+	FutureEpochs uint64 // groups or vector entries refused by ErrFutureEpoch
+	TooMany      uint64 // groups refused by ErrTooManyEvents
+
+	RequestsOrigin   uint64 // range requests sent to the origin
+	RequestsThird    uint64 // range requests sent to a third node
+	RequestsFull     uint64 // full-copy requests
+	RequestsWatchdog uint64 // watchdog requests
+	FullCopies       uint64 // full copies merged
+}
+
+// Stats returns the counters.
+func (db *DB) Stats() Stats {
+	c := &db.stats
+	return Stats{
+		Binds: c.binds.Load(), Rebinds: c.rebinds.Load(), Refreshes: c.refreshes.Load(), Deletes: c.deletes.Load(),
+		Expiries: c.expiries.Load(), Evictions: c.evictions.Load(), CapBreaches: c.capBreaches.Load(),
+		GroupsApplied: c.groupsApplied.Load(), GroupsBuffered: c.groupsBuffered.Load(),
+		GroupsDiscarded: c.groupsDiscarded.Load(), GroupsDuplicate: c.groupsDuplicate.Load(),
+		GroupsStale: c.groupsStale.Load(), EventsApplied: c.eventsApplied.Load(),
+		EventsExpired: c.eventsExpired.Load(), EventsRejected: c.eventsRejected.Load(),
+		Malformed: c.malformed.Load(), SeqJumps: c.seqJumps.Load(), FutureEpochs: c.futureEpochs.Load(),
+		TooMany: c.tooMany.Load(), RequestsOrigin: c.reqOrigin.Load(), RequestsThird: c.reqThird.Load(),
+		RequestsFull: c.reqFull.Load(), RequestsWatchdog: c.reqWatchdog.Load(), FullCopies: c.fullCopies.Load(),
+	}
+}
