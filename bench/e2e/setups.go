@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+//go:embed haproxy.cfg.tmpl
+var haproxyTemplate string
+
+// setup is one row of the table: where the load goes, and which processes
+// do the proxying (their CPU is what the row costs).
+type setup struct {
+	key     string // direct, tether-1, tether-3, haproxy-1, haproxy-2
+	label   string
+	targets []string
+	procs   []*proc
+	sockets []string // HAProxy stats sockets, to read the stick table back
+	err     error    // not runnable, and why
+	notes   []string
+}
+
+// Row keys, in table order.
+var allRows = []string{"direct", "tether-1", "tether-3", "haproxy-1", "haproxy-2"}
+
+// lab holds what every setup shares.
+type lab struct {
+	dir      string
+	o        options
+	backends []backend
+	started  []*proc // every child, for the final stop
+}
+
+func (l *lab) start(name string, env []string, path string, args ...string) (*proc, error) {
+	p, err := startProc(l.dir, name, env, path, args...)
+	if err == nil {
+		l.started = append(l.started, p)
+	}
+	return p, err
+}
+
+func (l *lab) stopAll() {
+	for i := len(l.started) - 1; i >= 0; i-- {
+		l.started[i].stop(5 * time.Second)
+	}
+}
+
+// newSetup starts the processes of row key.
+func (l *lab) newSetup(ctx context.Context, key string) *setup {
+	switch key {
+	case "direct":
+		return &setup{key: key, label: "direct (one backend, no proxy)", targets: []string{l.backends[0].addr}}
+	case "tether-1":
+		return l.tether(ctx, key, 1)
+	case "tether-3":
+		return l.tether(ctx, key, 3)
+	case "haproxy-1":
+		return l.haproxy(ctx, key, 1)
+	case "haproxy-2":
+		return l.haproxy(ctx, key, 2)
+	}
+	return &setup{key: key, label: key, err: fmt.Errorf("unknown row %q (rows: %s)", key, strings.Join(allRows, ","))}
+}
+
+// tether starts n `tether serve` nodes with the environment of the
+// external contract, joined into one fleet, and waits until each proxies.
+func (l *lab) tether(ctx context.Context, key string, n int) *setup {
+	s := &setup{key: key, label: fmt.Sprintf("tether, %d node(s)", n)}
+	if n > 1 {
+		s.label = fmt.Sprintf("tether, %d-node fleet", n)
+	} else {
+		s.label = "tether, 1 node"
+	}
+	if _, err := os.Stat(l.o.tether); err != nil {
+		s.err = fmt.Errorf("tether not runnable: %v (run `make build`)", err)
+		return s
+	}
+	ports, err := freePorts(3 * n)
+	if err != nil {
+		s.err = err
+		return s
+	}
+	var pool []string
+	for _, b := range l.backends {
+		pool = append(pool, b.name+"="+b.url)
+	}
+	var names, admins []string
+	for i := range n {
+		name := fmt.Sprintf("bench-%s-n%d", key, i+1)
+		listen, admin, gossip := ports[3*i], ports[3*i+1], ports[3*i+2]
+		env := []string{
+			"TETHER_NODE_NAME=" + name,
+			"TETHER_LISTEN=" + listen,
+			"TETHER_ADMIN_LISTEN=" + admin,
+			"TETHER_BACKENDS=" + strings.Join(pool, ","),
+			"TETHER_GOSSIP_BIND=" + gossip,
+			"TETHER_LOG_LEVEL=warn",
+		}
+		if i > 0 {
+			env = append(env, "TETHER_JOIN="+ports[2])
+		}
+		p, err := l.start(name, env, l.o.tether, "serve")
+		if err != nil {
+			s.err = fmt.Errorf("tether not runnable: %v", err)
+			return s
+		}
+		s.procs = append(s.procs, p)
+		s.targets = append(s.targets, listen)
+		names, admins = append(names, name), append(admins, admin)
+	}
+	for i, p := range s.procs {
+		if err := waitServing(ctx, p, s.targets[i], l.o.host, l.o.readyTimeout); err != nil {
+			if log, _ := os.ReadFile(p.log); strings.Contains(string(log), `unknown command "serve"`) {
+				err = fmt.Errorf("%s has no `serve` command yet", l.o.tether)
+			}
+			s.err = fmt.Errorf("tether not runnable: %v", err)
+			return s
+		}
+	}
+	if n > 1 {
+		if err := waitMembers(ctx, admins, names, 15*time.Second); err != nil {
+			s.notes = append(s.notes, "fleet membership not confirmed: "+err.Error())
+		}
+	}
+	return s
+}
+
+// waitMembers polls every node's /api/v1/members until each lists every
+// node name.
+func waitMembers(ctx context.Context, admins, names []string, timeout time.Duration) error {
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		last = nil
+		for _, a := range admins {
+			body, err := get(ctx, hc, "http://"+a+"/api/v1/members")
+			if err == nil {
+				for _, n := range names {
+					if !strings.Contains(body, n) {
+						err = fmt.Errorf("%s does not list %s yet", a, n)
+						break
+					}
+				}
+			}
+			if err != nil {
+				last = err
+				break
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return last
+}
+
+func get(ctx context.Context, hc *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), err
+}
+
+type haproxyPeer struct{ Name, Addr string }
+
+type haproxyConfig struct {
+	Listen, Socket string
+	Peers          []haproxyPeer
+	Servers        []haproxyPeer
+}
+
+// haproxy starts n HAProxy processes that share one stick table through a
+// peers section (bench/e2e/haproxy.cfg.tmpl).
+func (l *lab) haproxy(ctx context.Context, key string, n int) *setup {
+	s := &setup{key: key, label: "HAProxy, 1 process"}
+	if n > 1 {
+		s.label = fmt.Sprintf("HAProxy, %d processes (peers)", n)
+	}
+	bin, err := exec.LookPath(l.o.haproxy)
+	if err != nil {
+		s.err = fmt.Errorf("haproxy not runnable: %v (apt-get install -y haproxy)", err)
+		return s
+	}
+	tmpl, err := template.New("haproxy").Parse(haproxyTemplate)
+	if err != nil {
+		s.err = err
+		return s
+	}
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		s.err = err
+		return s
+	}
+	cfg := haproxyConfig{}
+	for i := range n {
+		cfg.Peers = append(cfg.Peers, haproxyPeer{fmt.Sprintf("%s-p%d", key, i+1), ports[2*i+1]})
+	}
+	for _, b := range l.backends {
+		cfg.Servers = append(cfg.Servers, haproxyPeer{b.name, b.addr})
+	}
+	for i, peer := range cfg.Peers {
+		cfg.Listen = ports[2*i]
+		cfg.Socket = filepath.Join(l.dir, peer.Name+".sock")
+		path := filepath.Join(l.dir, peer.Name+".cfg")
+		f, err := os.Create(path)
+		if err == nil {
+			err = errors.Join(tmpl.Execute(f, cfg), f.Close())
+		}
+		if err == nil {
+			if out, cerr := exec.CommandContext(ctx, bin, "-c", "-q", "-f", path, "-L", peer.Name).CombinedOutput(); cerr != nil {
+				err = fmt.Errorf("haproxy -c %s: %v: %s", path, cerr, out)
+			}
+		}
+		var p *proc
+		if err == nil {
+			p, err = l.start(peer.Name, nil, bin, "-db", "-f", path, "-L", peer.Name)
+		}
+		if err != nil {
+			s.err = fmt.Errorf("haproxy not runnable: %v", err)
+			return s
+		}
+		s.procs = append(s.procs, p)
+		s.targets = append(s.targets, cfg.Listen)
+		s.sockets = append(s.sockets, cfg.Socket)
+	}
+	for i, p := range s.procs {
+		if err := waitServing(ctx, p, s.targets[i], l.o.host, l.o.readyTimeout); err != nil {
+			s.err = fmt.Errorf("haproxy not runnable: %v", err)
+			return s
+		}
+	}
+	return s
+}
+
+var tableUsed = regexp.MustCompile(`used:(\d+)`)
+
+// stickEntries asks an HAProxy stats socket how many entries its stick
+// table holds.
+func stickEntries(socket string) (int, error) {
+	c, err := net.DialTimeout("unix", socket, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, "show table be\n"); err != nil {
+		return 0, err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	m := tableUsed.FindStringSubmatch(line)
+	if m == nil {
+		return 0, fmt.Errorf("show table: %q %v", line, err)
+	}
+	return strconv.Atoi(m[1])
+}
