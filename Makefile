@@ -31,10 +31,24 @@ test: deps browser vet
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt: $$out"; exit 1; }
 
-bench: bench-go
+bench: bench-go bench-e2e
 
 bench-go: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 1 -cpu 1,2 ./stickydb/
+
+# End-to-end: direct, one tether node, a 3-node fleet, HAProxy (1 process, and
+# 2 sharing a stick table via peers), interleaved rounds, medians, written to
+# bench/RESULTS.md. About 2 min by default; longer with e.g.
+#   make bench-e2e BENCH_E2E_FLAGS='-rounds 5 -duration 20s'
+# Installs haproxy when it is missing (its rows say so if that fails).
+BENCH_E2E_FLAGS ?=
+bench-e2e: build
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  echo "installing haproxy for the end-to-end benchmark"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null || \
+	  echo "warning: could not install haproxy"; }
+	$(GO) build -o bin/bench-e2e ./bench/e2e
+	./bin/bench-e2e -tether $(BIN) -out bench/RESULTS.md $(BENCH_E2E_FLAGS)
 
 fuzz: deps
 	@for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' stickydb/*_test.go | sed 's/func //'); do \
