@@ -785,39 +785,44 @@ func (db *DB) Answer(req Request, now time.Time) (groups []Group, full bool) {
 
 // OwnEvents returns up to max own events of the current epoch after seq
 // `after`, stopping at what may be sent (see Config.Durable), as a change
-// group carrying this node's vector. ErrTruncated means the log no longer
-// holds after+1: the peer will see a gap and ask (and be sent a full copy).
-// The group is empty when nothing new may be sent.
-func (db *DB) OwnEvents(after uint64, max int) (Group, error) {
+// group carrying this node's vector: what the push sends a peer whose
+// cursor is at `after`. When the log no longer holds after+1, the group
+// starts at the first event it holds: the peer sees the gap and asks, and is
+// sent a full copy. With nothing new the group is an empty heartbeat
+// (From = To+1) that still carries the vector.
+func (db *DB) OwnEvents(after uint64, max int) Group {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	rs := &db.rs
-	return db.ownGroup(after, rs.sendable(), max)
+	return db.ownGroup(after, db.rs.sendable(), max)
 }
 
 // Unpersisted returns up to max own events after seq `after`, including
-// those not yet persisted: what the write-ahead log must append.
-func (db *DB) Unpersisted(after uint64, max int) (Group, error) {
+// those not yet persisted: what the write-ahead log must append. Events are
+// only ever truncated from the log once persisted, so nothing is skipped.
+func (db *DB) Unpersisted(after uint64, max int) Group {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	return db.ownGroup(after, db.rs.seq, max)
 }
 
-func (db *DB) ownGroup(after, upto uint64, limit int) (Group, error) {
+func (db *DB) ownGroup(after, upto uint64, limit int) Group {
 	rs := &db.rs
-	g := Group{Origin: db.cfg.Node, Epoch: rs.epoch, From: after + 1, To: after, Sender: db.cfg.Node}
+	g := Group{Origin: db.cfg.Node, Epoch: rs.epoch, From: after + 1, To: after, Sender: db.cfg.Node, Vector: rs.advertised()}
+	if first := rs.own.first(rs.epoch); after+1 < first {
+		after = first - 1 // truncated: start at what is held
+		g.From, g.To = after+1, after
+	}
 	if after >= upto {
-		return g, nil
+		return g
 	}
 	to := min(upto, after+uint64(max(limit, 1)))
 	evs, ok := rs.own.rangeOf(rs.epoch, after+1, to)
 	if !ok {
-		return g, ErrTruncated
+		return g
 	}
 	g.Events = slices.Clone(evs)
 	g.To = to
-	g.Vector = rs.advertised()
-	return g, nil
+	return g
 }
 
 // MarkPersisted records that own events up to seq are on disk and may be
