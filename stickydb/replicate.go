@@ -33,6 +33,8 @@ type peerState struct {
 	heard  int64 // last group from it, unix ms
 	asked  int64 // last watchdog request to it
 	leftAt int64 // when it stopped being live
+	// A peer that is not live is forgotten, with its vector entry and
+	// change log, TTL + skew after it left or was last heard from.
 }
 
 // gapState tracks what is missing of one (origin, epoch): the reorder buffer
@@ -407,11 +409,15 @@ func (db *DB) observe(sender string, v Vector, nowMs int64) {
 				}
 				continue
 			}
-			if p.Epoch > rs.epoch && o == db.cfg.Node {
-				continue // an epoch of ours from the future: ignore
+			if (o == db.cfg.Node && p.Epoch > rs.epoch) || rs.epochOver(o, p.Epoch, cutoff) {
+				continue // an epoch of ours from the future, or one that is over
 			}
+			// Record that the epoch began, even before any of its events
+			// arrive, so that older epochs are pruned on the same schedule
+			// everywhere.
+			rs.vv.Advance(o, p.Epoch, 0)
 			known := rs.vv.Get(o, p.Epoch)
-			if p.Seq <= known || rs.epochOver(o, p.Epoch, cutoff) {
+			if p.Seq <= known {
 				continue
 			}
 			if p.Seq-known > db.cfg.MaxSeqJump {
@@ -655,7 +661,7 @@ func (db *DB) prune(nowMs, cutoff int64) {
 	rs := &db.rs
 	rs.vv.Prune(cutoff)
 	for name, p := range rs.peers {
-		if !p.live && p.leftAt <= cutoff {
+		if !p.live && max(p.leftAt, p.heard) <= cutoff {
 			delete(rs.peers, name)
 			delete(rs.vv, name)
 			delete(rs.clt, name)
