@@ -58,7 +58,7 @@ type simNet struct {
 	cut     map[[2]int]bool
 	keys    []Key
 	pool    []string
-	seen    []map[Key]Binding  // per node: the last live binding observed
+	seen    []map[Key]Binding          // per node: the last live binding observed
 	created map[keyGen]map[string]bool // replicas bound per (key, generation)
 }
 
