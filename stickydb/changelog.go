@@ -128,3 +128,12 @@ func (l *eventLog) dropEpochsBefore(epoch int64) {
 }
 
 func (l *eventLog) len() int { return l.n }
+
+// first returns the first event number held of epoch (the truncation
+// point), or 0 when the epoch has no segment.
+func (l *eventLog) first(epoch int64) uint64 {
+	if s := l.seg(epoch); s != nil {
+		return s.first
+	}
+	return 0
+}

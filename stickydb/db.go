@@ -171,8 +171,7 @@ func (db *DB) binding(e entry) Binding {
 func (db *DB) BindIfAbsent(k Key, replica string, now time.Time) (b Binding, created bool, err error) {
 	return db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
 		if ok && !e.deleted && e.expiry > nowMs {
-			e.expiry = max(e.expiry, nowMs+db.ttlMs)
-			return e, 0
+			return db.use(e, nowMs)
 		}
 		return db.fresh(e, ok, nowMs), KindBind
 	}, replica)
@@ -192,8 +191,7 @@ func (db *DB) Rebind(k Key, from, to string, now time.Time) (b Binding, changed 
 		}
 		cur := db.names.name(e.replica)
 		if cur == to || (from != "" && cur != from) {
-			e.expiry = max(e.expiry, nowMs+db.ttlMs)
-			return e, 0
+			return db.use(e, nowMs)
 		}
 		e.gen++
 		e.announced, e.origin = nowMs+db.ttlMs, db.self
@@ -231,6 +229,20 @@ func (db *DB) Refresh(k Key, now time.Time) (Binding, error) {
 		return e, KindRefresh
 	}, "")
 	return b, err
+}
+
+// use extends a live binding for a request, as Touch does, and announces
+// the new expiry with a refresh event when one is due: a node never serves a
+// binding past the expiry the fleet knows plus RefreshThreshold without
+// telling the fleet.
+func (db *DB) use(e entry, nowMs int64) (entry, EventKind) {
+	e.expiry = max(e.expiry, nowMs+db.ttlMs)
+	if nowMs+db.ttlMs-e.announced < db.refreshMs {
+		return e, 0
+	}
+	e.announced = nowMs + db.ttlMs
+	e.expiry = max(e.expiry, e.announced+db.refreshMs)
+	return e, KindRefresh
 }
 
 // fresh is a first binding of k, or the next generation after a tombstone

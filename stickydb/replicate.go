@@ -33,6 +33,8 @@ type peerState struct {
 	heard  int64 // last group from it, unix ms
 	asked  int64 // last watchdog request to it
 	leftAt int64 // when it stopped being live
+	// A peer that is not live is forgotten, with its vector entry and
+	// change log, TTL + skew after it left or was last heard from.
 }
 
 // gapState tracks what is missing of one (origin, epoch): the reorder buffer
@@ -407,11 +409,15 @@ func (db *DB) observe(sender string, v Vector, nowMs int64) {
 				}
 				continue
 			}
-			if p.Epoch > rs.epoch && o == db.cfg.Node {
-				continue // an epoch of ours from the future: ignore
+			if (o == db.cfg.Node && p.Epoch > rs.epoch) || rs.epochOver(o, p.Epoch, cutoff) {
+				continue // an epoch of ours from the future, or one that is over
 			}
+			// Record that the epoch began, even before any of its events
+			// arrive, so that older epochs are pruned on the same schedule
+			// everywhere.
+			rs.vv.Advance(o, p.Epoch, 0)
 			known := rs.vv.Get(o, p.Epoch)
-			if p.Seq <= known || rs.epochOver(o, p.Epoch, cutoff) {
+			if p.Seq <= known {
 				continue
 			}
 			if p.Seq-known > db.cfg.MaxSeqJump {
@@ -655,7 +661,7 @@ func (db *DB) prune(nowMs, cutoff int64) {
 	rs := &db.rs
 	rs.vv.Prune(cutoff)
 	for name, p := range rs.peers {
-		if !p.live && p.leftAt <= cutoff {
+		if !p.live && max(p.leftAt, p.heard) <= cutoff {
 			delete(rs.peers, name)
 			delete(rs.vv, name)
 			delete(rs.clt, name)
@@ -785,39 +791,44 @@ func (db *DB) Answer(req Request, now time.Time) (groups []Group, full bool) {
 
 // OwnEvents returns up to max own events of the current epoch after seq
 // `after`, stopping at what may be sent (see Config.Durable), as a change
-// group carrying this node's vector. ErrTruncated means the log no longer
-// holds after+1: the peer will see a gap and ask (and be sent a full copy).
-// The group is empty when nothing new may be sent.
-func (db *DB) OwnEvents(after uint64, max int) (Group, error) {
+// group carrying this node's vector: what the push sends a peer whose
+// cursor is at `after`. When the log no longer holds after+1, the group
+// starts at the first event it holds: the peer sees the gap and asks, and is
+// sent a full copy. With nothing new the group is an empty heartbeat
+// (From = To+1) that still carries the vector.
+func (db *DB) OwnEvents(after uint64, max int) Group {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	rs := &db.rs
-	return db.ownGroup(after, rs.sendable(), max)
+	return db.ownGroup(after, db.rs.sendable(), max)
 }
 
 // Unpersisted returns up to max own events after seq `after`, including
-// those not yet persisted: what the write-ahead log must append.
-func (db *DB) Unpersisted(after uint64, max int) (Group, error) {
+// those not yet persisted: what the write-ahead log must append. Events are
+// only ever truncated from the log once persisted, so nothing is skipped.
+func (db *DB) Unpersisted(after uint64, max int) Group {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	return db.ownGroup(after, db.rs.seq, max)
 }
 
-func (db *DB) ownGroup(after, upto uint64, limit int) (Group, error) {
+func (db *DB) ownGroup(after, upto uint64, limit int) Group {
 	rs := &db.rs
-	g := Group{Origin: db.cfg.Node, Epoch: rs.epoch, From: after + 1, To: after, Sender: db.cfg.Node}
+	g := Group{Origin: db.cfg.Node, Epoch: rs.epoch, From: after + 1, To: after, Sender: db.cfg.Node, Vector: rs.advertised()}
+	if first := rs.own.first(rs.epoch); after+1 < first {
+		after = first - 1 // truncated: start at what is held
+		g.From, g.To = after+1, after
+	}
 	if after >= upto {
-		return g, nil
+		return g
 	}
 	to := min(upto, after+uint64(max(limit, 1)))
 	evs, ok := rs.own.rangeOf(rs.epoch, after+1, to)
 	if !ok {
-		return g, ErrTruncated
+		return g
 	}
 	g.Events = slices.Clone(evs)
 	g.To = to
-	g.Vector = rs.advertised()
-	return g, nil
+	return g
 }
 
 // MarkPersisted records that own events up to seq are on disk and may be

@@ -25,6 +25,10 @@ type SnapshotMeta struct {
 // they are then, which merging treats as just more changes. fn must not
 // keep the slice, and must not call back into the DB; shard locks are not
 // held while it runs.
+//
+// In Durable mode, persist own events before walking a snapshot that leaves
+// the node as a full copy: the records reflect every event made so far, and
+// a peer must not hold the effect of an event the node could still lose.
 func (db *DB) Snapshot(now time.Time, fn func([]Record) error) (SnapshotMeta, error) {
 	nowMs := now.UnixMilli()
 	db.mu.Lock()

@@ -1,0 +1,198 @@
+package stickydb
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestBindTouchRefreshExpire(t *testing.T) {
+	db := newTestDB(t, "n1", t0)
+	k := mustKey(t, "192.0.2.1", "shop")
+	if _, ok := db.Touch(k, t0); ok {
+		t.Fatal("hit on an empty db")
+	}
+	b, created, err := db.BindIfAbsent(k, "a", t0)
+	if err != nil || !created || b.Replica != "a" || b.Generation != 1 || b.Origin != "n1" {
+		t.Fatalf("bind = %+v %v %v", b, created, err)
+	}
+	if b.Expiry != t0.Add(30*time.Minute).UnixMilli() {
+		t.Fatalf("expiry = %d", b.Expiry)
+	}
+	// A second bind of the same key returns the binding, makes no event.
+	b2, created, _ := db.BindIfAbsent(k, "b", t0.Add(time.Second))
+	if created || b2.Replica != "a" {
+		t.Fatalf("second bind = %+v %v", b2, created)
+	}
+	// Hits do not ask for a refresh until the threshold (TTL/4) is reached.
+	if h, ok := db.Touch(k, t0.Add(7*time.Minute)); !ok || h.Replica != "a" || h.RefreshDue {
+		t.Fatalf("touch at 7m = %+v %v", h, ok)
+	}
+	h, ok := db.Touch(k, t0.Add(8*time.Minute))
+	if !ok || !h.RefreshDue {
+		t.Fatalf("touch at 8m = %+v %v", h, ok)
+	}
+	rb, err := db.Refresh(k, t0.Add(8*time.Minute))
+	if err != nil || rb.Expiry != t0.Add(38*time.Minute).UnixMilli() {
+		t.Fatalf("refresh = %+v %v", rb, err)
+	}
+	if h, _ := db.Touch(k, t0.Add(9*time.Minute)); h.RefreshDue {
+		t.Fatal("refresh still due right after Refresh")
+	}
+	_, seq := db.Position()
+	if seq != 2 { // bind + refresh
+		t.Fatalf("own events = %d, want 2", seq)
+	}
+	// Served until announced + threshold at least, then gone.
+	end := t0.Add(38*time.Minute + 30*time.Minute/4)
+	if _, ok := db.Touch(k, end.Add(-time.Millisecond)); !ok {
+		t.Fatal("expired before announced + threshold")
+	}
+	if _, ok := db.Touch(k, end.Add(40*time.Minute)); ok {
+		t.Fatal("still live long after expiry")
+	}
+	if n := db.Sweep(end.Add(41*time.Minute), 0); n != 1 || db.Len() != 0 {
+		t.Fatalf("sweep removed %d, len %d", n, db.Len())
+	}
+	if st := db.Stats(); st.Expiries != 1 || st.Binds != 1 || st.Refreshes != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestRebindIsCompareAndSwap(t *testing.T) {
+	db := newTestDB(t, "n1", t0)
+	k := mustKey(t, "192.0.2.1", "shop")
+	db.BindIfAbsent(k, "a", t0)
+	b, changed, _ := db.Rebind(k, "a", "b", t0)
+	if !changed || b.Replica != "b" || b.Generation != 2 {
+		t.Fatalf("rebind = %+v %v", b, changed)
+	}
+	// A second request that also saw "a" dead must not rebind again.
+	b, changed, _ = db.Rebind(k, "a", "c", t0)
+	if changed || b.Replica != "b" || b.Generation != 2 {
+		t.Fatalf("stale rebind = %+v %v", b, changed)
+	}
+	// An operator's rebind (from "") always moves.
+	b, changed, _ = db.Rebind(k, "", "c", t0)
+	if !changed || b.Replica != "c" || b.Generation != 3 {
+		t.Fatalf("operator rebind = %+v %v", b, changed)
+	}
+}
+
+func TestDeleteLeavesTombstoneAndNextBindWins(t *testing.T) {
+	db := newTestDB(t, "n1", t0)
+	k := mustKey(t, "192.0.2.1", "shop")
+	if _, err := db.Delete(k, t0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete of nothing: %v", err)
+	}
+	db.BindIfAbsent(k, "a", t0)
+	tb, err := db.Delete(k, t0)
+	if err != nil || !tb.Deleted || tb.Generation != 2 {
+		t.Fatalf("delete = %+v %v", tb, err)
+	}
+	if _, ok := db.Touch(k, t0); ok {
+		t.Fatal("hit on a tombstone")
+	}
+	// An old bind still travelling does not bring it back.
+	old := Group{Origin: "n2", Epoch: 5, From: 1, To: 1, Sender: "n2", Events: []Event{{Seq: 1, Kind: KindBind, Key: k,
+		Binding: Binding{Replica: "x", Expiry: t0.Add(20 * time.Minute).UnixMilli(), Generation: 1, Origin: "n2"}}}}
+	res, err := db.Receive(old, t0)
+	if err != nil || res.Applied != 1 || res.Rejected != 0 {
+		t.Fatalf("receive old bind: %+v %v", res, err)
+	}
+	if b, _ := db.Lookup(k); !b.Deleted {
+		t.Fatalf("old bind resurrected: %+v", b)
+	}
+	b, created, _ := db.BindIfAbsent(k, "b", t0)
+	if !created || b.Generation != 3 || b.Replica != "b" {
+		t.Fatalf("bind after delete = %+v", b)
+	}
+}
+
+func TestInvalidInputIsAnError(t *testing.T) {
+	db := newTestDB(t, "n1", t0)
+	if _, _, err := db.BindIfAbsent(Key{}, "a", t0); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("zero key: %v", err)
+	}
+	k := mustKey(t, "192.0.2.1", "shop")
+	if _, _, err := db.BindIfAbsent(k, string(make([]byte, 300)), t0); !errors.Is(err, ErrInvalidBinding) {
+		t.Errorf("long replica: %v", err)
+	}
+	if _, err := New(Config{}, t0); err == nil {
+		t.Error("New without a node name")
+	}
+	if _, err := New(Config{Node: "x", TTL: -1}, t0); err == nil {
+		t.Error("New with TTL < 0")
+	}
+}
+
+func TestMaxBindingsEvictsSoonestToExpire(t *testing.T) {
+	db := newTestDB(t, "n1", t0, func(c *Config) { c.MaxBindings = 100; c.Shards = 1 })
+	for i := 0; i < 150; i++ {
+		k := mustKey(t, netipFrom(i).String(), "h")
+		if _, _, err := db.BindIfAbsent(k, "a", t0.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if db.Len() != 100 || db.Stats().Evictions != 50 {
+		t.Fatalf("len %d evictions %d", db.Len(), db.Stats().Evictions)
+	}
+	// The newest bindings survive: eviction takes the soonest to expire of a sample.
+	if _, ok := db.Lookup(mustKey(t, netipFrom(149).String(), "h")); !ok {
+		t.Fatal("newest binding evicted")
+	}
+}
+
+func TestFindPagesAndFilters(t *testing.T) {
+	db := newTestDB(t, "n1", t0)
+	for i := 0; i < 250; i++ {
+		host := "a"
+		if i%2 == 1 {
+			host = "b"
+		}
+		replica := []string{"r1", "r2", "r3"}[i%3]
+		if _, _, err := db.BindIfAbsent(mustKey(t, netipFrom(i).String(), host), replica, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[Key]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		p, err := db.Find(Query{Limit: 40, Cursor: cursor}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Rows {
+			if seen[r.Key] {
+				t.Fatalf("row %v twice", r.Key)
+			}
+			seen[r.Key] = true
+		}
+		if p.Next == "" {
+			break
+		}
+		if pages > 20 {
+			t.Fatal("paging does not end")
+		}
+		cursor = p.Next
+	}
+	if len(seen) != 250 {
+		t.Fatalf("paged %d rows, want 250", len(seen))
+	}
+	p, _ := db.Find(Query{Host: "b", Replica: "r2", Limit: 1000}, t0)
+	for _, r := range p.Rows {
+		if r.Host() != "b" || r.Replica != "r2" {
+			t.Fatalf("filter leaked %+v", r)
+		}
+	}
+	if len(p.Rows) != 42 { // odd i with i%3==1 below 250
+		t.Fatalf("host+replica filter: %d rows", len(p.Rows))
+	}
+	pfx, _ := db.Find(Query{Client: mustPrefix("10.0.0.0/25"), Limit: 1000}, t0)
+	if len(pfx.Rows) != 128 {
+		t.Fatalf("prefix filter: %d rows, want 128", len(pfx.Rows))
+	}
+	if _, err := db.Find(Query{Cursor: "garbage"}, t0); err == nil {
+		t.Fatal("bad cursor accepted")
+	}
+}

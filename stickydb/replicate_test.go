@@ -1,0 +1,298 @@
+package stickydb
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestEscalationOriginThirdFull(t *testing.T) {
+	now := t0
+	exp := now.Add(20 * time.Minute).UnixMilli()
+	db := newTestDB(t, "me", now)
+	db.SetPeers([]string{"o", "third"}, now)
+	// third's vector says it has o's events 1..20.
+	db.ObserveVector("third", Vector{"o": {{1, 20}}}, now)
+	reqs := db.Tick(now.Add(50 * time.Millisecond))
+	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != "gap" {
+		t.Fatalf("first ask = %+v", reqs)
+	}
+	if rs := db.Tick(now.Add(100 * time.Millisecond)); len(rs) != 0 {
+		t.Fatalf("asked again before RangeTimeout: %+v", rs)
+	}
+	reqs = db.Tick(now.Add(600 * time.Millisecond))
+	if len(reqs) != 1 || reqs[0].To != "third" || reqs[0].Reason != "third" || reqs[0].Full {
+		t.Fatalf("second ask = %+v", reqs)
+	}
+	reqs = db.Tick(now.Add(1200 * time.Millisecond))
+	if len(reqs) != 1 || !reqs[0].Full {
+		t.Fatalf("third ask = %+v", reqs)
+	}
+	// The third node answers from its change log table.
+	third := newTestDB(t, "third", now)
+	third.Receive(groupOf("o", 1, 1, 20, exp), now)
+	groups, full := third.Answer(Request{Origins: []string{"o"}, Known: Vector{}}, now)
+	if full || len(groups) != 1 || groups[0].From != 1 || groups[0].To != 20 || groups[0].Sender != "third" {
+		t.Fatalf("answer = %+v full=%v", groups, full)
+	}
+	for _, g := range groups {
+		if _, err := db.Receive(g, now.Add(1300*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := db.Vector().Get("o", 1); got != 20 {
+		t.Fatalf("after answer: %d", got)
+	}
+	st := db.Stats()
+	if st.RequestsOrigin != 1 || st.RequestsThird != 1 || st.RequestsFull != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestAnswerTruncatedMeansFullCopy(t *testing.T) {
+	db := newTestDB(t, "o", t0, func(c *Config) { c.OwnLogCap = 10 })
+	for i := 0; i < 30; i++ {
+		db.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), "a", t0)
+	}
+	db.Tick(t0) // truncation runs in Tick
+	if _, full := db.Answer(Request{Origins: []string{"o"}, Known: Vector{}}, t0); !full {
+		t.Fatal("answer from a truncated log did not ask for a full copy")
+	}
+	e, _ := db.Position()
+	groups, full := db.Answer(Request{Origins: []string{"o"}, Known: Vector{"o": {{e, 25}}}}, t0)
+	if full || len(groups) != 1 || groups[0].From != 26 || groups[0].To != 30 {
+		t.Fatalf("tail answer = %+v %v", groups, full)
+	}
+	if g := db.OwnEvents(0, 100); g.From != 21 || g.To != 30 || len(g.Events) != 10 {
+		t.Fatalf("OwnEvents from 0 after truncation: %d..%d", g.From, g.To)
+	}
+}
+
+func TestFullCopyConverges(t *testing.T) {
+	src := newTestDB(t, "a", t0)
+	for i := 0; i < 500; i++ {
+		src.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), fmt.Sprintf("r%d", i%3), t0)
+	}
+	dst := newTestDB(t, "b", t0)
+	meta, err := src.Snapshot(t0, func(recs []Record) error {
+		_, err := dst.MergeRecords(recs, t0)
+		return err
+	})
+	if err != nil || meta.Count != 500 {
+		t.Fatalf("snapshot: %v count %d", err, meta.Count)
+	}
+	dst.MergeVector(meta.Vector, "a", t0)
+	if c1, s1 := src.Digest(t0, 0); true {
+		c2, s2 := dst.Digest(t0, 0)
+		if c1 != c2 || s1 != s2 {
+			t.Fatalf("digest %d/%x vs %d/%x", c1, s1, c2, s2)
+		}
+	}
+	e, seq := src.Position()
+	if dst.Vector().Get("a", e) != seq {
+		t.Fatalf("vector not merged: %v", dst.Vector())
+	}
+}
+
+func TestOwnLogTruncatedOnceAllPeersHaveIt(t *testing.T) {
+	db := newTestDB(t, "o", t0)
+	db.SetPeers([]string{"p"}, t0)
+	for i := 0; i < 10; i++ {
+		db.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), "a", t0)
+	}
+	e, _ := db.Position()
+	db.Tick(t0)
+	if db.Logs()[0].Events != 10 {
+		t.Fatalf("truncated before the peer had it: %+v", db.Logs()[0])
+	}
+	db.ObserveVector("p", Vector{"o": {{e, 6}}}, t0)
+	db.Tick(t0)
+	if l := db.Logs()[0]; l.Events != 4 || l.First != 7 {
+		t.Fatalf("after peer has 6: %+v", l)
+	}
+}
+
+func TestDurableStopsAtPersisted(t *testing.T) {
+	db := newTestDB(t, "o", t0, func(c *Config) { c.Durable = true })
+	for i := 0; i < 5; i++ {
+		db.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), "a", t0)
+	}
+	g := db.OwnEvents(0, 100)
+	if len(g.Events) != 0 || g.Vector == nil {
+		t.Fatalf("unpersisted events sendable: %+v", g)
+	}
+	e, _ := db.Position()
+	if db.Vector().Get("o", e) != 0 {
+		t.Fatal("advertised unpersisted events")
+	}
+	u := db.Unpersisted(0, 100)
+	if len(u.Events) != 5 {
+		t.Fatalf("unpersisted = %d", len(u.Events))
+	}
+	db.MarkPersisted(3)
+	g = db.OwnEvents(0, 100)
+	if g.To != 3 || len(g.Events) != 3 || db.Vector().Get("o", e) != 3 {
+		t.Fatalf("after persisting 3: %+v %v", g, db.Vector())
+	}
+	if gs, _ := db.Answer(Request{Known: Vector{}}, t0); gs[0].To != 3 {
+		t.Fatalf("answer beyond persisted: %+v", gs)
+	}
+}
+
+func TestCaps(t *testing.T) {
+	now := t0
+	exp := now.Add(20 * time.Minute).UnixMilli()
+	t.Run("too many events", func(t *testing.T) {
+		db := newTestDB(t, "me", now, func(c *Config) { c.MaxGroupEvents = 5 })
+		if _, err := db.Receive(groupOf("o", 1, 1, 6, exp), now); !errors.Is(err, ErrTooManyEvents) {
+			t.Fatal(err)
+		}
+	})
+	t.Run("sequence jump", func(t *testing.T) {
+		db := newTestDB(t, "me", now, func(c *Config) { c.MaxSeqJump = 100 })
+		if _, err := db.Receive(groupOf("o", 1, 500, 501, exp), now); !errors.Is(err, ErrSeqJump) {
+			t.Fatal(err)
+		}
+		db.ObserveVector("o", Vector{"o": {{1, 1 << 40}}}, now)
+		if reqs := db.Tick(now.Add(time.Second)); len(reqs) != 0 {
+			t.Fatalf("a jump in a vector opened a gap: %+v", reqs)
+		}
+	})
+	t.Run("future epoch", func(t *testing.T) {
+		db := newTestDB(t, "me", now)
+		if _, err := db.Receive(groupOf("o", now.Add(time.Hour).UnixMilli(), 1, 1, exp), now); !errors.Is(err, ErrFutureEpoch) {
+			t.Fatal(err)
+		}
+	})
+	t.Run("malformed", func(t *testing.T) {
+		db := newTestDB(t, "me", now)
+		g := groupOf("o", 1, 1, 3, exp)
+		g.Events[1].Seq = 7
+		if _, err := db.Receive(g, now); !errors.Is(err, ErrMalformed) {
+			t.Fatal(err)
+		}
+		g = groupOf("o", 1, 1, 3, exp)
+		g.Events[0].Binding.Origin = "someone-else"
+		if _, err := db.Receive(g, now); !errors.Is(err, ErrMalformed) {
+			t.Fatal("a bind in another node's name was accepted")
+		}
+		g = groupOf("o", 1, 1, 3, exp)
+		g.To = 9
+		if _, err := db.Receive(g, now); !errors.Is(err, ErrMalformed) {
+			t.Fatal(err)
+		}
+		if db.Stats().Malformed != 3 {
+			t.Fatalf("malformed = %d", db.Stats().Malformed)
+		}
+	})
+	t.Run("expiry beyond TTL", func(t *testing.T) {
+		db := newTestDB(t, "me", now)
+		res, err := db.Receive(groupOf("o", 1, 1, 2, now.Add(100*time.Hour).UnixMilli()), now)
+		if err != nil || res.Rejected != 2 || db.Len() != 0 {
+			t.Fatalf("res %+v err %v len %d", res, err, db.Len())
+		}
+	})
+	t.Run("bindings per origin", func(t *testing.T) {
+		db := newTestDB(t, "me", now, func(c *Config) { c.MaxBindingsPerOrigin = 3 })
+		res, _ := db.Receive(groupOf("o", 1, 1, 5, exp), now)
+		if res.Rejected != 2 || db.Len() != 3 || db.Stats().CapBreaches != 2 {
+			t.Fatalf("res %+v len %d", res, db.Len())
+		}
+	})
+}
+
+func TestWatchdogAsksSilentPeer(t *testing.T) {
+	db := newTestDB(t, "me", t0)
+	db.SetPeers([]string{"p"}, t0)
+	if reqs := db.Tick(t0.Add(time.Second)); len(reqs) != 0 {
+		t.Fatalf("early watchdog: %+v", reqs)
+	}
+	reqs := db.Tick(t0.Add(6 * time.Second))
+	if len(reqs) != 1 || reqs[0].To != "p" || reqs[0].Reason != "watchdog" {
+		t.Fatalf("watchdog = %+v", reqs)
+	}
+	if reqs := db.Tick(t0.Add(7 * time.Second)); len(reqs) != 0 {
+		t.Fatalf("watchdog repeated within its period: %+v", reqs)
+	}
+}
+
+// A node that restarted without a disk learns its own older-epoch events
+// back from peers (para. 103).
+func TestEpochRestartRecoversOwnOlderEvents(t *testing.T) {
+	old := newTestDB(t, "n", t0)
+	peer := newTestDB(t, "p", t0)
+	peer.SetPeers([]string{"n"}, t0)
+	for i := 0; i < 5; i++ {
+		old.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), "a", t0)
+	}
+	g := old.OwnEvents(0, 100)
+	if _, err := peer.Receive(g, t0); err != nil {
+		t.Fatal(err)
+	}
+	later := t0.Add(time.Minute)
+	fresh := newTestDB(t, "n", later)
+	fresh.SetPeers([]string{"p"}, later)
+	if fresh.HighestOwnEpoch() != 0 {
+		t.Fatal("no vector seen yet")
+	}
+	fresh.ObserveVector("p", peer.Vector(), later)
+	if fresh.HighestOwnEpoch() != t0.UnixMilli() {
+		t.Fatalf("highest own epoch = %d", fresh.HighestOwnEpoch())
+	}
+	reqs := fresh.Tick(later.Add(100 * time.Millisecond)) // origin is itself: straight to a third node
+	if len(reqs) != 1 || reqs[0].To != "p" {
+		t.Fatalf("reqs = %+v", reqs)
+	}
+	groups, full := peer.Answer(reqs[0], later)
+	if full || len(groups) != 1 || len(groups[0].Events) != 5 {
+		t.Fatalf("answer = %+v %v", groups, full)
+	}
+	if _, err := fresh.Receive(groups[0], later); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fresh.Lookup(mustKey(t, netipFrom(3).String(), "h")); !ok {
+		t.Fatal("own older binding not recovered")
+	}
+	// And it can serve them on: they are in its own log.
+	gs, full := fresh.Answer(Request{Origins: []string{"n"}, Known: Vector{}}, later)
+	if full || len(gs) != 1 || gs[0].Epoch != t0.UnixMilli() || len(gs[0].Events) != 5 {
+		t.Fatalf("re-serve = %+v %v", gs, full)
+	}
+}
+
+func TestDiskRestoreContinuesNumbering(t *testing.T) {
+	db := newTestDB(t, "n", t0, func(c *Config) { c.Durable = true })
+	for i := 0; i < 10; i++ {
+		db.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), "a", t0)
+	}
+	var recs []Record
+	meta, _ := db.Snapshot(t0, func(r []Record) error { recs = append(recs, r...); return nil })
+	for i := 10; i < 15; i++ {
+		db.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), "b", t0)
+	}
+	logged := db.Unpersisted(meta.Seq, 100)
+
+	re := newTestDB(t, "n", t0.Add(time.Minute), func(c *Config) { c.Durable = true })
+	if _, err := re.MergeRecords(recs, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := re.RestoreOwn(meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := re.ReplayOwn(logged.Epoch, logged.Events, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	e, seq := re.Position()
+	if e != meta.Epoch || seq != 15 {
+		t.Fatalf("position = %d,%d want %d,15", e, seq, meta.Epoch)
+	}
+	if len(re.Vector()["n"]) != 1 {
+		t.Fatalf("stray epoch pair: %v", re.Vector())
+	}
+	c1, s1 := db.Digest(t0.Add(time.Minute), 0)
+	c2, s2 := re.Digest(t0.Add(time.Minute), 0)
+	if c1 != c2 || s1 != s2 {
+		t.Fatalf("restored digest differs: %d vs %d", c1, c2)
+	}
+}

@@ -1,0 +1,525 @@
+package stickydb
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// A synchronous in-memory network of nodes, driven by rapid (CONVENTIONS 10):
+// every message is a value in flight until the test delivers, drops or
+// duplicates it, in any order. The nodes are real DBs; the test plays their
+// shells (push, tick, answer, full copy, disk).
+
+var debugSim = false
+
+type simMsgKind int
+
+const (
+	msgGroup simMsgKind = iota
+	msgReq
+	msgCopy
+)
+
+type simMsg struct {
+	kind     simMsgKind
+	from, to int
+	group    Group
+	req      Request
+	recs     []Record
+	meta     SnapshotMeta
+}
+
+type simNode struct {
+	name    string
+	db      *DB
+	disk    bool
+	cursors map[int]uint64 // own events pushed to each peer (current epoch)
+	epoch   int64
+
+	// disk mode: what survives a crash
+	snapRecs  []Record
+	snapMeta  *SnapshotMeta
+	logEpoch  int64
+	logEvents []Event
+	persisted uint64
+}
+
+type simNet struct {
+	t       *rapid.T
+	cfg     Config
+	now     time.Time
+	nodes   []*simNode
+	msgs    []simMsg
+	cut     map[[2]int]bool
+	keys    []Key
+	pool    []string
+	seen    []map[Key]Binding          // per node: the last live binding observed
+	created map[keyGen]map[string]bool // replicas bound per (key, generation)
+}
+
+type keyGen struct {
+	k   Key
+	gen uint32
+}
+
+func newSim(t *rapid.T) *simNet {
+	n := rapid.IntRange(2, 7).Draw(t, "nodes")
+	cfg := DefaultConfig("")
+	cfg.Shards = 4
+	cfg.OwnLogCap = rapid.SampledFrom([]int{8, 64, 10_000}).Draw(t, "ownLogCap")
+	cfg.ChangeLogTableCap = rapid.SampledFrom([]int{4, 1000}).Draw(t, "cltCap")
+	cfg.ReorderGroups = rapid.SampledFrom([]int{1, 64}).Draw(t, "reorder")
+	s := &simNet{t: t, cfg: cfg, now: t0, cut: map[[2]int]bool{}, pool: []string{"r1", "r2", "r3"},
+		created: map[keyGen]map[string]bool{}}
+	for c := 0; c < 6; c++ {
+		for _, h := range []string{"a", "b"} {
+			k, _ := NewKey(netip.AddrFrom4([4]byte{192, 0, 2, byte(c)}), h)
+			s.keys = append(s.keys, k)
+		}
+	}
+	for i := 0; i < n; i++ {
+		nd := &simNode{name: fmt.Sprintf("n%d", i), disk: rapid.Bool().Draw(t, fmt.Sprintf("disk%d", i))}
+		s.nodes = append(s.nodes, nd)
+		s.seen = append(s.seen, map[Key]Binding{})
+	}
+	for i := range s.nodes {
+		s.start(i, false)
+	}
+	return s
+}
+
+func (s *simNet) nodeCfg(i int) Config {
+	c := s.cfg
+	c.Node = s.nodes[i].name
+	c.Durable = s.nodes[i].disk
+	return c
+}
+
+func (s *simNet) peers(i int) []string {
+	var out []string
+	for j, nd := range s.nodes {
+		if j != i {
+			out = append(out, nd.name)
+		}
+	}
+	return out
+}
+
+// start (re)creates node i's DB: from its disk in disk mode, else a new
+// epoch that asks a peer for a full copy (Fig. 11, 12).
+func (s *simNet) start(i int, restart bool) {
+	nd := s.nodes[i]
+	s.now = s.now.Add(time.Millisecond) // a new epoch is always a later one
+	db, err := New(s.nodeCfg(i), s.now)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	nd.db = db
+	nd.cursors = map[int]uint64{}
+	db.SetPeers(s.peers(i), s.now)
+	if nd.disk && (nd.snapMeta != nil || len(nd.logEvents) > 0) {
+		if nd.snapMeta != nil {
+			if _, err := db.MergeRecords(nd.snapRecs, s.now); err != nil {
+				s.t.Fatal(err)
+			}
+			if err := db.RestoreOwn(*nd.snapMeta); err != nil {
+				s.t.Fatal(err)
+			}
+		}
+		if len(nd.logEvents) > 0 {
+			if err := db.ReplayOwn(nd.logEpoch, nd.logEvents, s.now); err != nil {
+				s.t.Fatal(err)
+			}
+		}
+		_, seq := db.Position()
+		for j := range s.nodes {
+			nd.cursors[j] = seq
+		}
+	} else if restart {
+		to := (i + 1) % len(s.nodes)
+		s.send(simMsg{kind: msgReq, from: i, to: to, req: Request{To: s.nodes[to].name, Full: true}})
+	}
+	nd.epoch, _ = db.Position()
+}
+
+func (s *simNet) send(m simMsg) {
+	if len(s.msgs) < 2000 {
+		s.msgs = append(s.msgs, m)
+	}
+}
+
+// persist writes node i's unpersisted own events to its "disk".
+func (s *simNet) persist(i int) {
+	nd := s.nodes[i]
+	if !nd.disk {
+		return
+	}
+	g := nd.db.Unpersisted(nd.persisted, 1<<20)
+	if g.Epoch != nd.logEpoch {
+		nd.logEpoch, nd.logEvents = g.Epoch, nil
+	}
+	if len(g.Events) > 0 {
+		nd.logEvents = append(nd.logEvents, g.Events...)
+		nd.persisted = g.To
+		nd.db.MarkPersisted(g.To)
+	}
+}
+
+func (s *simNet) snapshot(i int) {
+	nd := s.nodes[i]
+	if !nd.disk {
+		return
+	}
+	s.persist(i)
+	var recs []Record
+	meta, err := nd.db.Snapshot(s.now, func(r []Record) error { recs = append(recs, r...); return nil })
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	nd.snapRecs, nd.snapMeta = recs, &meta
+}
+
+// push sends node i's new own events to every peer, persisting first.
+func (s *simNet) push(i int, heartbeat bool) {
+	s.persist(i)
+	nd := s.nodes[i]
+	if e, _ := nd.db.Position(); e != nd.epoch {
+		nd.epoch, nd.cursors = e, map[int]uint64{}
+	}
+	for j := range s.nodes {
+		if j == i {
+			continue
+		}
+		g := nd.db.OwnEvents(nd.cursors[j], 5)
+		if len(g.Events) > 0 {
+			nd.cursors[j] = g.To
+		} else if !heartbeat {
+			continue
+		}
+		s.send(simMsg{kind: msgGroup, from: i, to: j, group: g})
+	}
+}
+
+func (s *simNet) tick(i int) {
+	for _, r := range s.nodes[i].db.Tick(s.now) {
+		to := slices.IndexFunc(s.nodes, func(n *simNode) bool { return n.name == r.To })
+		if to < 0 {
+			s.t.Fatalf("request to unknown peer %q", r.To)
+		}
+		s.send(simMsg{kind: msgReq, from: i, to: to, req: r})
+	}
+}
+
+func (s *simNet) deliver(m simMsg) {
+	if s.cut[[2]int{m.from, m.to}] {
+		return
+	}
+	db := s.nodes[m.to].db
+	switch m.kind {
+	case msgGroup:
+		g := m.group
+		g.Events = slices.Clone(g.Events) // duplicates must not share the DB-owned slice
+		res, err := db.Receive(g, s.now)
+		if err != nil {
+			s.t.Fatalf("node %d receive from %d: %v", m.to, m.from, err)
+		}
+		if debugSim {
+			fmt.Printf("deliver %d->%d %s %d..%d n=%d: %+v\n", m.from, m.to, g.Origin, g.From, g.To, len(g.Events), res)
+		}
+	case msgReq:
+		s.persist(m.to) // persist, then send: full copies too
+		groups, full := db.Answer(m.req, s.now)
+		if full {
+			var recs []Record
+			meta, err := db.Snapshot(s.now, func(r []Record) error { recs = append(recs, r...); return nil })
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			s.send(simMsg{kind: msgCopy, from: m.to, to: m.from, recs: recs, meta: meta})
+			return
+		}
+		for _, g := range groups {
+			s.send(simMsg{kind: msgGroup, from: m.to, to: m.from, group: g})
+		}
+	case msgCopy:
+		if _, err := db.MergeRecords(m.recs, s.now); err != nil {
+			s.t.Fatalf("merge copy: %v", err)
+		}
+		db.MergeVector(m.meta.Vector, s.nodes[m.from].name, s.now)
+	}
+}
+
+func (s *simNet) deliverAll() {
+	for n := 0; len(s.msgs) > 0 && n < 20000; n++ {
+		m := s.msgs[0]
+		s.msgs = s.msgs[1:]
+		s.deliver(m)
+	}
+}
+
+// local performs a client request on node i for key k as the proxy would,
+// with `healthy` the replicas node i believes healthy.
+func (s *simNet) local(i int, k Key, healthy []string) {
+	db := s.nodes[i].db
+	if h, ok := db.Touch(k, s.now); ok {
+		if slices.Contains(healthy, h.Replica) {
+			if h.RefreshDue {
+				if _, err := db.Refresh(k, s.now); err != nil {
+					s.t.Fatal(err)
+				}
+			}
+			return
+		}
+		to := s.pick(k, healthy)
+		if to == "" {
+			return
+		}
+		b, changed, err := db.Rebind(k, h.Replica, to, s.now)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if changed {
+			s.record(k, b)
+		}
+		return
+	}
+	to := s.pick(k, healthy)
+	if to == "" {
+		return
+	}
+	b, created, err := db.BindIfAbsent(k, to, s.now)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if created {
+		s.record(k, b)
+	}
+}
+
+func (s *simNet) pick(k Key, healthy []string) string {
+	var cands []Candidate
+	for _, r := range healthy {
+		cands = append(cands, Candidate{Name: r, Hash: NameHash(r), Weight: 1})
+	}
+	if i := Pick(k, cands); i >= 0 {
+		return cands[i].Name
+	}
+	return ""
+}
+
+func (s *simNet) record(k Key, b Binding) {
+	gk := keyGen{k, b.Generation}
+	if s.created[gk] == nil {
+		s.created[gk] = map[string]bool{}
+	}
+	s.created[gk][b.Replica] = true
+}
+
+// checkMoves is the invariant run after every step: on every node, a live
+// binding changes replica only with a higher generation, or by the merge
+// rule's choice between two binds of one generation, or after it expired.
+func (s *simNet) checkMoves() {
+	nowMs := s.now.UnixMilli()
+	for i, nd := range s.nodes {
+		for _, k := range s.keys {
+			cur, ok := nd.db.Lookup(k)
+			le, _ := nd.db.LocalExpiry(k)
+			live := ok && !cur.Deleted && le > nowMs
+			prev, had := s.seen[i][k]
+			if !live {
+				if had && !(ok && cur.Deleted) && le > nowMs+int64(s.cfg.MaxSkew/time.Millisecond) {
+					s.t.Fatalf("node %d: %v vanished before expiry", i, k)
+				}
+				delete(s.seen[i], k)
+				continue
+			}
+			s.seen[i][k] = cur
+			if !had || cur.Replica == prev.Replica {
+				continue
+			}
+			prevExpired := prev.Expiry+s.cfg.TTL.Milliseconds()/4+s.cfg.MaxSkew.Milliseconds() <= nowMs+s.cfg.MaxSkew.Milliseconds()
+			switch {
+			case cur.Generation > prev.Generation:
+			case cur.Generation == prev.Generation:
+				reps := s.created[keyGen{k, cur.Generation}]
+				if len(reps) < 2 || !reps[prev.Replica] || !reps[cur.Replica] {
+					s.t.Fatalf("node %d: %v moved %s->%s in generation %d without a conflict", i, k, prev.Replica, cur.Replica, cur.Generation)
+				}
+				if !replicaBeats(k.Hash(), cur, prev) {
+					s.t.Fatalf("node %d: %v conflict settled for the loser %s over %s", i, k, cur.Replica, prev.Replica)
+				}
+			case prevExpired:
+			default:
+				s.t.Fatalf("node %d: %v moved %s(gen %d)->%s(gen %d) to a lower generation", i, k,
+					prev.Replica, prev.Generation, cur.Replica, cur.Generation)
+			}
+		}
+	}
+}
+
+// settle heals the network and runs every shell loop until all nodes agree.
+func (s *simNet) settle() {
+	clear(s.cut)
+	for round := 0; round < 600; round++ {
+		s.now = s.now.Add(50 * time.Millisecond)
+		for i := range s.nodes {
+			s.push(i, round%10 == 0)
+			s.tick(i)
+			s.nodes[i].db.Sweep(s.now, 0)
+		}
+		if round%10 == 5 {
+			for i := range s.nodes {
+				for j := range s.nodes {
+					if i != j {
+						s.nodes[i].db.ObserveVector(s.nodes[j].name, s.nodes[j].db.Vector(), s.now)
+					}
+				}
+			}
+		}
+		s.deliverAll()
+		s.checkMoves()
+		if round > 20 && s.converged() == "" {
+			return
+		}
+	}
+	s.t.Fatalf("no convergence: %s\n%s", s.converged(), s.dump())
+}
+
+func (s *simNet) dump() string {
+	out := ""
+	for i, nd := range s.nodes {
+		p, _ := nd.db.Find(Query{Deleted: true, Limit: 1000}, s.now)
+		out += fmt.Sprintf("n%d disk=%v vector %v\n", i, nd.disk, nd.db.Vector())
+		for _, r := range p.Rows {
+			out += fmt.Sprintf("   %v -> %+v local %d\n", r.Key, r.Binding, r.LocalExpiry-s.now.UnixMilli())
+		}
+	}
+	return out
+}
+
+// converged returns "" when every node holds the same live database and
+// the same vector (empty epoch pairs aside), else what differs.
+func (s *simNet) converged() string {
+	c0, d0 := s.nodes[0].db.Digest(s.now, time.Second)
+	v0 := s.nodes[0].db.Vector()
+	for i, nd := range s.nodes[1:] {
+		c, d := nd.db.Digest(s.now, time.Second)
+		if c != c0 || d != d0 {
+			return fmt.Sprintf("digest of n%d %d/%x != n0 %d/%x", i+1, c, d, c0, d0)
+		}
+		if v := nd.db.Vector(); !v.Equal(v0) {
+			return fmt.Sprintf("vector of n%d %v != n0 %v", i+1, v, v0)
+		}
+	}
+	return ""
+}
+
+func normVector(v Vector) Vector {
+	out := Vector{}
+	for o, ps := range v {
+		for _, p := range ps {
+			if p.Seq > 0 {
+				out[o] = append(out[o], p)
+			}
+		}
+	}
+	return out
+}
+
+func TestSimulatedFleetConverges(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := newSim(t)
+		node := func(t *rapid.T) int { return rapid.IntRange(0, len(s.nodes)-1).Draw(t, "node") }
+		msg := func(t *rapid.T) int { return rapid.IntRange(0, len(s.msgs)-1).Draw(t, "msg") }
+		t.Repeat(map[string]func(*rapid.T){
+			"request": func(t *rapid.T) {
+				i := node(t)
+				k := rapid.SampledFrom(s.keys).Draw(t, "key")
+				healthy := rapid.SliceOfNDistinct(rapid.SampledFrom(s.pool), 1, 3, rapid.ID[string]).Draw(t, "healthy")
+				s.local(i, k, healthy)
+			},
+			"operator rebind": func(t *rapid.T) {
+				i, k := node(t), rapid.SampledFrom(s.keys).Draw(t, "key")
+				b, changed, err := s.nodes[i].db.Rebind(k, "", rapid.SampledFrom(s.pool).Draw(t, "to"), s.now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if changed {
+					s.record(k, b)
+				}
+			},
+			"delete": func(t *rapid.T) {
+				i, k := node(t), rapid.SampledFrom(s.keys).Draw(t, "key")
+				s.nodes[i].db.Delete(k, s.now)
+			},
+			"push":     func(t *rapid.T) { s.push(node(t), rapid.Bool().Draw(t, "heartbeat")) },
+			"tick":     func(t *rapid.T) { s.tick(node(t)) },
+			"snapshot": func(t *rapid.T) { s.snapshot(node(t)) },
+			"anti-entropy": func(t *rapid.T) {
+				i, j := node(t), node(t)
+				if i != j && !s.cut[[2]int{j, i}] {
+					s.nodes[i].db.ObserveVector(s.nodes[j].name, s.nodes[j].db.Vector(), s.now)
+				}
+			},
+			"deliver": func(t *rapid.T) {
+				if len(s.msgs) == 0 {
+					t.Skip("no message")
+				}
+				j := msg(t)
+				m := s.msgs[j]
+				s.msgs = slices.Delete(s.msgs, j, j+1)
+				s.deliver(m)
+			},
+			"drop": func(t *rapid.T) {
+				if len(s.msgs) == 0 {
+					t.Skip("no message")
+				}
+				j := msg(t)
+				s.msgs = slices.Delete(s.msgs, j, j+1)
+			},
+			"duplicate": func(t *rapid.T) {
+				if len(s.msgs) == 0 {
+					t.Skip("no message")
+				}
+				s.send(s.msgs[msg(t)])
+			},
+			"advance": func(t *rapid.T) {
+				s.now = s.now.Add(time.Duration(rapid.IntRange(1, 2000).Draw(t, "ms")) * time.Millisecond)
+				for _, nd := range s.nodes {
+					nd.db.Sweep(s.now, 2)
+				}
+			},
+			"cut": func(t *rapid.T) {
+				i, j := node(t), node(t)
+				if i != j {
+					s.cut[[2]int{i, j}] = true
+					if rapid.Bool().Draw(t, "both ways") {
+						s.cut[[2]int{j, i}] = true
+					}
+				}
+			},
+			"heal": func(t *rapid.T) { clear(s.cut) },
+			"restart": func(t *rapid.T) {
+				i := node(t)
+				s.start(i, true)
+				s.seen[i] = map[Key]Binding{} // a restarted node may have lost unsent bindings
+			},
+			"expire": func(t *rapid.T) {
+				// Partitions heal within TTL (see README, Failure behaviour):
+				// settle first, then let time pass beyond some expiries.
+				s.settle()
+				s.now = s.now.Add(time.Duration(rapid.IntRange(10, 40).Draw(t, "minutes")) * time.Minute)
+				for _, nd := range s.nodes {
+					nd.db.Sweep(s.now, 0)
+				}
+			},
+			"": func(t *rapid.T) { s.checkMoves() },
+		})
+		s.settle()
+	})
+}

@@ -1,0 +1,197 @@
+package stickydb
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func at(hhmm string) int64 {
+	tm, err := time.Parse("15:04", hhmm)
+	if err != nil {
+		panic(err)
+	}
+	return time.Date(2026, 11, 25, tm.Hour(), tm.Minute(), 0, 0, time.UTC).UnixMilli()
+}
+
+func atTime(hhmm string) time.Time { return time.UnixMilli(at(hhmm)) }
+
+// The reference text's Fig. 12 example (para. 97, 102): router 115-1's vector
+// at 12:00 with TTL 30 min.
+func paperVector() Vector {
+	return Vector{
+		"r1": {{at("10:00"), 17}},
+		"r2": {{at("11:31"), 6}, {at("11:47"), 3}},
+		"r3": {{at("09:00"), 36}},
+	}
+}
+
+func TestVectorPrunePaperExample(t *testing.T) {
+	ttl := 30 * time.Minute
+	v := paperVector()
+	v.Prune(atTime("12:00").Add(-ttl).UnixMilli())
+	if !v.Equal(paperVector()) {
+		t.Fatalf("pruned too early at 12:00: %v", v)
+	}
+	v.Prune(atTime("12:16").Add(-ttl).UnixMilli())
+	if len(v["r2"]) != 2 {
+		t.Fatalf("pruned at 12:16: %v", v)
+	}
+	v.Prune(atTime("12:17").Add(-ttl).UnixMilli())
+	want := Vector{
+		"r1": {{at("10:00"), 17}},
+		"r2": {{at("11:47"), 3}},
+		"r3": {{at("09:00"), 36}},
+	}
+	if !v.Equal(want) {
+		t.Fatalf("at 12:17 got %v, want %v", v, want)
+	}
+}
+
+// The same prune driven through a node's Tick, with skew 0 as in the text.
+func TestTickPrunesPaperExample(t *testing.T) {
+	db := newTestDB(t, "r1", atTime("10:00"), func(c *Config) { c.MaxSkew = 0 })
+	// r1's own entry is <10:00, 0>; give it 17 events and take the rest from a copy.
+	k := mustKey(t, "192.0.2.1", "app")
+	for i := 0; i < 17; i++ {
+		if _, _, err := db.Rebind(k, "", fmt.Sprintf("x%d", i), atTime("10:00")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pv := paperVector()
+	delete(pv, "r1")
+	db.MergeVector(pv, "", atTime("12:00"))
+	db.Tick(atTime("12:00"))
+	if got := db.Vector(); !got.Equal(paperVector()) {
+		t.Fatalf("at 12:00 vector = %v, want %v", got, paperVector())
+	}
+	db.Tick(atTime("12:17"))
+	got := db.Vector()
+	if len(got["r2"]) != 1 || got["r2"][0] != (EpochSeq{at("11:47"), 3}) {
+		t.Fatalf("at 12:17 vector = %v", got)
+	}
+}
+
+// Para. 102: router 115-2 recovers at 12:00 without a disk, copies router
+// 115-1's vector and merges its new epoch pair <12:00, 0>.
+func TestNewEpochPairMergedPaperExample(t *testing.T) {
+	db := newTestDB(t, "r2", atTime("12:00"))
+	db.MergeVector(paperVector(), "r1", atTime("12:00"))
+	want := Vector{
+		"r1": {{at("10:00"), 17}},
+		"r2": {{at("11:31"), 6}, {at("11:47"), 3}, {at("12:00"), 0}},
+		"r3": {{at("09:00"), 36}},
+	}
+	if got := db.Vector(); !got.Equal(want) {
+		t.Fatalf("vector = %v\nwant %v", got, want)
+	}
+	if e, s := db.Position(); e != at("12:00") || s != 0 {
+		t.Fatalf("position = %d,%d", e, s)
+	}
+}
+
+func TestVectorMergeKeepsLargerAndUnion(t *testing.T) {
+	a := Vector{"x": {{1, 5}, {3, 1}}, "y": {{2, 2}}}
+	b := Vector{"x": {{1, 7}, {2, 4}}, "z": {{9, 9}}}
+	a.Merge(b)
+	want := Vector{"x": {{1, 7}, {2, 4}, {3, 1}}, "y": {{2, 2}}, "z": {{9, 9}}}
+	if !a.Equal(want) {
+		t.Fatalf("merge = %v, want %v", a, want)
+	}
+	if s := a.String(); s == "" {
+		t.Fatal("empty String")
+	}
+}
+
+// groupOf builds a change group of origin's epoch with events from..to, each
+// binding a distinct client.
+func groupOf(origin string, epoch int64, from, to uint64, exp int64) Group {
+	g := Group{Origin: origin, Epoch: epoch, From: from, To: to, Sender: origin}
+	for s := from; s <= to; s++ {
+		k, _ := NewKey(netip.AddrFrom4([4]byte{10, byte(len(origin)), byte(s >> 8), byte(s)}), origin+".app")
+		g.Events = append(g.Events, Event{Seq: s, Kind: KindBind, Key: k,
+			Binding: Binding{Replica: "a", Expiry: exp, Generation: 1, Origin: origin}})
+	}
+	return g
+}
+
+// Para. 47: router 115-2 holds the vector 8, 12, 16, 4. A group from router
+// 115-1 that starts at 9 is in sequence; one that starts at 11 has missed
+// events 9 and 10: it is held back, then discarded, and 9..10 are asked of
+// the origin.
+func TestPaperVector8_12_16_4(t *testing.T) {
+	now := t0
+	exp := now.Add(30 * time.Minute).UnixMilli()
+	setup := func(t *testing.T) *DB {
+		db := newTestDB(t, "r2", now)
+		db.SetPeers([]string{"r1", "r3", "r4"}, now)
+		for _, g := range []Group{groupOf("r1", 1, 1, 8, exp), groupOf("r3", 1, 1, 16, exp), groupOf("r4", 1, 1, 4, exp)} {
+			if _, err := db.Receive(g, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		k := mustKey(t, "192.0.2.2", "own")
+		for i := 0; i < 12; i++ {
+			if _, _, err := db.Rebind(k, "", fmt.Sprintf("x%d", i), now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v := db.Vector()
+		e, _ := db.Position()
+		if v.Get("r1", 1) != 8 || v.Get("r2", e) != 12 || v.Get("r3", 1) != 16 || v.Get("r4", 1) != 4 {
+			t.Fatalf("setup vector = %v", v)
+		}
+		return db
+	}
+	t.Run("starts at 9: accepted", func(t *testing.T) {
+		db := setup(t)
+		res, err := db.Receive(groupOf("r1", 1, 9, 11, exp), now)
+		if err != nil || res.Applied != 3 || res.Buffered {
+			t.Fatalf("res = %+v, err = %v", res, err)
+		}
+		if got := db.Vector().Get("r1", 1); got != 11 {
+			t.Fatalf("r1 entry = %d, want 11", got)
+		}
+	})
+	t.Run("starts at 11: held, discarded, 9.. asked of the origin", func(t *testing.T) {
+		db := setup(t)
+		res, err := db.Receive(groupOf("r1", 1, 11, 15, exp), now)
+		if err != nil || res.Applied != 0 || !res.Buffered {
+			t.Fatalf("res = %+v, err = %v", res, err)
+		}
+		if got := db.Vector().Get("r1", 1); got != 8 {
+			t.Fatalf("r1 entry moved to %d", got)
+		}
+		if reqs := db.Tick(now.Add(10 * time.Millisecond)); len(reqs) != 0 {
+			t.Fatalf("asked before GapWait: %+v", reqs)
+		}
+		reqs := db.Tick(now.Add(50 * time.Millisecond))
+		if len(reqs) != 1 || reqs[0].To != "r1" || reqs[0].Full || reqs[0].Known.Get("r1", 1) != 8 {
+			t.Fatalf("requests = %+v", reqs)
+		}
+		if st := db.Stats(); st.GroupsDiscarded != 1 {
+			t.Fatalf("discarded = %d, want 1", st.GroupsDiscarded)
+		}
+		// The discarded group arriving again in full after the answer:
+		res, _ = db.Receive(groupOf("r1", 1, 9, 15, exp), now.Add(60*time.Millisecond))
+		if res.Applied != 7 || db.Vector().Get("r1", 1) != 15 {
+			t.Fatalf("after answer: res = %+v, vector = %v", res, db.Vector())
+		}
+		recent := db.RecentGaps()
+		if len(recent) != 1 || recent[0].Asked != "r1" || recent[0].From != 9 || recent[0].AnsweredBy != "r1" {
+			t.Fatalf("recent gaps = %+v", recent)
+		}
+	})
+	t.Run("hole filled before the wait: applied from the buffer", func(t *testing.T) {
+		db := setup(t)
+		db.Receive(groupOf("r1", 1, 11, 15, exp), now)
+		res, _ := db.Receive(groupOf("r1", 1, 9, 10, exp), now)
+		if res.Applied != 7 || db.Vector().Get("r1", 1) != 15 {
+			t.Fatalf("res = %+v vector = %v", res, db.Vector())
+		}
+		if reqs := db.Tick(now.Add(time.Second)); len(reqs) != 0 {
+			t.Fatalf("requests after the hole filled: %+v", reqs)
+		}
+	})
+}
