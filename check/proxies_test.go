@@ -163,3 +163,12 @@ func moveOnce(after uint64) policy {
 		return i
 	}
 }
+
+func mustListen(tb testing.TB) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln
+}
