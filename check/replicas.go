@@ -59,11 +59,15 @@ func (r *replica) markUp(s int) {
 func (r *replica) upIn(from, to int) bool {
 	to = min(to, len(r.up)*64-1)
 	for s := max(from, 0); s <= to; {
-		word := r.up[s>>6].Load() >> (s & 63)
+		word := r.up[s>>6].Load() >> (s & 63) // bit 0 is now slot s
+		last := s | 63                        // the word's last slot
+		if last > to {
+			word &= 1<<(to-s+1) - 1 // drop the slots after to
+		}
 		if word != 0 {
 			return true
 		}
-		s = (s | 63) + 1
+		s = last + 1
 	}
 	return false
 }
