@@ -57,7 +57,7 @@ func New(ctx context.Context, cfg Config) (*Checker, error) {
 	if k.seed == 0 {
 		k.seed = rand.Uint64()
 	}
-	allLoopback, err := resolveTargets(ctx, cfg.Resolver, cfg.Targets, cfg.AllowRemote)
+	allLoopback, resolved, err := resolveTargets(ctx, cfg.Resolver, cfg.Targets, cfg.AllowRemote)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +65,12 @@ func New(ctx context.Context, cfg Config) (*Checker, error) {
 		if cfg.SourceCIDR.Addr().IsLoopback() && !allLoopback {
 			return nil, configErr("source-cidr", "%v is loopback and cannot reach a remote target; give local addresses or none",
 				cfg.SourceCIDR)
+		}
+		for i, addrs := range resolved {
+			if !reachable(cfg.SourceCIDR, addrs) {
+				return nil, configErr("source-cidr", "%v cannot reach %q (%v): other address family; give a CIDR of its family or none",
+					cfg.SourceCIDR, cfg.Targets[i], addrs)
+			}
 		}
 		if k.sources, err = sourceAddrs(cfg.SourceCIDR, cfg.Clients); err != nil {
 			return nil, err

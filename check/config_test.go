@@ -68,6 +68,18 @@ func TestLoopbackSourceToRemoteTarget(t *testing.T) {
 	}
 }
 
+func TestSourceFamilyMustMatchTarget(t *testing.T) {
+	c := DefaultConfig()
+	c.Targets = []string{"[::1]:80"}
+	if _, err := New(context.Background(), c); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "address family") {
+		t.Fatalf("IPv4 sources to an IPv6 target: %v", err)
+	}
+	c.SourceCIDR = netip.Prefix{}
+	if _, err := New(context.Background(), c); err != nil {
+		t.Fatalf("IPv6 target without source binding: %v", err)
+	}
+}
+
 func TestParsePick(t *testing.T) {
 	for in, want := range map[string]Pick{"random": PickRandom, "RoundRobin": PickRoundRobin, "rr": PickRoundRobin} {
 		if got, err := ParsePick(in); err != nil || got != want {

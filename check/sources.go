@@ -46,9 +46,9 @@ func sourceAddrs(p netip.Prefix, n int) ([]netip.Addr, error) {
 }
 
 // resolveTargets checks that every target resolves, and to loopback only
-// unless allowRemote. It returns, per target, whether it is on loopback
-// (the dialer needs to know whether a loopback source can reach it).
-func resolveTargets(ctx context.Context, r Resolver, targets []string, allowRemote bool) (allLoopback bool, err error) {
+// unless allowRemote. It returns whether all are on loopback (a loopback
+// source cannot reach the others) and each target's addresses.
+func resolveTargets(ctx context.Context, r Resolver, targets []string, allowRemote bool) (allLoopback bool, resolved [][]netip.Addr, err error) {
 	if r == nil {
 		r = net.DefaultResolver
 	}
@@ -65,7 +65,7 @@ func resolveTargets(ctx context.Context, r Resolver, targets []string, allowRemo
 				addrs, err = r.LookupNetIP(lctx, "ip", host)
 				cancel()
 				if err != nil || len(addrs) == 0 {
-					return false, fmt.Errorf("%w: %q: %v", ErrResolve, t, err)
+					return false, nil, fmt.Errorf("%w: %q: %v", ErrResolve, t, err)
 				}
 			}
 			cache[host] = addrs
@@ -74,11 +74,24 @@ func resolveTargets(ctx context.Context, r Resolver, targets []string, allowRemo
 			if !a.Unmap().IsLoopback() {
 				allLoopback = false
 				if !allowRemote {
-					return false, fmt.Errorf("%w: %q resolves to %v (pass --allow-remote to load a host you own)",
+					return false, nil, fmt.Errorf("%w: %q resolves to %v (pass --allow-remote to load a host you own)",
 						ErrRemoteTarget, t, a)
 				}
 			}
 		}
+		resolved = append(resolved, addrs)
 	}
-	return allLoopback, nil
+	return allLoopback, resolved, nil
+}
+
+// reachable reports whether a client bound to an address of src's family
+// can dial one of addrs (the dialer only tries addresses of its local
+// address's family).
+func reachable(src netip.Prefix, addrs []netip.Addr) bool {
+	for _, a := range addrs {
+		if a.Unmap().Is4() == src.Addr().Unmap().Is4() {
+			return true
+		}
+	}
+	return false
 }

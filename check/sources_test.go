@@ -84,7 +84,7 @@ func TestResolveTargets(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			lb, err := resolveTargets(context.Background(), r, tc.targets, tc.allow)
+			lb, _, err := resolveTargets(context.Background(), r, tc.targets, tc.allow)
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
 				t.Fatalf("err %v, want %v", err, tc.wantErr)
 			}

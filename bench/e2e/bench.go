@@ -113,13 +113,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, s := range runnable {
-		for i, sock := range s.sockets {
-			n, err := stickEntries(sock)
-			if err != nil {
-				s.notes = append(s.notes, fmt.Sprintf("stick table of process %d unreadable: %v", i+1, err))
-				continue
-			}
-			s.notes = append(s.notes, fmt.Sprintf("process %d stick table: %d entries", i+1, n))
+		if len(s.sockets) > 0 {
+			s.notes = append(s.notes, stickNote(ctx, s.sockets))
 		}
 	}
 	md := markdown(tableInput{

@@ -44,7 +44,8 @@ func TestBenchRuns(t *testing.T) {
 		"| tether, 1 node | tether not runnable: " + fake + " has no `serve` command yet |",
 	}
 	if haproxyErr == nil {
-		wants = append(wants, "| HAProxy, 2 processes (peers) | ", "process 2 stick table: 9 entries")
+		// 8 clients and the readiness probe, in both processes' tables.
+		wants = append(wants, "| HAProxy, 2 processes (peers) | ", "stick table process 1: 9 entries, process 2: 9 entries")
 	} else {
 		t.Logf("haproxy not installed (%v): its row is only checked to be reported as not runnable", haproxyErr)
 		wants = append(wants, "haproxy not runnable")

@@ -283,3 +283,39 @@ func stickEntries(socket string) (int, error) {
 	}
 	return strconv.Atoi(m[1])
 }
+
+// stickNote reports the stick-table size of each HAProxy process; with
+// peers it waits (3 s at most) for the tables to agree, since replication
+// is asynchronous.
+func stickNote(ctx context.Context, sockets []string) string {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var counts []string
+		agree, failed := true, false
+		first := -1
+		for i, sock := range sockets {
+			n, err := stickEntries(sock)
+			if err != nil {
+				counts = append(counts, fmt.Sprintf("process %d unreadable (%v)", i+1, err))
+				failed = true
+				continue
+			}
+			if first < 0 {
+				first = n
+			}
+			agree = agree && n == first
+			counts = append(counts, fmt.Sprintf("process %d: %d entries", i+1, n))
+		}
+		note := "stick table " + strings.Join(counts, ", ")
+		if failed || agree || time.Now().After(deadline) || ctx.Err() != nil {
+			if len(sockets) > 1 && !agree {
+				note += " (peers disagree)"
+			}
+			return note
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

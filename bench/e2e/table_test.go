@@ -40,7 +40,7 @@ func TestMarkdown(t *testing.T) {
 	setups := []*setup{
 		{key: "direct", label: "direct"},
 		{key: "tether-1", label: "tether, 1 node", err: errors.New("tether not runnable: bin/tether has no `serve` command yet")},
-		{key: "haproxy-2", label: "HAProxy peers", procs: []*proc{{}}, notes: []string{"process 1 stick table: 64 entries"}},
+		{key: "haproxy-2", label: "HAProxy peers", procs: []*proc{{}}, notes: []string{"stick table process 1: 64 entries"}},
 	}
 	o := defaultOptions()
 	o.note = "Shared machine."
@@ -54,7 +54,7 @@ func TestMarkdown(t *testing.T) {
 		"| HAProxy peers | 4000 | 5.00 ms | 10.00 ms | 50 | 1.00× | 1.00× | 1.00× | 0.36× | 2.50× | 2.00× | 3 of 60000 | 2 |",
 		"| tether, 1 node | tether not runnable: bin/tether has no `serve` command yet |",
 		"against \"HAProxy peers\"",
-		"- HAProxy peers: process 1 stick table: 64 entries",
+		"- HAProxy peers: stick table process 1: 64 entries",
 		"Shared machine.",
 	} {
 		if !strings.Contains(md, want) {
