@@ -62,18 +62,19 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "tether-bench-")
+	dir, err := os.MkdirTemp(o.workDir, "tether-bench-")
 	if err != nil {
 		return err
 	}
 	l := &lab{dir: dir, o: o}
 	defer l.stopAll()
+	fail := func(err error) error { return fmt.Errorf("%w (logs of the children in %s)", err, dir) }
 	loadBefore := loadAvg()
 	began := time.Now()
 
 	bp, bs, err := startBackends(ctx, dir, o.backends)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	l.started = append(l.started, bp)
 	l.backends = bs
@@ -100,12 +101,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			s := runnable[(i+round)%len(runnable)]
 			if o.warmup > 0 {
 				if _, err := measure(ctx, s, bp, o, o.warmup, round); err != nil {
-					return err
+					return fail(err)
 				}
 			}
 			c, err := measure(ctx, s, bp, o, o.duration, round)
 			if err != nil {
-				return err
+				return fail(err)
 			}
 			fmt.Fprintf(stderr, "bench: round %d %-10s %8.0f req/s  p50 %-9v p99 %-9v errors %d violations %d\n",
 				round+1, s.key, c.RPS, c.P50, c.P99, c.Errors, c.Violations)
@@ -139,6 +140,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 	}
 	l.stopAll()
+	for _, s := range setups {
+		if s.err != nil {
+			fmt.Fprintf(stderr, "bench: logs of the children kept in %s\n", dir)
+			return nil
+		}
+	}
 	return os.RemoveAll(dir)
 }
 

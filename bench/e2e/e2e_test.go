@@ -29,6 +29,7 @@ func TestBenchRuns(t *testing.T) {
 	o.clients = 8
 	o.out = filepath.Join(dir, "RESULTS.md")
 	o.jsonOut = filepath.Join(dir, "cells.json")
+	o.workDir = dir
 	_, haproxyErr := exec.LookPath("haproxy")
 	var stdout, stderr bytes.Buffer
 	if err := run(context.Background(), o, &stdout, &stderr); err != nil {

@@ -44,6 +44,7 @@ type options struct {
 	out          string
 	jsonOut      string
 	note         string
+	workDir      string // where the children's configs and logs go ("" = the system's temp dir)
 }
 
 func defaultOptions() options {
@@ -77,6 +78,7 @@ func main() {
 	flag.StringVar(&o.out, "out", o.out, "markdown file to write (\"\" = stdout only)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write every measurement as JSON to this file")
 	flag.StringVar(&o.note, "note", "", "a caveat printed under the table (e.g. a shared machine)")
+	flag.StringVar(&o.workDir, "workdir", "", "parent of the run's directory of configs and logs (default: the temp dir)")
 	flag.Parse()
 	o.rows = strings.Split(rows, ",")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
