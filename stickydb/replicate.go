@@ -103,8 +103,11 @@ func (rs *replState) peer(name string, nowMs int64) *peerState {
 	return p
 }
 
+// cutoff is the start time before which an epoch is over once a later one
+// began: every event of it has then passed its announced expiry plus the
+// hold every node gives a binding (RefreshThreshold) plus the skew.
 func (rs *replState) cutoff(nowMs int64) int64 {
-	return nowMs - rs.cfg.TTL.Milliseconds() - rs.cfg.MaxSkew.Milliseconds()
+	return nowMs - rs.cfg.TTL.Milliseconds() - rs.cfg.RefreshThreshold.Milliseconds() - rs.cfg.MaxSkew.Milliseconds()
 }
 
 // epochOver reports whether origin's epoch can hold no live event: a later
@@ -362,20 +365,19 @@ func (db *DB) applyRemote(k Key, r Binding, nowMs int64) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.m[k]
-	live := ok && l.expiry > nowMs+db.skewMs
+	live := ok && l.expiry() > nowMs+db.skewMs
 	var m Binding
 	if live {
 		m = merge(kh, db.binding(l), r)
 	} else {
 		m = r
 	}
-	ne := entry{announced: m.Expiry, gen: m.Generation, deleted: m.Deleted, replica: rid, origin: oid}
+	ne := newEntry(m.Expiry+db.refreshMs, m.Expiry, m.Generation, rid, oid)
 	if m.Replica != r.Replica || m.Origin != r.Origin || m.Deleted != r.Deleted {
 		ne.replica, ne.origin = l.replica, l.origin
 	}
-	ne.expiry = m.Expiry + db.refreshMs
-	if live && l.gen == ne.gen && l.replica == ne.replica && l.deleted == ne.deleted {
-		ne.expiry = max(ne.expiry, l.expiry)
+	if live && l.gen == ne.gen && l.replica == ne.replica {
+		ne.exp = max(ne.exp, l.exp)
 	}
 	if ok && ne == l {
 		return false, nil
@@ -385,8 +387,7 @@ func (db *DB) applyRemote(k Key, r Binding, nowMs int64) (bool, error) {
 		db.stats.eventsRejected.Add(1)
 		return false, ErrOriginFull
 	}
-	changed := !ok || !live || l.announced != ne.announced || l.gen != ne.gen ||
-		l.replica != ne.replica || l.origin != ne.origin || l.deleted != ne.deleted
+	changed := !ok || !live || l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica || l.origin != ne.origin
 	db.store(s, k, l, ok, ne, nowMs)
 	return changed, nil
 }

@@ -40,7 +40,7 @@ func (db *DB) Snapshot(now time.Time, fn func([]Record) error) (SnapshotMeta, er
 		buf = buf[:0]
 		s.mu.Lock()
 		for k, e := range s.m {
-			if e.expiry > nowMs {
+			if e.expiry() > nowMs {
 				buf = append(buf, Record{Key: k, Binding: db.binding(e)})
 			}
 		}
