@@ -36,9 +36,14 @@ bench: bench-go
 bench-go: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 1 -cpu 1,2 ./stickydb/
 
+# Every Fuzz target of every package, each for FUZZTIME (seed corpora live in
+# each package's testdata/fuzz and run in plain `go test` too).
 fuzz: deps
-	@for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' stickydb/*_test.go | sed 's/func //'); do \
-	  echo "fuzz stickydb $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./stickydb/ || exit 1; done
+	@set -e; for f in $$(git grep -l '^func Fuzz' -- '*_test.go'); do \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/func //'); do \
+	    echo "== fuzz ./$$(dirname $$f) $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f); \
+	  done; done
 
 demo: build
 	./$(BIN) demo

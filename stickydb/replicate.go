@@ -361,7 +361,7 @@ func (db *DB) applyRemote(k Key, r Binding, nowMs int64) (bool, error) {
 	}
 	k.host = internHost(k.host)
 	kh := k.Hash()
-	s := &db.shards[kh&db.shardMask]
+	s := db.shardOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.m[k]
