@@ -12,6 +12,9 @@ type replState struct {
 	cfg       Config
 	epoch     int64  // this node's current epoch (unix ms)
 	seq       uint64 // last own event number in epoch
+	// provisional: the epoch is the one New started and nothing has used it
+	// yet (no own event, no NewEpoch); a restore from disk replaces it.
+	provisional bool
 	persisted uint64 // last own event number written to disk (Durable only)
 	own       *eventLog
 	vv        Vector                // the current version vector (Fig. 5, 12)
@@ -58,7 +61,7 @@ const (
 
 func (rs *replState) init(cfg Config, nowMs int64) {
 	rs.cfg = cfg
-	rs.epoch = nowMs
+	rs.epoch, rs.provisional = nowMs, true
 	rs.own = newEventLog(cfg.OwnLogCap)
 	rs.vv = Vector{cfg.Node: {{Epoch: nowMs}}}
 	rs.peers = map[string]*peerState{}
@@ -67,6 +70,7 @@ func (rs *replState) init(cfg Config, nowMs int64) {
 }
 
 func (rs *replState) appendOwn(kind EventKind, k Key, b Binding) {
+	rs.provisional = false
 	rs.seq++
 	ev := Event{Seq: rs.seq, Kind: kind, Key: k, Binding: b}
 	rs.own.add(rs.epoch, []Event{ev})
@@ -832,12 +836,13 @@ func (db *DB) ownGroup(after, upto uint64, limit int) Group {
 	return g
 }
 
-// MarkPersisted records that own events up to seq are on disk and may be
-// sent (Durable mode).
-func (db *DB) MarkPersisted(seq uint64) {
+// MarkPersisted records that own events of epoch up to seq are on disk and
+// may be sent (Durable mode). A mark for another epoch than the current one
+// is ignored: it cannot release events of a newer epoch not yet written.
+func (db *DB) MarkPersisted(epoch int64, seq uint64) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if seq > db.rs.persisted && seq <= db.rs.seq {
+	if epoch == db.rs.epoch && seq > db.rs.persisted && seq <= db.rs.seq {
 		db.rs.persisted = seq
 	}
 }
@@ -929,6 +934,7 @@ func (db *DB) NewEpoch(epoch int64) error {
 		return ErrEpoch
 	}
 	rs.epoch, rs.seq, rs.persisted = epoch, 0, 0
+	rs.provisional = false
 	rs.vv.Advance(db.cfg.Node, epoch, 0)
 	return nil
 }

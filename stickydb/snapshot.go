@@ -174,11 +174,14 @@ func (db *DB) ReplayOwn(epoch int64, evs []Event, now time.Time) error {
 }
 
 // adoptEpoch replaces the epoch New started with a restored one, as long as
-// the new epoch made no event yet: its empty pair leaves the vector.
+// that epoch is still provisional (no event, no NewEpoch): its empty pair
+// leaves the vector. Otherwise the restored epoch is an older one of this
+// node and the current epoch stays.
 func (rs *replState) adoptEpoch(epoch int64) {
-	if rs.seq != 0 || epoch == rs.epoch {
+	if !rs.provisional || epoch == rs.epoch {
 		return
 	}
+	rs.provisional = false
 	ps := rs.vv[rs.cfg.Node]
 	for i := range ps {
 		if ps[i].Epoch == rs.epoch && ps[i].Seq == 0 {
