@@ -11,7 +11,7 @@ type Trusted []netip.Prefix
 
 // Contains reports whether a is inside one of the prefixes.
 func (t Trusted) Contains(a netip.Addr) bool {
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	for _, p := range t {
 		if p.Contains(a) {
 			return true
@@ -32,9 +32,9 @@ func (t Trusted) Contains(a netip.Addr) bool {
 // garbage) ends the walk: the last trusted hop before it is the client.
 // When every hop is trusted, the left-most is the client. The result is
 // always the peer or an address taken from the headers, IPv4-mapped
-// addresses folded to IPv4.
+// addresses folded to IPv4, zones dropped.
 func ClientIP(peer netip.Addr, xff, fwd []string, trusted Trusted) netip.Addr {
-	peer = peer.Unmap()
+	peer = peer.Unmap().WithZone("")
 	if len(trusted) == 0 || !trusted.Contains(peer) {
 		return peer
 	}

@@ -81,8 +81,9 @@ func normalizeIPv6(h string) (string, bool) {
 	if err != nil || !a.Is6() || a.Zone() != "" {
 		return "", false
 	}
-	if canon := a.String(); canon != lit {
-		return "[" + canon + "]", true
+	var buf [64]byte
+	if canon := a.AppendTo(buf[:0]); string(canon) != lit {
+		return "[" + string(canon) + "]", true
 	}
 	return h[:end+1], true
 }
