@@ -18,11 +18,11 @@ func TestClientIP(t *testing.T) {
 	trusted := prefixes("10.0.0.0/8", "2001:db8:1::/48")
 	a := netip.MustParseAddr
 	for _, tc := range []struct {
-		name      string
-		peer      string
-		xff, fwd  []string
-		trusted   Trusted
-		want      string
+		name     string
+		peer     string
+		xff, fwd []string
+		trusted  Trusted
+		want     string
 	}{
 		{"no trust: peer", "192.0.2.1", []string{"203.0.113.5"}, nil, nil, "192.0.2.1"},
 		{"untrusted peer ignores xff", "192.0.2.1", []string{"203.0.113.5"}, nil, trusted, "192.0.2.1"},

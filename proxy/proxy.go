@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 
 // ErrClosed: the proxy was closed.
 var ErrClosed = errors.New("proxy: closed")
+
+var errBodyRead = errors.New("proxy: request body already sent")
 
 // Proxy is the sticky reverse proxy of one node. It is an http.Handler;
 // NewServer wraps it in a server with the configured timeouts.
@@ -270,6 +273,17 @@ func (p *Proxy) newReverseProxy(b *backend) *httputil.ReverseProxy {
 				}
 			}
 			pr.SetXForwarded()
+			if tb, ok := pr.In.Body.(*trackBody); ok {
+				// Lets the transport resend the body on a fresh connection
+				// when a stale keep-alive one took nothing.
+				body := pr.Out.Body
+				pr.Out.GetBody = func() (io.ReadCloser, error) {
+					if tb.read.Load() {
+						return nil, errBodyRead
+					}
+					return body, nil
+				}
+			}
 		},
 		Transport:     p.transport,
 		FlushInterval: p.cfg.FlushInterval,

@@ -63,7 +63,8 @@ type HealthCheck struct {
 	Path string
 	// Interval between two checks of one replica. Default 2s.
 	Interval time.Duration
-	// Timeout of one check. Default 1s; at most Interval.
+	// Timeout of one check. Default 1s. It may exceed Interval: the next
+	// check then starts as soon as the slow one ends.
 	Timeout time.Duration
 	// Rise is the number of passed checks in a row that mark a down replica
 	// up; Fall the number of failed checks in a row that mark an up replica
@@ -222,8 +223,8 @@ func (h HealthCheck) validate() error {
 		return fmt.Errorf("path %q: must start with /", h.Path)
 	case h.Interval <= 0:
 		return fmt.Errorf("interval %v: must be > 0", h.Interval)
-	case h.Timeout <= 0 || h.Timeout > h.Interval:
-		return fmt.Errorf("timeout %v: must be > 0 and <= interval %v", h.Timeout, h.Interval)
+	case h.Timeout <= 0:
+		return fmt.Errorf("timeout %v: must be > 0", h.Timeout)
 	case h.Rise < 1 || h.Rise > 100:
 		return fmt.Errorf("rise %d: must be 1..100", h.Rise)
 	case h.Fall < 1 || h.Fall > 100:
