@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"net/netip"
+
 	"bufio"
+	"github.com/tetherproxy/tether/stickydb"
 	"io"
 	"net"
 	"net/http"
@@ -14,4 +17,8 @@ func readAll(res *http.Response) string {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return string(b)
+}
+
+func mkKey(ip, host string) (stickydb.Key, error) {
+	return stickydb.NewKey(netip.MustParseAddr(ip), host)
 }
