@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -171,6 +172,15 @@ func TestBackendFailureStatuses(t *testing.T) {
 			if err == nil {
 				c.Close()
 			}
+		case "/cut":
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("0123456789"))
+			w.(http.Flusher).Flush()
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				c.Close()
+			}
 		case "/slow":
 			select {
 			case <-hang:
@@ -188,11 +198,24 @@ func TestBackendFailureStatuses(t *testing.T) {
 	if code, _, body := r.get(c, "f.example", "/slow"); code != http.StatusGatewayTimeout || body != "tether: backend timed out\n" {
 		t.Fatalf("slow: %d %q", code, body)
 	}
+	// Cut off after the headers: the client's connection is aborted (the
+	// only signal left), and nothing stays counted as in flight. A fresh
+	// connection, or the client would resend the GET on a new one.
+	req, _ := http.NewRequest(http.MethodGet, r.url+"/cut", nil)
+	req.Host = "f.example"
+	if res, err := clientFrom(t, "127.0.0.77").Do(req); err == nil {
+		_, err = io.ReadAll(res.Body)
+		res.Body.Close()
+		if err == nil {
+			t.Fatal("a cut-off response reached the client whole")
+		}
+	}
+	waitFor(t, "in-flight back to 0", 5*time.Second, func() bool { return r.status(DefaultPool, "bad").InFlight == 0 })
 	if s := r.status(DefaultPool, "bad"); !s.Healthy {
 		t.Fatal("a replica that accepts connections was marked down")
 	}
-	if n := testutil.ToFloat64(r.p.m.requests.WithLabelValues(DefaultPool, "bad", "5xx")); n != 2 {
-		t.Fatalf("5xx count %v, want 2", n)
+	if n := testutil.ToFloat64(r.p.m.requests.WithLabelValues(DefaultPool, "bad", "5xx")); n != 3 {
+		t.Fatalf("5xx count %v, want 3", n)
 	}
 }
 

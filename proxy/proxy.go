@@ -230,8 +230,18 @@ func (p *Proxy) forward(rw *respWriter, r *http.Request, b *backend) {
 	rw.be = b
 	b.inflight.Add(1)
 	b.requests.Add(1)
+	defer func() {
+		b.inflight.Add(-1)
+		if e := recover(); e != nil {
+			// ReverseProxy aborts the client connection (http.ErrAbortHandler)
+			// when the replica fails after its headers went out: nothing
+			// else can tell the client. Count it, then let it abort.
+			b.m.requests[5].Inc()
+			p.log.Debug().Str("pool", b.pool).Str("backend", b.name).Interface("panic", e).Msg("response cut off")
+			panic(e)
+		}
+	}()
 	b.rp.ServeHTTP(rw, r)
-	b.inflight.Add(-1)
 }
 
 // reject answers a request that reaches no replica: a one-line plain-text
