@@ -90,3 +90,12 @@ func (t *table) route(host string) *pool {
 	}
 	return t.def
 }
+
+func (t *table) poolNamed(name string) *pool {
+	for _, p := range t.pools {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}

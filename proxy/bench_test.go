@@ -287,6 +287,9 @@ func BenchmarkCompare(b *testing.B) {
 	srv := p.NewServer()
 	go func() { _ = srv.Serve(ln) }()
 	targets = append(targets, target{"tether", "http://" + ln.Addr().String(), func() { _ = srv.Close(); _ = p.Close() }})
+	if u, s, ok := startTetherBinary(b, be); ok {
+		targets = append(targets, target{"tetherbin", u, s})
+	}
 	if _, err := exec.LookPath("haproxy"); err == nil {
 		u, s := startHAProxy(b, be)
 		targets = append(targets, target{"haproxy", u, s})
@@ -316,8 +319,11 @@ func BenchmarkCompare(b *testing.B) {
 		b.ReportMetric(median(p99[t.name])*1e3, t.name+"_p99_ms")
 	}
 	for _, t := range targets {
-		if t.name != "tether" {
+		if t.name != "tether" && t.name != "tetherbin" {
 			b.ReportMetric(median(rps["tether"])/median(rps[t.name]), "tether/"+t.name)
+			if rps["tetherbin"] != nil {
+				b.ReportMetric(median(rps["tetherbin"])/median(rps[t.name]), "tetherbin/"+t.name)
+			}
 		}
 	}
 }
@@ -381,4 +387,42 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// startTetherBinary builds cmd/tether and runs it as its own process in
+// front of backend, as HAProxy runs: then the proxy does not share a Go
+// runtime (scheduler, GC) with the load generator. ok is false when the
+// build fails (the comparison then goes without it).
+func startTetherBinary(b *testing.B, backend string) (string, func(), bool) {
+	bin := filepath.Join(b.TempDir(), "tether")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/tether").CombinedOutput(); err != nil {
+		b.Logf("no tether binary: %v\n%s", err, out)
+		return "", nil, false
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "serve", "--listen", addr, "--admin-listen", "127.0.0.1:0", "--log-level", "warn")
+	cmd.Env = []string{"TETHER_BACKENDS=a=" + backend, "TETHER_NODE_NAME=bench", "GOMAXPROCS=2"}
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			b.Fatalf("tether did not start: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "http://" + addr, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, true
 }

@@ -269,3 +269,45 @@ func TestMetrics(t *testing.T) {
 	}
 	_ = sawLatency // the removed backend's histogram went with it
 }
+
+// A replica kept by name with a new URL: its client stays bound (the name
+// did not change), requests go to the new URL, and its metric series live on.
+func TestReloadURLChange(t *testing.T) {
+	bs := startBackends(t, "one", "two")
+	pl := poolOf(t, DefaultPool, nil, bs, "one")
+	r := newRig(t, Routes{Pools: []Pool{pl}}, nil)
+	c := clientFrom(t, "127.0.0.10")
+	if _, be, _ := r.get(c, "u.example", "/"); be != "one" {
+		t.Fatalf("served by %q", be)
+	}
+	pl2 := poolOf(t, DefaultPool, nil, bs, "two")
+	pl2.Backends[0].Name = "one" // same replica name, new address
+	if err := r.p.Reload(Routes{Pools: []Pool{pl2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, be, _ := r.get(c, "u.example", "/"); be != "two" {
+		t.Fatalf("after the URL change served by %q", be)
+	}
+	if b := r.binding("127.0.0.10", "u.example"); b.Replica != "one" || b.Generation != 1 {
+		t.Fatalf("binding %+v", b)
+	}
+	mfs, _ := r.reg.Gather()
+	var got float64
+	for _, mf := range mfs {
+		if mf.GetName() != "tether_proxy_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ls := map[string]string{}
+			for _, l := range m.GetLabel() {
+				ls[l.GetName()] = l.GetValue()
+			}
+			if ls["backend"] == "one" && ls["class"] == "2xx" {
+				got = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got != 2 {
+		t.Fatalf("exported 2xx count of replica one = %v, want 2", got)
+	}
+}

@@ -79,7 +79,11 @@ func (p *Proxy) install(r Routes) (added, removed, kept int) {
 	p.table.Store(t)
 	for _, b := range old {
 		p.stopChecker(b)
-		p.m.dropBackend(b.pool, b.name)
+		// A replica kept by name with a new URL shares its metric series
+		// with the one it replaces: keep those.
+		if pl := t.poolNamed(b.pool); pl == nil || pl.byName[b.name] == nil {
+			p.m.dropBackend(b.pool, b.name)
+		}
 		removed++
 	}
 	for _, pl := range t.pools {
@@ -143,11 +147,7 @@ func (p *Proxy) Backends() []BackendStatus {
 // keeps the clients bound to it and gets no new ones. The flag survives
 // reloads that keep the replica.
 func (p *Proxy) SetDrain(pool, name string, on bool) error {
-	t := p.table.Load()
-	for _, pl := range t.pools {
-		if pl.name != pool {
-			continue
-		}
+	if pl := p.table.Load().poolNamed(pool); pl != nil {
 		if b := pl.byName[name]; b != nil {
 			if b.draining.Swap(on) != on {
 				p.log.Warn().Str("pool", pool).Str("backend", name).Bool("draining", on).Msg("backend drain changed")
