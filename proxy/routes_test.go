@@ -90,6 +90,7 @@ func TestBuildRoutesErrors(t *testing.T) {
 	for _, tc := range []struct{ name, backends, file, want string }{
 		{"nothing", "", "", "no pools"},
 		{"bad yaml", "", "pools: [", "routes file"},
+		{"yaml library panic", "", "pools: !tag\nfoo", "parser failed"},
 		{"unknown field", "", "pools:\n  - name: x\n    hostz: [a]\n", "hostz"},
 		{"pool without hosts", "", "pools:\n  - name: x\n    backends: [{name: a, url: 'http://x'}]\n", `no hosts`},
 		{"pool without backends", "", "pools:\n  - name: x\n    hosts: [a.com]\n", "no backends"},
@@ -132,4 +133,25 @@ func TestLoadRoutesFile(t *testing.T) {
 	if _, err := LoadRoutes("a=http://x", filepath.Join(dir, "missing.yaml")); !errors.Is(err, ErrInvalidRoutes) || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Fatalf("missing file: %v", err)
 	}
+}
+
+// FuzzRoutes: any routes file and TETHER_BACKENDS either fail with
+// ErrInvalidRoutes or give routes that validate; never a panic.
+func FuzzRoutes(f *testing.F) {
+	f.Add("a=http://127.0.0.1:1", goodRoutes)
+	f.Add("", "pools:\n  - {name: x, hosts: [a.com], backends: [{name: a, url: 'http://x', weight: 2.5}]}\n")
+	f.Add("a=http://x,b=https://y:443/p", "health: {interval: 1s, rise: 1}\n")
+	f.Add("", "pools: [{name: default, backends: []}]")
+	f.Fuzz(func(t *testing.T, backends, file string) {
+		r, err := BuildRoutes(backends, []byte(file))
+		if err != nil {
+			if !errors.Is(err, ErrInvalidRoutes) {
+				t.Fatalf("error without ErrInvalidRoutes: %v", err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("built routes do not validate: %v", err)
+		}
+	})
 }
