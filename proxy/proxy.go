@@ -317,19 +317,22 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if rw.written {
 		return
 	}
+	if r.Context().Err() != nil {
+		// The client is gone (a dial it aborted says nothing about the
+		// replica); nobody reads an answer.
+		return
+	}
 	var op *net.OpError
 	switch {
 	case errors.As(err, &op) && op.Op == "dial":
 		if rw.be != nil {
 			p.markDown(rw.be, "connection failed: "+op.Err.Error())
 		}
-		if !rw.retried && rw.bodyUnread() && r.Context().Err() == nil {
+		if !rw.retried && rw.bodyUnread() {
 			rw.retry = true
 			return
 		}
 		http.Error(rw, "tether: backend refused the connection", http.StatusBadGateway)
-	case r.Context().Err() != nil:
-		// The client is gone; nobody reads an answer.
 	case isTimeout(err):
 		http.Error(rw, "tether: backend timed out", http.StatusGatewayTimeout)
 	default:
