@@ -136,7 +136,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			go func() { _ = srv.Serve(ln) }()
 			return "http://" + ln.Addr().String(), func() { _ = srv.Close(); _ = p.Close() }
 		}},
-		{"haproxy", func(b *testing.B) (string, func()) { return startHAProxy(b, be) }},
+		{"haproxy", func(b *testing.B) (string, func()) { u, s, _ := startHAProxy(b, be); return u, s }},
 	}
 	for _, tg := range targets {
 		b.Run(tg.name, func(b *testing.B) {
@@ -207,7 +207,7 @@ func minimalProxy(b *testing.B, backend string) (string, func()) {
 
 // startHAProxy runs HAProxy in front of backend with a source-IP stick
 // table (its sticky-session setup), one process, two threads.
-func startHAProxy(b *testing.B, backend string) (string, func()) {
+func startHAProxy(b *testing.B, backend string) (string, func(), int) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		b.Skip("haproxy not installed")
@@ -259,7 +259,7 @@ backend be
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return "http://" + addr, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	return "http://" + addr, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, cmd.Process.Pid
 }
 
 // BenchmarkCompare is BenchmarkEndToEnd made robust to a shared machine:
@@ -274,11 +274,12 @@ func BenchmarkCompare(b *testing.B) {
 		name string
 		url  string
 		stop func()
+		pid  int // a separate process whose CPU time per request is measured
 	}
 	var targets []target
-	targets = append(targets, target{"direct", be, func() {}})
+	targets = append(targets, target{"direct", be, func() {}, 0})
 	u, s := minimalProxy(b, be)
-	targets = append(targets, target{"minimal", u, s})
+	targets = append(targets, target{"minimal", u, s, 0})
 	p := benchProxy(b, be)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -286,13 +287,13 @@ func BenchmarkCompare(b *testing.B) {
 	}
 	srv := p.NewServer()
 	go func() { _ = srv.Serve(ln) }()
-	targets = append(targets, target{"tether", "http://" + ln.Addr().String(), func() { _ = srv.Close(); _ = p.Close() }})
-	if u, s, ok := startTetherBinary(b, be); ok {
-		targets = append(targets, target{"tetherbin", u, s})
+	targets = append(targets, target{"tether", "http://" + ln.Addr().String(), func() { _ = srv.Close(); _ = p.Close() }, 0})
+	if u, s, pid, ok := startTetherBinary(b, be); ok {
+		targets = append(targets, target{"tetherbin", u, s, pid})
 	}
 	if _, err := exec.LookPath("haproxy"); err == nil {
-		u, s := startHAProxy(b, be)
-		targets = append(targets, target{"haproxy", u, s})
+		u, s, pid := startHAProxy(b, be)
+		targets = append(targets, target{"haproxy", u, s, pid})
 	}
 	defer func() {
 		for _, t := range targets {
@@ -303,10 +304,15 @@ func BenchmarkCompare(b *testing.B) {
 	rps := map[string][]float64{}
 	p50 := map[string][]float64{}
 	p99 := map[string][]float64{}
+	cpu := map[string][]float64{}
 	for i := 0; i < b.N; i++ {
 		for r := 0; r < rounds; r++ {
 			for _, t := range targets {
+				c0 := procCPU(t.pid)
 				n, lat := loadFor(b, t.url, roundDur)
+				if t.pid != 0 && n > 0 {
+					cpu[t.name] = append(cpu[t.name], (procCPU(t.pid)-c0).Seconds()/n*1e6)
+				}
 				rps[t.name] = append(rps[t.name], n/roundDur.Seconds())
 				p50[t.name] = append(p50[t.name], quantile(lat, 0.50))
 				p99[t.name] = append(p99[t.name], quantile(lat, 0.99))
@@ -317,6 +323,9 @@ func BenchmarkCompare(b *testing.B) {
 		b.ReportMetric(median(rps[t.name]), t.name+"_req/s")
 		b.ReportMetric(median(p50[t.name])*1e3, t.name+"_p50_ms")
 		b.ReportMetric(median(p99[t.name])*1e3, t.name+"_p99_ms")
+		if cpu[t.name] != nil {
+			b.ReportMetric(median(cpu[t.name]), t.name+"_cpu_us/req")
+		}
 	}
 	for _, t := range targets {
 		if t.name != "tether" && t.name != "tetherbin" {
@@ -393,11 +402,11 @@ func envInt(name string, def int) int {
 // front of backend, as HAProxy runs: then the proxy does not share a Go
 // runtime (scheduler, GC) with the load generator. ok is false when the
 // build fails (the comparison then goes without it).
-func startTetherBinary(b *testing.B, backend string) (string, func(), bool) {
+func startTetherBinary(b *testing.B, backend string) (string, func(), int, bool) {
 	bin := filepath.Join(b.TempDir(), "tether")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/tether").CombinedOutput(); err != nil {
 		b.Logf("no tether binary: %v\n%s", err, out)
-		return "", nil, false
+		return "", nil, 0, false
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -424,5 +433,27 @@ func startTetherBinary(b *testing.B, backend string) (string, func(), bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return "http://" + addr, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, true
+	return "http://" + addr, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, cmd.Process.Pid, true
+}
+
+// procCPU returns the user+system CPU time of process pid so far (0 for
+// pid 0 or when /proc cannot tell). CPU per request is the fair measure on
+// a machine shared with other work: it does not depend on the share of the
+// cores the process got.
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
