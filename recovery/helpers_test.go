@@ -27,7 +27,7 @@ func newClock(t time.Time) *clock {
 	return c
 }
 
-func (c *clock) Now() time.Time       { return time.UnixMilli(c.ms.Load()).UTC() }
+func (c *clock) Now() time.Time      { return time.UnixMilli(c.ms.Load()).UTC() }
 func (c *clock) Add(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
 // logBuf collects zerolog JSON lines from several goroutines.

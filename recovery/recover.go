@@ -214,7 +214,7 @@ type recoverer struct {
 	segs, snaps []uint64
 	maxIndex    uint64
 	hadSnapshot bool
-	whole       bool // a usable snapshot, or a log from the directory's first segment
+	next        uint64 // index of the segment to start
 	chosen      *snapInfo
 	runs        []segScan
 }
@@ -252,7 +252,7 @@ func (rc *recoverer) run() (*Recovery, error) {
 		return nil, err
 	}
 	s := rc.s
-	s.db, s.maxIndex = rc.db, rc.maxIndex
+	s.db, s.maxIndex = rc.db, rc.next-1
 	s.pending = rc.rep.Mode != ModeShort
 	s.lastSnap = rc.now
 	if rc.chosen != nil {
@@ -299,16 +299,12 @@ func (rc *recoverer) list() error {
 				return fmt.Errorf("recovery: removing %s: %w", name, err)
 			}
 			rc.s.log.Info().Str("file", name).Msg("recovery: removed an unfinished write")
-		} else if strings.HasSuffix(name, brokenSuffix) && len(name) > 16 {
-			// Keep indexes growing past files set aside, for people reading the directory.
-			if i, ok := parseIndex(name[:16]+walSuffix, walSuffix); ok {
-				rc.maxIndex = max(rc.maxIndex, i)
-			}
 		}
 	}
 	sort.Slice(rc.segs, func(i, j int) bool { return rc.segs[i] < rc.segs[j] })
 	sortSnaps(rc.snaps)
 	rc.hadSnapshot = len(rc.snaps) > 0
+	rc.next = rc.maxIndex + 1
 	return nil
 }
 
@@ -357,7 +353,9 @@ func verifyFile(path, node string, idx uint64) (snapInfo, error, error) {
 // in order, and stops at the first problem: the bad part of that segment
 // is cut and kept aside, and every later segment set aside whole. Events
 // after a hole would make the own vector claim events the node does not
-// hold, and peers would never send them back.
+// hold, and peers would never send them back. The segment started next
+// takes the index where the damage began, so the chain of segment indexes
+// stays whole for the next start.
 func (rc *recoverer) readLog() error {
 	var todo []uint64
 	start := uint64(0)
@@ -379,6 +377,7 @@ func (rc *recoverer) readLog() error {
 		path := filepath.Join(rc.s.cfg.Dir, segName(idx))
 		if idx != expect {
 			rc.problem(fmt.Sprintf("log segment %s missing; the log is cut there", segName(expect)), nil, path)
+			rc.next = expect
 			return rc.asideAll(todo[n:])
 		}
 		expect++
@@ -390,6 +389,7 @@ func (rc *recoverer) readLog() error {
 			(sc.header.Epoch < prevEpoch || (sc.header.Epoch == prevEpoch && sc.header.Base < prevLast)) {
 			rc.problem(fmt.Sprintf("log segment starts at epoch %d event %d, before the end of the one before (epoch %d event %d); the log is cut there",
 				sc.header.Epoch, sc.header.Base, prevEpoch, prevLast), nil, path)
+			rc.next = idx
 			return rc.asideAll(todo[n:])
 		}
 		rc.rep.Segments++
@@ -399,6 +399,7 @@ func (rc *recoverer) readLog() error {
 				if err := rc.aside(path); err != nil {
 					return err
 				}
+				rc.next = idx
 			} else {
 				rc.problem(fmt.Sprintf("log cut at byte %d of %d", sc.good, sc.size), sc.problem, path)
 				to, err := cutTail(path, sc.good, rc.now)
@@ -407,6 +408,7 @@ func (rc *recoverer) readLog() error {
 				}
 				rc.rep.KeptAside = append(rc.rep.KeptAside, to)
 				rc.runs = append(rc.runs, sc)
+				rc.next = idx + 1
 			}
 			return rc.asideAll(todo[n+1:])
 		}
@@ -415,6 +417,7 @@ func (rc *recoverer) readLog() error {
 	}
 	if rc.chosen != nil && len(todo) == 0 {
 		rc.problem(fmt.Sprintf("log segment %s, which the snapshot needs, is missing", segName(start)), nil, rc.chosen.path)
+		rc.next = start
 	}
 	return nil
 }
@@ -460,10 +463,10 @@ func (rc *recoverer) decide() {
 		rep.LastRecord = time.UnixMilli(last)
 		rep.Outage = rc.now.Sub(rep.LastRecord)
 	}
-	// Whole: a snapshot checked out, or the log reaches back to the first
-	// segment this directory ever had.
-	whole := rc.chosen != nil || (len(rc.runs) > 0 && rc.runs[0].index == 1 && rc.runs[0].header.Base == 0 && !rc.hadSnapshot)
-	rc.whole = whole
+	// Whole: a snapshot checked out, or the log reaches back to the start
+	// of its first epoch. Then the own vector claims no own event the node
+	// does not hold; what other origins made comes by anti-entropy.
+	whole := rc.chosen != nil || (len(rc.runs) > 0 && rc.runs[0].header.Base == 0)
 	short := rc.s.cfg.ShortOutage
 	switch {
 	case rc.chosen == nil && len(rc.runs) == 0 && len(rep.Problems) == 0 && !rc.hadSnapshot:
@@ -560,18 +563,14 @@ func (rc *recoverer) apply() error {
 			}
 		}
 	}
-	if len(rep.Problems) > 0 || !rc.whole {
+	if len(rep.Problems) > 0 {
 		old, _ := db.Position()
 		epoch := max(rc.now.UnixMilli(), old+1)
 		if err := db.NewEpoch(epoch); err != nil {
 			return fmt.Errorf("recovery: new epoch: %w", err)
 		}
 		rep.NewEpoch = true
-		why := "something on disk was lost or damaged"
-		if len(rep.Problems) == 0 {
-			why = "the own log does not reach back to the start of its epoch"
-		}
-		rc.s.log.Warn().Int64("old_epoch", old).Int64("epoch", epoch).Msg("recovery: new epoch: " + why)
+		rc.s.log.Warn().Int64("old_epoch", old).Int64("epoch", epoch).Msg("recovery: new epoch: something on disk was lost or damaged")
 	}
 	return nil
 }

@@ -43,7 +43,6 @@ func TestRoundTrip(t *testing.T) {
 	if b.rec.Mode != ModeShort || len(b.rec.Problems) != 0 || !b.rec.CleanShutdown || b.rec.NewEpoch {
 		t.Fatalf("report %+v", b.rec.Report)
 	}
-	t.Logf("report %+v; want %d bindings", b.rec.Report, len(want))
 	sameTable(t, want, table(t, b.db, clk.Now()))
 	if got := b.db.Vector(); !got.Equal(wantVec) {
 		t.Fatalf("vector %v, want %v", got, wantVec)
