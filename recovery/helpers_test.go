@@ -116,15 +116,15 @@ func (n *node) crash() {
 	n.st.lock.Close()
 }
 
+// key returns test key i; t may be nil (the child process of TestKillNine).
 func key(t testing.TB, i int) stickydb.Key {
-	t.Helper()
 	ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 	if i%5 == 0 {
 		ip = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
 	}
 	k, err := stickydb.NewKey(ip, fmt.Sprintf("app%d.example", i%7))
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
 	return k
 }

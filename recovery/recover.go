@@ -254,7 +254,7 @@ func (rc *recoverer) run() (*Recovery, error) {
 	s := rc.s
 	s.db, s.maxIndex = rc.db, rc.next-1
 	s.pending = rc.rep.Mode != ModeShort
-	s.lastSnap = rc.now
+	s.lastSnap, s.lastMark = rc.now, rc.now
 	if rc.chosen != nil {
 		s.lastSnap = time.UnixMilli(rc.chosen.meta.Taken)
 	}

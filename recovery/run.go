@@ -21,7 +21,7 @@ import (
 func (s *Store) Run(ctx context.Context) error {
 	s.mu.Lock()
 	err := s.usable()
-	lastSnap := s.lastSnap
+	lastSnap, lastFlush := s.lastSnap, s.lastMark
 	s.mu.Unlock()
 	if err != nil {
 		return err
@@ -32,7 +32,6 @@ func (s *Store) Run(ctx context.Context) error {
 	defer wg.Wait()
 	snapDone := make(chan struct{}, 1)
 	snapping := false
-	lastFlush := s.cfg.Now()
 	for {
 		select {
 		case <-ctx.Done():

@@ -45,6 +45,7 @@ type Store struct {
 	closed   bool
 	pending  bool      // a long-outage recovery awaits Reconcile: no snapshots until then
 	lastSnap time.Time // Taken of the newest snapshot on disk
+	lastMark time.Time // when Run last flushed on time (or Recover ran)
 
 	stats counters
 }
@@ -274,6 +275,7 @@ func (s *Store) heartbeat(now time.Time) error {
 }
 
 func (s *Store) markLocked(now time.Time, reason uint8) error {
+	s.lastMark = now
 	s.fb.reset()
 	s.fb.mark(now.UnixMilli(), reason)
 	if err := s.w.write(s.fb.bytes()); err != nil {
