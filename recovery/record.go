@@ -54,6 +54,7 @@ type frameBuf struct {
 	buf   bytes.Buffer
 	enc   *msgpack.Encoder
 	start int
+	addr  [16]byte
 }
 
 var zeroHeader [frameHeader]byte
@@ -98,7 +99,7 @@ func (fb *frameBuf) event(node string, epoch int64, ev *stickydb.Event) {
 	_ = e.EncodeInt(epoch)
 	_ = e.EncodeUint(ev.Seq)
 	_ = e.EncodeUint(uint64(ev.Kind))
-	encodeAddr(e, ev.Key.Client())
+	encodeAddr(e, ev.Key.Client(), &fb.addr)
 	_ = e.EncodeString(ev.Key.Host())
 	encodeNameOrNil(e, ev.Binding.Replica, "")
 	_ = e.EncodeInt(ev.Binding.Expiry)
@@ -118,15 +119,18 @@ func (fb *frameBuf) mark(at int64, reason uint8) {
 	fb.end()
 }
 
-// encodeAddr writes 4 bytes for IPv4, 16 for IPv6, without allocating.
-func encodeAddr(e *msgpack.Encoder, a netip.Addr) {
+// encodeAddr writes 4 bytes for IPv4, 16 for IPv6. The bytes go through
+// the caller's scratch array: a local one would escape to the heap through
+// the encoder's writer interface, one allocation per record.
+func encodeAddr(e *msgpack.Encoder, a netip.Addr, scratch *[16]byte) {
 	if a.Is4() {
 		b := a.As4()
-		_ = e.EncodeBytes(b[:])
+		copy(scratch[:], b[:])
+		_ = e.EncodeBytes(scratch[:4])
 		return
 	}
-	b := a.As16()
-	_ = e.EncodeBytes(b[:])
+	*scratch = a.As16()
+	_ = e.EncodeBytes(scratch[:])
 }
 
 func encodeNameOrNil(e *msgpack.Encoder, name, implied string) {

@@ -39,6 +39,7 @@ type snapEncoder struct {
 	chunks    int
 	count     int
 	bytesDone int64
+	addr      [16]byte
 }
 
 func newSnapEncoder(w io.Writer, maxRecords int, base int64) *snapEncoder {
@@ -79,7 +80,7 @@ func (e *snapEncoder) add(recs []stickydb.Record) error {
 		r := &recs[i]
 		b := &r.Binding
 		_ = enc.EncodeArrayLen(recordFields)
-		encodeAddr(enc, r.Key.Client())
+		encodeAddr(enc, r.Key.Client(), &e.addr)
 		_ = enc.EncodeUint(uint64(e.nameID(0, r.Key.Host())))
 		if b.Deleted {
 			_ = enc.EncodeNil()
