@@ -21,8 +21,9 @@ type Config struct {
 	FlushEvents int
 
 	// FlushInterval: Run flushes waiting events at least this often, and
-	// writes a small liveness mark when there were none, so that Recover
-	// can tell how long the node was down. Default 30s.
+	// writes a small liveness mark (one fsync), so that Recover can tell
+	// how long the node was down even after hours without an event.
+	// Default 30s.
 	FlushInterval time.Duration
 
 	// CheckInterval: how often Run looks at the number of waiting events.

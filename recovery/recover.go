@@ -92,9 +92,14 @@ type Recovery struct {
 }
 
 // OwnEvents returns the own events read back from the log, one group per
-// log segment, oldest first. They are already applied; the caller may
-// look, not change.
-func (r *Recovery) OwnEvents() []stickydb.Group { return r.own }
+// log segment, oldest first, until Reconcile or ReconcileLocal releases
+// them (a busy node's log may hold hundreds of thousands). They are
+// already applied; the caller may look, not change.
+func (r *Recovery) OwnEvents() []stickydb.Group {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.own
+}
 
 // Reconcile completes a recovery after the caller merged a peer's database
 // and vector into the DB (Fig. 11 step 665): it merges the own log again,
@@ -121,6 +126,7 @@ func (r *Recovery) finish(now time.Time, local bool) error {
 	}
 	r.done = true
 	defer func() {
+		r.own = nil
 		r.s.mu.Lock()
 		r.s.pending = false
 		r.s.mu.Unlock()

@@ -335,9 +335,9 @@ type Stats struct {
 	Holes          uint64 // own events that left the DB before reaching the log (see holeLocked)
 	Snapshots      uint64 // snapshots written
 	SnapshotErrors uint64
-	Persisted      uint64        // last own event on disk, current epoch
-	LastSnapshot   *SnapshotInfo // nil before the first
-	Failed         bool          // the log is stuck on a write error (ErrFailed)
+	Persisted      uint64       // last own event on disk, current epoch
+	LastSnapshot   SnapshotInfo // zero before the first
+	Failed         bool         // the log is stuck on a write error (ErrFailed)
 }
 
 // Stats returns the counters.
@@ -346,10 +346,14 @@ func (s *Store) Stats() Stats {
 	failed := s.err != nil
 	s.mu.Unlock()
 	c := &s.stats
-	return Stats{
+	st := Stats{
 		Flushes: c.flushes.Load(), Syncs: c.syncs.Load(), EventsWritten: c.events.Load(),
 		BytesWritten: c.bytes.Load(), Segments: c.segments.Load(), Holes: c.holes.Load(),
 		Snapshots: c.snapshots.Load(), SnapshotErrors: c.snapshotErrors.Load(),
-		Persisted: c.persisted.Load(), LastSnapshot: c.lastSnap.Load(), Failed: failed,
+		Persisted: c.persisted.Load(), Failed: failed,
 	}
+	if last := c.lastSnap.Load(); last != nil {
+		st.LastSnapshot = *last
+	}
+	return st
 }
