@@ -119,9 +119,10 @@
 // 2 refresh, 3 rebind, 4 delete); replica is nil exactly when deleted;
 // origin is nil when it is the header's node (every kind but a refresh of
 // another node's binding); expiry is unix ms; created and time are unix
-// ms. A mark says the node was up at time: reason 1 is Run's liveness mark
-// every FlushInterval (Recover measures the outage from the newest
-// record), 2 is written by Close after the last flush.
+// ms. A mark says the node was up at time: reason 1 ends every flush that
+// wrote events, and Run writes one every FlushInterval when no flush did
+// (Recover measures the outage from the newest record); reason 2 is
+// written by Close after the last flush.
 //
 // Segment j+1 starts where segment j ends: same epoch and base equal to
 // j's last event, or a later epoch (an epoch change always starts a
@@ -129,8 +130,9 @@
 // events the log could hold (its own log overran its cap before a flush,
 // or a peer showed a higher number of our epoch); those numbers are spent.
 // A segment is created whole (written as *.tmp, fsynced, renamed, the
-// directory fsynced), and appended to by Flush: one write(2) of all frames,
-// one fsync(2), then MarkPersisted. Old segments are never appended to
+// directory fsynced), and appended to by Flush: the events and a mark
+// with one write(2) (one per MiB for a large backlog), one fsync(2), then
+// MarkPersisted. Old segments are never appended to
 // again after a restart.
 //
 // An event frame, 58 bytes: seq 42 of epoch 1772366400000 binds 192.0.2.7

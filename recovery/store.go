@@ -18,6 +18,8 @@ const (
 	// takes as many batches as wait, up to maxFlushRounds.
 	flushBatch     = 1000
 	maxFlushRounds = 1000
+	// writeChunk bounds the frames a flush builds before it writes them.
+	writeChunk = 1 << 20
 )
 
 // Store is one node's data directory: the write-ahead log of its own
@@ -45,7 +47,7 @@ type Store struct {
 	closed   bool
 	pending  bool      // a long-outage recovery awaits Reconcile: no snapshots until then
 	lastSnap time.Time // Taken of the newest snapshot on disk
-	lastMark time.Time // when Run last flushed on time (or Recover ran)
+	lastMark time.Time // when the last mark was written (or Recover ran)
 
 	stats counters
 }
@@ -114,17 +116,24 @@ func (s *Store) flushLocked() (uint64, error) {
 	}
 	node := s.db.Node()
 	wrote := 0
+	s.fb.reset()
 	for range maxFlushRounds {
 		g, err := s.db.Unpersisted(s.written, flushBatch)
 		switch {
 		case g.Epoch != s.epoch:
 			// An epoch began (Store.NewEpoch, or a caller that went round
 			// it): its events go into a segment of their own.
+			if err := s.writeLocked(); err != nil {
+				return s.fail(err)
+			}
 			if err := s.rollLocked(g.Epoch, s.baseFor(g.Epoch)); err != nil {
 				return s.fail(err)
 			}
 			continue
 		case errors.Is(err, stickydb.ErrTruncated):
+			if err := s.writeLocked(); err != nil {
+				return s.fail(err)
+			}
 			if err := s.holeLocked(g.Epoch); err != nil {
 				return s.fail(err)
 			}
@@ -135,20 +144,29 @@ func (s *Store) flushLocked() (uint64, error) {
 		if len(g.Events) == 0 {
 			break
 		}
-		s.fb.reset()
 		for i := range g.Events {
 			s.fb.event(node, g.Epoch, &g.Events[i])
 		}
-		if err := s.w.write(s.fb.bytes()); err != nil {
-			return s.fail(err)
-		}
-		s.stats.bytes.Add(uint64(s.fb.buf.Len()))
 		s.stats.events.Add(uint64(len(g.Events)))
 		s.written = g.To
 		wrote += len(g.Events)
+		if s.fb.buf.Len() >= writeChunk {
+			if err := s.writeLocked(); err != nil {
+				return s.fail(err)
+			}
+		}
 		if len(g.Events) < flushBatch {
 			break
 		}
+	}
+	if wrote > 0 {
+		// The flush's time: Recover measures the outage from the newest
+		// record, to the flush.
+		s.lastMark = s.cfg.Now()
+		s.fb.mark(s.lastMark.UnixMilli(), markAlive)
+	}
+	if err := s.writeLocked(); err != nil {
+		return s.fail(err)
 	}
 	if err := s.syncLocked(); err != nil {
 		return s.fail(err)
@@ -169,6 +187,17 @@ func (s *Store) flushLocked() (uint64, error) {
 		}
 	}
 	return s.written, nil
+}
+
+// writeLocked writes the frames built up in fb with one write(2).
+func (s *Store) writeLocked() error {
+	if s.fb.buf.Len() == 0 {
+		return nil
+	}
+	err := s.w.write(s.fb.bytes())
+	s.stats.bytes.Add(uint64(s.fb.buf.Len()))
+	s.fb.reset()
+	return err
 }
 
 func (s *Store) syncLocked() error {
@@ -262,14 +291,17 @@ func (s *Store) NewEpoch(epoch int64) error {
 	return nil
 }
 
-// heartbeat writes a liveness mark and syncs it: Recover measures the
-// outage from the newest record, and a node may be up for hours without
-// making an event.
+// heartbeat writes a liveness mark and syncs it, unless a flush wrote one
+// in the last half FlushInterval: Recover measures the outage from the
+// newest record, and a node may be up for hours without making an event.
 func (s *Store) heartbeat(now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {
 		return err
+	}
+	if now.Sub(s.lastMark) < s.cfg.FlushInterval/2 {
+		return nil
 	}
 	return s.markLocked(now, markAlive)
 }
@@ -278,7 +310,7 @@ func (s *Store) markLocked(now time.Time, reason uint8) error {
 	s.lastMark = now
 	s.fb.reset()
 	s.fb.mark(now.UnixMilli(), reason)
-	if err := s.w.write(s.fb.bytes()); err != nil {
+	if err := s.writeLocked(); err != nil {
 		_, err = s.fail(err)
 		return err
 	}
