@@ -275,6 +275,7 @@ func TestDamage(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // mostly fsync waits
 			f := makeFixture(t, tc.snaps, tc.segs)
 			lo, n := tc.damage(t, f)
 			b := start(t, f.dir, "a", f.clk, nil)

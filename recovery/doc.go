@@ -132,8 +132,8 @@
 // A segment is created whole (written as *.tmp, fsynced, renamed, the
 // directory fsynced), and appended to by Flush: the events and a mark
 // with one write(2) (one per MiB for a large backlog), one fsync(2), then
-// MarkPersisted. Old segments are never appended to
-// again after a restart.
+// MarkPersisted. Old segments are never appended to again after a
+// restart.
 //
 // An event frame, 58 bytes: seq 42 of epoch 1772366400000 binds 192.0.2.7
 // at shop.example to web-1, generation 1, expiry 1772368200000, made by

@@ -323,11 +323,13 @@ func (s *Store) markLocked(now time.Time, reason uint8) error {
 
 // Close flushes and fsyncs the log, writes a clean-close mark, and releases
 // the directory. Every write before it is whole: a frame is either all on
-// disk after the final fsync or not written at all. Cancel Run's context
-// and wait for Run to return first; Close does not wait for a snapshot in
-// progress (its temporary file is removed at the next start). Close is
-// idempotent; later calls to Flush return ErrClosed.
+// disk after the final fsync or not written at all. A snapshot in progress
+// is waited for (cancel Run's context first, and it stops at its next
+// batch, leaving no file). Close is idempotent; later calls to Flush
+// return ErrClosed.
 func (s *Store) Close() error {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
