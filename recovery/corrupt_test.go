@@ -26,13 +26,17 @@ type fixture struct {
 // snapshot after each of the first `snaps` rounds (and another origin's
 // bindings in them). A small segBytes makes a segment per round.
 func makeFixture(t *testing.T, snaps int, segBytes int64) fixture {
-	t.Helper()
-	f := fixture{dir: t.TempDir(), clk: newClock(t0), snapTable: map[uint64]map[stickydb.Key]stickydb.Binding{}}
-	a := start(t, f.dir, "a", f.clk, func(c *Config) {
+	return makeFixtureWith(t, snaps, func(c *Config) {
 		if segBytes > 0 {
 			c.SegmentBytes = segBytes
 		}
 	})
+}
+
+func makeFixtureWith(t *testing.T, snaps int, tweak func(*Config)) fixture {
+	t.Helper()
+	f := fixture{dir: t.TempDir(), clk: newClock(t0), snapTable: map[uint64]map[stickydb.Key]stickydb.Binding{}}
+	a := start(t, f.dir, "a", f.clk, tweak)
 	if err := a.rec.Reconcile(f.clk.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -359,4 +363,42 @@ func baseOf(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return rec.header.Base
+}
+
+// TestSnapshotChunkThatDoesNotDecode: a chunk whose checksum is right but
+// whose content is not (a writer bug, or a CRC collision) spoils only
+// itself: the other chunks load, the vector claims only the own position,
+// and the node takes the database from a peer (ModeLong, new epoch).
+func TestSnapshotChunkThatDoesNotDecode(t *testing.T) {
+	f := makeFixtureWith(t, 1, func(c *Config) { c.ChunkRecords = 50 })
+	path := snap(f, 2)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := frames(t, path)[0]
+	body := data[fr.off+frameHeader : fr.off+fr.size]
+	r, _, names, _, _ := chunkHead(body, nil)
+	// First record: array header, bin header, address, then the host index.
+	at := r.i + 1
+	at += 2 + int(body[at+1])
+	if int(body[at]) >= len(names) || body[at] > 0x7f {
+		t.Fatalf("fixture: host index byte %#x", body[at])
+	}
+	body[at] = 0x7f // a valid integer, an index out of range
+	sealFrame(data[:fr.off+fr.size], int(fr.off))
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	b := start(t, f.dir, "a", f.clk, nil)
+	defer b.st.Close()
+	rep := b.rec.Report
+	if rep.Mode != ModeLong || !rep.NewEpoch || rep.Loaded == 0 || !strings.Contains(strings.Join(b.logs.lines("warn"), "\n"), "did not decode") {
+		t.Fatalf("report %+v", rep)
+	}
+	if _, ok := b.db.Vector()["b"]; ok {
+		t.Fatalf("vector %v claims the other origin's events", b.db.Vector())
+	}
+	noWrong(t, f.truth(t, 2, 0, f.events[len(f.events)-1].Seq), table(t, b.db, f.clk.Now()))
 }

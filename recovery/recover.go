@@ -271,7 +271,7 @@ func (rc *recoverer) run() (*Recovery, error) {
 	s.stats.persisted.Store(seq)
 	rc.rep.Epoch, rc.rep.Seq = epoch, seq
 	r := &Recovery{Report: rc.rep, s: s, db: rc.db}
-	if rc.rep.Mode == ModeLong {
+	if rc.rep.Mode == ModeLong && rc.rep.Loaded == 0 {
 		r.snap = rc.chosen
 	}
 	for i := range rc.runs {
@@ -488,8 +488,10 @@ func (rc *recoverer) decide() {
 		rep.Next = "local snapshot and log loaded; pull the rest from peers (anti-entropy)"
 		return
 	}
-	rep.Next = "database + vector from a peer first (db.MergeRecords, db.MergeVector), then reconcile with own log: Recovery.Reconcile; with no peer, Recovery.ReconcileLocal"
+	rep.Next = nextLong
 }
+
+const nextLong = "database + vector from a peer first (db.MergeRecords, db.MergeVector), then reconcile with own log: Recovery.Reconcile; with no peer, Recovery.ReconcileLocal"
 
 // posRun is a stretch of own numbering to restore: where it starts and the
 // events that follow.
@@ -527,7 +529,16 @@ func (rc *recoverer) apply() error {
 				return fmt.Errorf("recovery: loading %s: %w", c.path, err)
 			}
 			if res.badChunk != nil {
+				// Some records are missing, so the vector must not claim
+				// them: keep only the own position and take the database
+				// from a peer as after a long outage.
 				rc.problem("snapshot chunk checked out but did not decode; the other chunks are loaded", res.badChunk, c.path)
+				vec = stickydb.Vector{}
+				if ps := c.meta.Vector[rc.node]; len(ps) > 0 {
+					vec[rc.node] = ps
+				}
+				rep.Mode, rep.Reason = ModeLong, "the snapshot is incomplete"
+				rep.Next = nextLong
 			}
 			if res.mergeErr != nil {
 				rc.s.log.Warn().Err(res.mergeErr).Str("file", c.path).Msg("recovery: some snapshot records refused by the DB")
