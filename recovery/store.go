@@ -116,7 +116,9 @@ func (s *Store) flushLocked() (uint64, error) {
 	}
 	node := s.db.Node()
 	wrote := 0
+	var readErr error
 	s.fb.reset()
+rounds:
 	for range maxFlushRounds {
 		g, err := s.db.Unpersisted(s.written, flushBatch)
 		switch {
@@ -139,7 +141,9 @@ func (s *Store) flushLocked() (uint64, error) {
 			}
 			continue
 		case err != nil:
-			return s.written, fmt.Errorf("recovery: reading own events: %w", err)
+			// Not expected; what was read so far is still written out.
+			readErr = fmt.Errorf("recovery: reading own events: %w", err)
+			break rounds
 		}
 		if len(g.Events) == 0 {
 			break
@@ -174,9 +178,10 @@ func (s *Store) flushLocked() (uint64, error) {
 	if wrote > 0 {
 		s.stats.flushes.Add(1)
 	}
-	// Only the Store changes epochs in disk mode (Store.NewEpoch, under
-	// mu), so the epoch cannot move between this check and the mark; see
-	// the note on MarkPersisted in the report.
+	// MarkPersisted takes no epoch (TestCoreMarkPersistedAcrossEpochs in
+	// corebugs_test.go). Only the Store changes epochs in disk mode
+	// (Store.NewEpoch, under mu), so the epoch cannot move between this
+	// check and the mark.
 	if e, _ := s.db.Position(); e == s.epoch {
 		s.db.MarkPersisted(s.written)
 	}
@@ -186,7 +191,7 @@ func (s *Store) flushLocked() (uint64, error) {
 			return s.fail(err)
 		}
 	}
-	return s.written, nil
+	return s.written, readErr
 }
 
 // writeLocked writes the frames built up in fb with one write(2).
