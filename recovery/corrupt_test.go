@@ -59,10 +59,7 @@ func makeFixtureWith(t *testing.T, snaps int, tweak func(*Config)) fixture {
 		}
 	}
 	a.crash()
-	g, err := a.db.Unpersisted(0, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := a.db.Unpersisted(0, 1<<30)
 	f.epoch, f.events = g.Epoch, g.Events
 	f.clk.Add(10 * time.Second)
 	return f

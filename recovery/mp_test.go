@@ -110,10 +110,7 @@ func TestRecordsAreMsgpack(t *testing.T) {
 	clk := newClock(t0)
 	db := newDB(t, "a", clk.Now())
 	workload(t, db, clk, 0, 50)
-	g, err := db.Unpersisted(0, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := db.Unpersisted(0, 1000)
 	fb := newFrameBuf()
 	fb.header(segHeader{Node: "a", Index: 1, Epoch: g.Epoch, Created: 5})
 	for i := range g.Events {

@@ -55,7 +55,7 @@ func TestPersistBeforeSend(t *testing.T) {
 	epoch, _ := a.db.Position()
 
 	workload(t, a.db, clk, 0, 50)
-	if g, _ := a.db.OwnEvents(0, 1<<20); len(g.Events) != 0 {
+	if g := a.db.OwnEvents(0, 1<<20); len(g.Events) != 0 {
 		t.Fatalf("%d own events may leave before any flush", len(g.Events))
 	}
 
@@ -79,10 +79,7 @@ func TestPersistBeforeSend(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := a.db.OwnEvents(0, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := a.db.OwnEvents(0, 1<<20)
 		vec := a.db.Vector().Get("a", epoch)
 		disk := onDisk(t, a.dir, epoch)
 		if g.To != n || vec != n || disk < n {
@@ -121,7 +118,7 @@ func TestFlushConcurrent(t *testing.T) {
 					return
 				}
 				last = n
-				if g, _ := a.db.OwnEvents(0, 1<<20); g.To < n {
+				if g := a.db.OwnEvents(0, 1<<20); g.To < n {
 					t.Errorf("OwnEvents up to %d after flush said %d", g.To, n)
 					return
 				}
@@ -184,7 +181,7 @@ func TestWriteFailureIsSticky(t *testing.T) {
 			t.Fatalf("flush after a failed write: %v", err)
 		}
 	}
-	if g, _ := a.db.OwnEvents(0, 1<<20); g.To != n {
+	if g := a.db.OwnEvents(0, 1<<20); g.To != n {
 		t.Fatalf("OwnEvents up to %d after the failure, last good flush %d", g.To, n)
 	}
 	if !a.st.Stats().Failed {
@@ -225,7 +222,7 @@ func TestRestartCycle(t *testing.T) {
 	if _, _, err := b.db.BindIfAbsent(key(t, 99_999), "r1", clk.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if g, _ := b.db.Unpersisted(s, 10); len(g.Events) != 1 || g.Events[0].Seq != s+1 {
+	if g := b.db.Unpersisted(s, 10); len(g.Events) != 1 || g.Events[0].Seq != s+1 {
 		t.Fatalf("next event %+v after %d", g, s)
 	}
 }

@@ -60,7 +60,7 @@ func TestRunFlushesByCount(t *testing.T) {
 		}
 	}
 	waitFor(t, "10 events flushed", func() bool { return a.st.Stats().Persisted == 10 })
-	if g, _ := a.db.OwnEvents(0, 100); g.To != 10 {
+	if g := a.db.OwnEvents(0, 100); g.To != 10 {
 		t.Fatalf("OwnEvents up to %d", g.To)
 	}
 }

@@ -1,7 +1,6 @@
 package recovery
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -116,11 +115,9 @@ func (s *Store) flushLocked() (uint64, error) {
 	}
 	node := s.db.Node()
 	wrote := 0
-	var readErr error
 	s.fb.reset()
-rounds:
 	for range maxFlushRounds {
-		g, err := s.db.Unpersisted(s.written, flushBatch)
+		g := s.db.Unpersisted(s.written, flushBatch)
 		switch {
 		case g.Epoch != s.epoch:
 			// An epoch began (Store.NewEpoch, or a caller that went round
@@ -132,7 +129,9 @@ rounds:
 				return s.fail(err)
 			}
 			continue
-		case errors.Is(err, stickydb.ErrTruncated):
+		case g.From > s.written+1:
+			// The DB no longer holds s.written+1: it starts the group at the
+			// first event it holds.
 			if err := s.writeLocked(); err != nil {
 				return s.fail(err)
 			}
@@ -140,10 +139,6 @@ rounds:
 				return s.fail(err)
 			}
 			continue
-		case err != nil:
-			// Not expected; what was read so far is still written out.
-			readErr = fmt.Errorf("recovery: reading own events: %w", err)
-			break rounds
 		}
 		if len(g.Events) == 0 {
 			break
@@ -178,20 +173,14 @@ rounds:
 	if wrote > 0 {
 		s.stats.flushes.Add(1)
 	}
-	// MarkPersisted takes no epoch (TestCoreMarkPersistedAcrossEpochs in
-	// corebugs_test.go). Only the Store changes epochs in disk mode
-	// (Store.NewEpoch, under mu), so the epoch cannot move between this
-	// check and the mark.
-	if e, _ := s.db.Position(); e == s.epoch {
-		s.db.MarkPersisted(s.written)
-	}
+	s.db.MarkPersisted(s.epoch, s.written)
 	s.stats.persisted.Store(s.written)
 	if s.w.size >= s.cfg.SegmentBytes {
 		if err := s.rollLocked(s.epoch, s.written); err != nil {
 			return s.fail(err)
 		}
 	}
-	return s.written, readErr
+	return s.written, nil
 }
 
 // writeLocked writes the frames built up in fb with one write(2).
