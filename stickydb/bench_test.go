@@ -133,6 +133,7 @@ func BenchmarkRestore1M(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		db, _ := New(DefaultConfig("bench"), now)
+		db.Reserve(len(recs))
 		if _, err := db.MergeRecords(recs, now); err != nil {
 			b.Fatal(err)
 		}

@@ -104,6 +104,21 @@ func New(cfg Config, now time.Time) (*DB, error) {
 	return db, nil
 }
 
+// Reserve sizes the binding table for n bindings before a bulk load (a
+// snapshot or a full copy of known size), so the load does not pay for the
+// maps growing step by step. It only acts on shards that are still empty.
+func (db *DB) Reserve(n int) {
+	per := n/len(db.shards) + n/len(db.shards)/8 + 1
+	for i := range db.shards {
+		s := &db.shards[i]
+		s.mu.Lock()
+		if len(s.m) == 0 {
+			s.m = make(map[Key]entry, per)
+		}
+		s.mu.Unlock()
+	}
+}
+
 // Node returns this node's name.
 func (db *DB) Node() string { return db.cfg.Node }
 

@@ -9,20 +9,20 @@ import (
 
 // replState is the replication side of the DB, guarded by DB.mu.
 type replState struct {
-	cfg       Config
-	epoch     int64  // this node's current epoch (unix ms)
-	seq       uint64 // last own event number in epoch
+	cfg   Config
+	epoch int64  // this node's current epoch (unix ms)
+	seq   uint64 // last own event number in epoch
 	// provisional: the epoch is the one New started and nothing has used it
 	// yet (no own event, no NewEpoch); a restore from disk replaces it.
 	provisional bool
-	persisted uint64 // last own event number written to disk (Durable only)
-	own       *eventLog
-	vv        Vector                // the current version vector (Fig. 5, 12)
-	peers     map[string]*peerState // version vector table (Fig. 8) and liveness
-	clt       map[string]*eventLog  // change log table (Fig. 10)
-	gaps      map[originEpoch]*gapState
-	recent    []GapRecord // newest last, bounded
-	sweepNext atomic.Uint64
+	persisted   uint64 // last own event number written to disk (Durable only)
+	own         *eventLog
+	vv          Vector                // the current version vector (Fig. 5, 12)
+	peers       map[string]*peerState // version vector table (Fig. 8) and liveness
+	clt         map[string]*eventLog  // change log table (Fig. 10)
+	gaps        map[originEpoch]*gapState
+	recent      []GapRecord // newest last, bounded
+	sweepNext   atomic.Uint64
 }
 
 type originEpoch struct {
@@ -313,8 +313,9 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 		return
 	}
 	rs := &db.rs
+	var ic internCache
 	for i := range evs {
-		changed, err := db.applyRemote(evs[i].Key, evs[i].Binding, nowMs)
+		changed, err := db.applyRemote(evs[i].Key, evs[i].Binding, nowMs, &ic)
 		switch {
 		case err != nil:
 			res.Rejected++
@@ -340,7 +341,7 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 // applyRemote merges a binding received from elsewhere into the table
 // (Fig. 9). An entry expired here counts as absent, so an expired binding
 // never outweighs a live one; expired arrivals are dropped (step 552).
-func (db *DB) applyRemote(k Key, r Binding, nowMs int64) (bool, error) {
+func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
 	if !k.Valid() {
 		return false, ErrInvalidKey
 	}
@@ -355,15 +356,15 @@ func (db *DB) applyRemote(k Key, r Binding, nowMs int64) (bool, error) {
 	if r.Deleted {
 		r.Replica = ""
 	}
-	rid, err := db.names.id(r.Replica)
+	rid, err := ic.id(db.names, r.Replica)
 	if err != nil {
 		return false, err
 	}
-	oid, err := db.names.id(r.Origin)
+	oid, err := ic.id(db.names, r.Origin)
 	if err != nil {
 		return false, err
 	}
-	k.host = internHost(k.host)
+	k.host = ic.host(k.host)
 	kh := k.Hash()
 	s := db.shardOf(k)
 	s.mu.Lock()

@@ -63,6 +63,7 @@ func (db *DB) Snapshot(now time.Time, fn func([]Record) error) (SnapshotMeta, er
 // merged).
 func (db *DB) MergeRecords(recs []Record, now time.Time) (changed int, err error) {
 	nowMs := now.UnixMilli()
+	var ic internCache
 	for i := range recs {
 		b := recs[i].Binding
 		if !validName(b.Origin) || (!b.Deleted && !validName(b.Replica)) {
@@ -71,7 +72,7 @@ func (db *DB) MergeRecords(recs []Record, now time.Time) (changed int, err error
 			}
 			continue
 		}
-		c, e := db.applyRemote(recs[i].Key, b, nowMs)
+		c, e := db.applyRemote(recs[i].Key, b, nowMs, &ic)
 		if e != nil && err == nil {
 			err = e
 		}
@@ -148,13 +149,14 @@ func (db *DB) RestoreOwn(meta SnapshotMeta) error {
 func (db *DB) ReplayOwn(epoch int64, evs []Event, now time.Time) error {
 	nowMs := now.UnixMilli()
 	var firstErr error
+	var ic internCache
 	for i := range evs {
 		b := evs[i].Binding
 		if !evs[i].Key.Valid() || !validName(b.Origin) || (!b.Deleted && !validName(b.Replica)) {
 			firstErr = errors.Join(firstErr, ErrInvalidBinding)
 			continue
 		}
-		if _, err := db.applyRemote(evs[i].Key, b, nowMs); err != nil && firstErr == nil {
+		if _, err := db.applyRemote(evs[i].Key, b, nowMs, &ic); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
