@@ -59,7 +59,9 @@ type Backend struct {
 // only active checks bring it back.
 type HealthCheck struct {
 	// Path is requested with GET; any 2xx or 3xx passes. "" checks only
-	// that a TCP connection opens. Default "/healthz".
+	// that a TCP connection opens. Default "": an app need not have a
+	// health endpoint for tether to front it (HAProxy's `check` does the
+	// same); set a path in the routes file for an HTTP check.
 	Path string
 	// Interval between two checks of one replica. Default 2s.
 	Interval time.Duration
@@ -74,7 +76,7 @@ type HealthCheck struct {
 
 // DefaultHealthCheck returns the defaults documented on HealthCheck.
 func DefaultHealthCheck() HealthCheck {
-	return HealthCheck{Path: "/healthz", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
+	return HealthCheck{Path: "", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
 }
 
 func invalid(format string, args ...any) error {
