@@ -50,9 +50,14 @@ bench-e2e: build
 	$(GO) build -o bin/bench-e2e ./bench/e2e
 	./bin/bench-e2e -tether $(BIN) -out bench/RESULTS.md $(BENCH_E2E_FLAGS)
 
+# Every Fuzz target of every package, each for FUZZTIME (seed corpora live in
+# each package's testdata/fuzz and run in plain `go test` too).
 fuzz: deps
-	@for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' stickydb/*_test.go | sed 's/func //'); do \
-	  echo "fuzz stickydb $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./stickydb/ || exit 1; done
+	@set -e; for f in $$(git grep -l '^func Fuzz' -- '*_test.go'); do \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/func //'); do \
+	    echo "== fuzz ./$$(dirname $$f) $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f); \
+	  done; done
 
 demo: build
 	./$(BIN) demo

@@ -1,6 +1,8 @@
 package stickydb
 
 import (
+	"hash/maphash"
+	"math"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -26,6 +28,7 @@ type DB struct {
 
 	shards    []shard
 	shardMask uint64
+	seed      maphash.Seed
 	names     *names
 
 	live     atomic.Int64   // entries in the table, tombstones included
@@ -43,14 +46,32 @@ type shard struct {
 	_  [40]byte // keep neighbouring shard locks off one cache line
 }
 
-// entry is a binding as the table stores it: 32 bytes, no pointers.
+// entry is a binding as the table stores it: 16 bytes, no pointers, so a
+// map slot with its key is 48 bytes and the GC never scans the table's
+// values. Times are whole unix seconds: the announced expiry is rounded
+// down the same way on every node, so rounding never makes nodes differ.
 type entry struct {
-	expiry    int64 // serve until, unix ms: announced + RefreshThreshold, or later after hits here
-	announced int64 // expiry as the fleet knows it (Binding.Expiry)
-	gen       uint32
-	replica   uint16 // name id; 0 for a tombstone
-	origin    uint16 // name id
-	deleted   bool
+	exp     uint32 // serve until: announced + RefreshThreshold, or later after hits here (rounded up)
+	ann     uint32 // expiry as the fleet knows it (Binding.Expiry)
+	gen     uint32
+	replica uint16 // name id; 0 for a tombstone
+	origin  uint16 // name id
+}
+
+func (e *entry) expiry() int64    { return int64(e.exp) * 1000 }
+func (e *entry) announced() int64 { return int64(e.ann) * 1000 }
+func (e *entry) deleted() bool    { return e.replica == 0 }
+func (e *entry) setExpiry(ms int64) {
+	e.exp = uint32(min(max((ms+999)/1000, 0), math.MaxUint32))
+}
+func (e *entry) setAnnounced(ms int64) { e.ann = uint32(min(max(ms/1000, 0), math.MaxUint32)) }
+
+// newEntry builds an entry from millisecond times.
+func newEntry(expiry, announced int64, gen uint32, replica, origin uint16) entry {
+	e := entry{gen: gen, replica: replica, origin: origin}
+	e.setExpiry(expiry)
+	e.setAnnounced(announced)
+	return e
 }
 
 // New returns an empty DB whose own events start a new epoch at now.
@@ -69,6 +90,7 @@ func New(cfg Config, now time.Time) (*DB, error) {
 		shardMask: uint64(n - 1),
 		names:     newNames(),
 		byOrigin:  make([]atomic.Int64, 1<<16),
+		seed:      maphash.MakeSeed(),
 	}
 	for i := range db.shards {
 		db.shards[i].m = make(map[Key]entry)
@@ -82,6 +104,21 @@ func New(cfg Config, now time.Time) (*DB, error) {
 	return db, nil
 }
 
+// Reserve sizes the binding table for n bindings before a bulk load (a
+// snapshot or a full copy of known size), so the load does not pay for the
+// maps growing step by step. It only acts on shards that are still empty.
+func (db *DB) Reserve(n int) {
+	per := n/len(db.shards) + n/len(db.shards)/8 + 1
+	for i := range db.shards {
+		s := &db.shards[i]
+		s.mu.Lock()
+		if len(s.m) == 0 {
+			s.m = make(map[Key]entry, per)
+		}
+		s.mu.Unlock()
+	}
+}
+
 // Node returns this node's name.
 func (db *DB) Node() string { return db.cfg.Node }
 
@@ -92,7 +129,13 @@ func (db *DB) Config() Config { return db.cfg }
 // expired entries included.
 func (db *DB) Len() int { return int(db.live.Load()) }
 
-func (db *DB) shardOf(k Key) *shard { return &db.shards[k.Hash()&db.shardMask] }
+// shardOf picks k's shard with the runtime's AES-based hash (maphash),
+// seeded per process: the shard choice is local, so it need not be the
+// same on every node, and it is several times faster than Key.Hash.
+func (db *DB) shardOf(k Key) *shard {
+	h := maphash.String(db.seed, k.host) ^ maphash.Bytes(db.seed, k.ip[:])*0x9e3779b97f4a7c15
+	return &db.shards[(h^h>>29)&db.shardMask]
+}
 
 // Hit is what a request needs from a live binding.
 type Hit struct {
@@ -119,15 +162,15 @@ func (db *DB) Touch(k Key, now time.Time) (Hit, bool) {
 	s := db.shardOf(k)
 	s.mu.Lock()
 	e, ok := s.m[k]
-	if !ok || e.deleted || e.expiry <= nowMs {
+	if !ok || e.deleted() || e.expiry() <= nowMs {
 		s.mu.Unlock()
 		return Hit{}, false
 	}
-	if exp := nowMs + db.ttlMs; exp > e.expiry {
-		e.expiry = exp
+	if exp := nowMs + db.ttlMs; exp > e.expiry() {
+		e.setExpiry(exp)
 		s.m[k] = e
 	}
-	due := nowMs+db.ttlMs-e.announced >= db.refreshMs
+	due := nowMs+db.ttlMs-e.announced() >= db.refreshMs
 	s.mu.Unlock()
 	return Hit{Replica: db.names.name(e.replica), Generation: e.gen, RefreshDue: due}, true
 }
@@ -151,16 +194,16 @@ func (db *DB) LocalExpiry(k Key) (int64, bool) {
 	s.mu.Lock()
 	e, ok := s.m[k]
 	s.mu.Unlock()
-	return e.expiry, ok
+	return e.expiry(), ok
 }
 
 func (db *DB) binding(e entry) Binding {
 	return Binding{
 		Replica:    db.names.name(e.replica),
-		Expiry:     e.announced,
+		Expiry:     e.announced(),
 		Generation: e.gen,
 		Origin:     db.names.name(e.origin),
-		Deleted:    e.deleted,
+		Deleted:    e.deleted(),
 	}
 }
 
@@ -170,7 +213,7 @@ func (db *DB) binding(e entry) Binding {
 // new binding takes the next generation.
 func (db *DB) BindIfAbsent(k Key, replica string, now time.Time) (b Binding, created bool, err error) {
 	return db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
-		if ok && !e.deleted && e.expiry > nowMs {
+		if ok && !e.deleted() && e.expiry() > nowMs {
 			return db.use(e, nowMs)
 		}
 		return db.fresh(e, ok, nowMs), KindBind
@@ -186,17 +229,14 @@ func (db *DB) BindIfAbsent(k Key, replica string, now time.Time) (b Binding, cre
 // rebind). Without a live binding, it binds k to `to`.
 func (db *DB) Rebind(k Key, from, to string, now time.Time) (b Binding, changed bool, err error) {
 	return db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
-		if !ok || e.deleted || e.expiry <= nowMs {
+		if !ok || e.deleted() || e.expiry() <= nowMs {
 			return db.fresh(e, ok, nowMs), KindBind
 		}
 		cur := db.names.name(e.replica)
 		if cur == to || (from != "" && cur != from) {
 			return db.use(e, nowMs)
 		}
-		e.gen++
-		e.announced, e.origin = nowMs+db.ttlMs, db.self
-		e.expiry = e.announced + db.refreshMs
-		return e, KindRebind
+		return newEntry(nowMs+db.ttlMs+db.refreshMs, nowMs+db.ttlMs, e.gen+1, 0, db.self), KindRebind
 	}, to)
 }
 
@@ -205,11 +245,11 @@ func (db *DB) Rebind(k Key, from, to string, now time.Time) (b Binding, changed 
 // old binding back. It returns ErrNotFound when k has no live binding.
 func (db *DB) Delete(k Key, now time.Time) (Binding, error) {
 	b, _, err := db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
-		if !ok || e.deleted || e.expiry <= nowMs {
+		if !ok || e.deleted() || e.expiry() <= nowMs {
 			return e, 0
 		}
 		exp := nowMs + db.ttlMs + db.skewMs
-		return entry{expiry: exp + db.refreshMs, announced: exp, gen: e.gen + 1, origin: db.self, deleted: true}, KindDelete
+		return newEntry(exp+db.refreshMs, exp, e.gen+1, 0, db.self), KindDelete
 	}, "")
 	if err == nil && !b.Deleted {
 		err = ErrNotFound
@@ -221,11 +261,11 @@ func (db *DB) Delete(k Key, now time.Time) (Binding, error) {
 // later than the announced one. Call it when Touch says RefreshDue.
 func (db *DB) Refresh(k Key, now time.Time) (Binding, error) {
 	b, _, err := db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
-		if !ok || e.deleted || e.expiry <= nowMs || nowMs+db.ttlMs <= e.announced {
+		if !ok || e.deleted() || e.expiry() <= nowMs || nowMs+db.ttlMs < e.announced()+1000 {
 			return e, 0
 		}
-		e.announced = nowMs + db.ttlMs
-		e.expiry = max(e.expiry, e.announced+db.refreshMs)
+		e.setAnnounced(nowMs + db.ttlMs)
+		e.setExpiry(max(e.expiry(), e.announced()+db.refreshMs))
 		return e, KindRefresh
 	}, "")
 	return b, err
@@ -236,12 +276,12 @@ func (db *DB) Refresh(k Key, now time.Time) (Binding, error) {
 // binding past the expiry the fleet knows plus RefreshThreshold without
 // telling the fleet.
 func (db *DB) use(e entry, nowMs int64) (entry, EventKind) {
-	e.expiry = max(e.expiry, nowMs+db.ttlMs)
-	if nowMs+db.ttlMs-e.announced < db.refreshMs {
+	e.setExpiry(max(e.expiry(), nowMs+db.ttlMs))
+	if nowMs+db.ttlMs-e.announced() < db.refreshMs {
 		return e, 0
 	}
-	e.announced = nowMs + db.ttlMs
-	e.expiry = max(e.expiry, e.announced+db.refreshMs)
+	e.setAnnounced(nowMs + db.ttlMs)
+	e.setExpiry(max(e.expiry(), e.announced()+db.refreshMs))
 	return e, KindRefresh
 }
 
@@ -249,11 +289,11 @@ func (db *DB) use(e entry, nowMs int64) (entry, EventKind) {
 // or an expired entry (so that it wins over any copy of the old one still
 // live elsewhere).
 func (db *DB) fresh(old entry, existed bool, nowMs int64) entry {
-	e := entry{expiry: nowMs + db.ttlMs + db.refreshMs, announced: nowMs + db.ttlMs, gen: 1, origin: db.self}
+	gen := uint32(1)
 	if existed {
-		e.gen = old.gen + 1
+		gen = old.gen + 1
 	}
-	return e
+	return newEntry(nowMs+db.ttlMs+db.refreshMs, nowMs+db.ttlMs, gen, 0, db.self)
 }
 
 // write runs one local change of k under its shard lock, then records the
@@ -282,7 +322,7 @@ func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64)
 	old, ok := s.m[k]
 	e, kind := fn(old, ok, nowMs)
 	if kind == KindBind || kind == KindRebind {
-		e.replica = rid
+		e.replica = rid // the fn left it 0; 0 means a tombstone only for KindDelete
 	}
 	if kind == 0 && !ok {
 		s.mu.Unlock()
@@ -333,8 +373,8 @@ func (db *DB) evictOne(s *shard, nowMs int64) {
 	var soonest int64
 	n := 0
 	for k, e := range s.m {
-		if n == 0 || e.expiry < soonest {
-			victim, soonest = k, e.expiry
+		if n == 0 || e.expiry() < soonest {
+			victim, soonest = k, e.expiry()
 		}
 		if n++; n == sample {
 			break
@@ -374,10 +414,10 @@ func (db *DB) Sweep(now time.Time, maxShards int) int {
 		s := &db.shards[(start+i)&int(db.shardMask)]
 		s.mu.Lock()
 		for k, e := range s.m {
-			if e.expiry <= cutoff {
+			if e.expiry() <= cutoff {
 				db.remove(s, k)
 				removed++
-				if !e.deleted {
+				if !e.deleted() {
 					db.stats.expiries.Add(1)
 				}
 			}

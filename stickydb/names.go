@@ -49,3 +49,46 @@ func (n *names) id(name string) (uint16, error) {
 
 func (n *names) info(id uint16) nameInfo { return (*n.list.Load())[id] }
 func (n *names) name(id uint16) string   { return (*n.list.Load())[id].name }
+
+// internCache remembers the last few names and hosts one batch of merges
+// met (a group, a chunk of a full copy), so that merging a batch takes the
+// names mutex and the host intern table once per distinct value, not once
+// per record. A batch has few distinct replicas, origins and hosts.
+type internCache struct {
+	names [8]struct {
+		s  string
+		id uint16
+	}
+	hosts [8]string
+	nn    int
+	hn    int
+}
+
+func (c *internCache) id(n *names, s string) (uint16, error) {
+	for i := range min(c.nn, len(c.names)) {
+		if c.names[i].s == s {
+			return c.names[i].id, nil
+		}
+	}
+	id, err := n.id(s)
+	if err == nil {
+		c.names[c.nn%len(c.names)] = struct {
+			s  string
+			id uint16
+		}{s, id}
+		c.nn++
+	}
+	return id, err
+}
+
+func (c *internCache) host(h string) string {
+	for i := range min(c.hn, len(c.hosts)) {
+		if c.hosts[i] == h {
+			return c.hosts[i]
+		}
+	}
+	h = internHost(h)
+	c.hosts[c.hn%len(c.hosts)] = h
+	c.hn++
+	return h
+}

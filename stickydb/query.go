@@ -64,7 +64,7 @@ func (db *DB) Find(q Query, now time.Time) (Page, error) {
 		s.mu.Lock()
 		page.Scanned += len(s.m)
 		for k, e := range s.m {
-			if e.expiry <= nowMs || (e.deleted && !q.Deleted) || (q.Host != "" && k.host != q.Host) {
+			if e.expiry() <= nowMs || (e.deleted() && !q.Deleted) || (q.Host != "" && k.host != q.Host) {
 				continue
 			}
 			if q.Replica != "" && db.names.name(e.replica) != q.Replica {
@@ -76,7 +76,7 @@ func (db *DB) Find(q Query, now time.Time) (Page, error) {
 			if after != nil && keyCompare(k, *after) <= 0 {
 				continue
 			}
-			buf = append(buf, Row{Key: k, Binding: db.binding(e), LocalExpiry: e.expiry})
+			buf = append(buf, Row{Key: k, Binding: db.binding(e), LocalExpiry: e.expiry()})
 		}
 		s.mu.Unlock()
 		after = nil
@@ -151,15 +151,15 @@ func (db *DB) Digest(now time.Time, margin time.Duration) (count int, sum uint64
 		s := &db.shards[i]
 		s.mu.Lock()
 		for k, e := range s.m {
-			if e.announced+db.refreshMs <= limit {
+			if e.announced()+db.refreshMs <= limit {
 				continue
 			}
 			h := k.Hash()
 			h = mix64(h ^ db.names.info(e.replica).hash)
 			h = mix64(h ^ db.names.info(e.origin).hash)
-			binary.LittleEndian.PutUint64(b[:], uint64(e.announced))
+			binary.LittleEndian.PutUint64(b[:], uint64(e.ann))
 			h = mix64(h ^ binary.LittleEndian.Uint64(b[:]) ^ uint64(e.gen)<<1)
-			if e.deleted {
+			if e.deleted() {
 				h = mix64(h ^ 0x9e3779b97f4a7c15)
 			}
 			sum += h

@@ -9,17 +9,20 @@ import (
 
 // replState is the replication side of the DB, guarded by DB.mu.
 type replState struct {
-	cfg       Config
-	epoch     int64  // this node's current epoch (unix ms)
-	seq       uint64 // last own event number in epoch
-	persisted uint64 // last own event number written to disk (Durable only)
-	own       *eventLog
-	vv        Vector                // the current version vector (Fig. 5, 12)
-	peers     map[string]*peerState // version vector table (Fig. 8) and liveness
-	clt       map[string]*eventLog  // change log table (Fig. 10)
-	gaps      map[originEpoch]*gapState
-	recent    []GapRecord // newest last, bounded
-	sweepNext atomic.Uint64
+	cfg   Config
+	epoch int64  // this node's current epoch (unix ms)
+	seq   uint64 // last own event number in epoch
+	// provisional: the epoch is the one New started and nothing has used it
+	// yet (no own event, no NewEpoch); a restore from disk replaces it.
+	provisional bool
+	persisted   uint64 // last own event number written to disk (Durable only)
+	own         *eventLog
+	vv          Vector                // the current version vector (Fig. 5, 12)
+	peers       map[string]*peerState // version vector table (Fig. 8) and liveness
+	clt         map[string]*eventLog  // change log table (Fig. 10)
+	gaps        map[originEpoch]*gapState
+	recent      []GapRecord // newest last, bounded
+	sweepNext   atomic.Uint64
 }
 
 type originEpoch struct {
@@ -58,7 +61,7 @@ const (
 
 func (rs *replState) init(cfg Config, nowMs int64) {
 	rs.cfg = cfg
-	rs.epoch = nowMs
+	rs.epoch, rs.provisional = nowMs, true
 	rs.own = newEventLog(cfg.OwnLogCap)
 	rs.vv = Vector{cfg.Node: {{Epoch: nowMs}}}
 	rs.peers = map[string]*peerState{}
@@ -67,6 +70,7 @@ func (rs *replState) init(cfg Config, nowMs int64) {
 }
 
 func (rs *replState) appendOwn(kind EventKind, k Key, b Binding) {
+	rs.provisional = false
 	rs.seq++
 	ev := Event{Seq: rs.seq, Kind: kind, Key: k, Binding: b}
 	rs.own.add(rs.epoch, []Event{ev})
@@ -103,8 +107,11 @@ func (rs *replState) peer(name string, nowMs int64) *peerState {
 	return p
 }
 
+// cutoff is the start time before which an epoch is over once a later one
+// began: every event of it has then passed its announced expiry plus the
+// hold every node gives a binding (RefreshThreshold) plus the skew.
 func (rs *replState) cutoff(nowMs int64) int64 {
-	return nowMs - rs.cfg.TTL.Milliseconds() - rs.cfg.MaxSkew.Milliseconds()
+	return nowMs - rs.cfg.TTL.Milliseconds() - rs.cfg.RefreshThreshold.Milliseconds() - rs.cfg.MaxSkew.Milliseconds()
 }
 
 // epochOver reports whether origin's epoch can hold no live event: a later
@@ -306,8 +313,9 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 		return
 	}
 	rs := &db.rs
+	var ic internCache
 	for i := range evs {
-		changed, err := db.applyRemote(evs[i].Key, evs[i].Binding, nowMs)
+		changed, err := db.applyRemote(evs[i].Key, evs[i].Binding, nowMs, &ic)
 		switch {
 		case err != nil:
 			res.Rejected++
@@ -333,7 +341,7 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 // applyRemote merges a binding received from elsewhere into the table
 // (Fig. 9). An entry expired here counts as absent, so an expired binding
 // never outweighs a live one; expired arrivals are dropped (step 552).
-func (db *DB) applyRemote(k Key, r Binding, nowMs int64) (bool, error) {
+func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
 	if !k.Valid() {
 		return false, ErrInvalidKey
 	}
@@ -348,34 +356,33 @@ func (db *DB) applyRemote(k Key, r Binding, nowMs int64) (bool, error) {
 	if r.Deleted {
 		r.Replica = ""
 	}
-	rid, err := db.names.id(r.Replica)
+	rid, err := ic.id(db.names, r.Replica)
 	if err != nil {
 		return false, err
 	}
-	oid, err := db.names.id(r.Origin)
+	oid, err := ic.id(db.names, r.Origin)
 	if err != nil {
 		return false, err
 	}
-	k.host = internHost(k.host)
+	k.host = ic.host(k.host)
 	kh := k.Hash()
-	s := &db.shards[kh&db.shardMask]
+	s := db.shardOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.m[k]
-	live := ok && l.expiry > nowMs+db.skewMs
+	live := ok && l.expiry() > nowMs+db.skewMs
 	var m Binding
 	if live {
 		m = merge(kh, db.binding(l), r)
 	} else {
 		m = r
 	}
-	ne := entry{announced: m.Expiry, gen: m.Generation, deleted: m.Deleted, replica: rid, origin: oid}
+	ne := newEntry(m.Expiry+db.refreshMs, m.Expiry, m.Generation, rid, oid)
 	if m.Replica != r.Replica || m.Origin != r.Origin || m.Deleted != r.Deleted {
 		ne.replica, ne.origin = l.replica, l.origin
 	}
-	ne.expiry = m.Expiry + db.refreshMs
-	if live && l.gen == ne.gen && l.replica == ne.replica && l.deleted == ne.deleted {
-		ne.expiry = max(ne.expiry, l.expiry)
+	if live && l.gen == ne.gen && l.replica == ne.replica {
+		ne.exp = max(ne.exp, l.exp)
 	}
 	if ok && ne == l {
 		return false, nil
@@ -385,8 +392,7 @@ func (db *DB) applyRemote(k Key, r Binding, nowMs int64) (bool, error) {
 		db.stats.eventsRejected.Add(1)
 		return false, ErrOriginFull
 	}
-	changed := !ok || !live || l.announced != ne.announced || l.gen != ne.gen ||
-		l.replica != ne.replica || l.origin != ne.origin || l.deleted != ne.deleted
+	changed := !ok || !live || l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica || l.origin != ne.origin
 	db.store(s, k, l, ok, ne, nowMs)
 	return changed, nil
 }
@@ -831,12 +837,13 @@ func (db *DB) ownGroup(after, upto uint64, limit int) Group {
 	return g
 }
 
-// MarkPersisted records that own events up to seq are on disk and may be
-// sent (Durable mode).
-func (db *DB) MarkPersisted(seq uint64) {
+// MarkPersisted records that own events of epoch up to seq are on disk and
+// may be sent (Durable mode). A mark for another epoch than the current one
+// is ignored: it cannot release events of a newer epoch not yet written.
+func (db *DB) MarkPersisted(epoch int64, seq uint64) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	if seq > db.rs.persisted && seq <= db.rs.seq {
+	if epoch == db.rs.epoch && seq > db.rs.persisted && seq <= db.rs.seq {
 		db.rs.persisted = seq
 	}
 }
@@ -928,6 +935,7 @@ func (db *DB) NewEpoch(epoch int64) error {
 		return ErrEpoch
 	}
 	rs.epoch, rs.seq, rs.persisted = epoch, 0, 0
+	rs.provisional = false
 	rs.vv.Advance(db.cfg.Node, epoch, 0)
 	return nil
 }

@@ -130,7 +130,8 @@ func TestDurableStopsAtPersisted(t *testing.T) {
 	if len(u.Events) != 5 {
 		t.Fatalf("unpersisted = %d", len(u.Events))
 	}
-	db.MarkPersisted(3)
+	e3, _ := db.Position()
+	db.MarkPersisted(e3, 3)
 	g = db.OwnEvents(0, 100)
 	if g.To != 3 || len(g.Events) != 3 || db.Vector().Get("o", e) != 3 {
 		t.Fatalf("after persisting 3: %+v %v", g, db.Vector())
@@ -294,5 +295,49 @@ func TestDiskRestoreContinuesNumbering(t *testing.T) {
 	c2, s2 := re.Digest(t0.Add(time.Minute), 0)
 	if c1 != c2 || s1 != s2 {
 		t.Fatalf("restored digest differs: %d vs %d", c1, c2)
+	}
+}
+
+// Reported by the recovery shell: replaying an older epoch after NewEpoch
+// must not move the node back into the older epoch, and a persisted mark for
+// an old epoch must not release events of the new one.
+func TestEpochSafety(t *testing.T) {
+	db := newTestDB(t, "a", t0, func(c *Config) { c.Durable = true })
+	e1 := t0.UnixMilli()
+	if err := db.RestoreOwn(SnapshotMeta{Node: "a", Epoch: e1, Seq: 10}); err != nil {
+		t.Fatal(err)
+	}
+	e2 := e1 + 1000
+	if err := db.NewEpoch(e2); err != nil {
+		t.Fatal(err)
+	}
+	ev := Event{Seq: 11, Kind: KindBind, Key: mustKey(t, "10.0.0.1", "h"),
+		Binding: Binding{Replica: "r1", Expiry: t0.Add(time.Minute).UnixMilli(), Generation: 1, Origin: "a"}}
+	if err := db.ReplayOwn(e1, []Event{ev}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := db.Position(); e != e2 {
+		t.Fatalf("ReplayOwn of epoch %d moved the node back from %d to %d", e1, e2, e)
+	}
+	for i := 0; i < 5; i++ {
+		db.BindIfAbsent(mustKey(t, netipFrom(100+i).String(), "h"), "r1", t0)
+	}
+	db.MarkPersisted(e1, 5)
+	if g := db.OwnEvents(0, 100); len(g.Events) != 0 {
+		t.Fatalf("a mark for epoch %d released %d events of epoch %d", e1, len(g.Events), e2)
+	}
+}
+
+// Reported by the gossip shell: a group from a peer that membership has not
+// reported yet must not be forgotten at the next Tick.
+func TestSenderNotYetLiveIsKept(t *testing.T) {
+	db := newTestDB(t, "a", t0)
+	g := groupOf("b", 5, 1, 1, t0.Add(20*time.Minute).UnixMilli())
+	if _, err := db.Receive(g, t0); err != nil {
+		t.Fatal(err)
+	}
+	db.Tick(t0.Add(time.Millisecond))
+	if got := db.Vector().Get("b", 5); got != 1 {
+		t.Fatalf("after Tick the vector entry of b is %d, want 1", got)
 	}
 }

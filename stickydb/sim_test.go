@@ -166,7 +166,7 @@ func (s *simNet) persist(i int) {
 	if len(g.Events) > 0 {
 		nd.logEvents = append(nd.logEvents, g.Events...)
 		nd.persisted = g.To
-		nd.db.MarkPersisted(g.To)
+		nd.db.MarkPersisted(g.Epoch, g.To)
 	}
 }
 

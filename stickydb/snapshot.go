@@ -40,7 +40,7 @@ func (db *DB) Snapshot(now time.Time, fn func([]Record) error) (SnapshotMeta, er
 		buf = buf[:0]
 		s.mu.Lock()
 		for k, e := range s.m {
-			if e.expiry > nowMs {
+			if e.expiry() > nowMs {
 				buf = append(buf, Record{Key: k, Binding: db.binding(e)})
 			}
 		}
@@ -63,6 +63,7 @@ func (db *DB) Snapshot(now time.Time, fn func([]Record) error) (SnapshotMeta, er
 // merged).
 func (db *DB) MergeRecords(recs []Record, now time.Time) (changed int, err error) {
 	nowMs := now.UnixMilli()
+	var ic internCache
 	for i := range recs {
 		b := recs[i].Binding
 		if !validName(b.Origin) || (!b.Deleted && !validName(b.Replica)) {
@@ -71,7 +72,7 @@ func (db *DB) MergeRecords(recs []Record, now time.Time) (changed int, err error
 			}
 			continue
 		}
-		c, e := db.applyRemote(recs[i].Key, b, nowMs)
+		c, e := db.applyRemote(recs[i].Key, b, nowMs, &ic)
 		if e != nil && err == nil {
 			err = e
 		}
@@ -148,13 +149,14 @@ func (db *DB) RestoreOwn(meta SnapshotMeta) error {
 func (db *DB) ReplayOwn(epoch int64, evs []Event, now time.Time) error {
 	nowMs := now.UnixMilli()
 	var firstErr error
+	var ic internCache
 	for i := range evs {
 		b := evs[i].Binding
 		if !evs[i].Key.Valid() || !validName(b.Origin) || (!b.Deleted && !validName(b.Replica)) {
 			firstErr = errors.Join(firstErr, ErrInvalidBinding)
 			continue
 		}
-		if _, err := db.applyRemote(evs[i].Key, b, nowMs); err != nil && firstErr == nil {
+		if _, err := db.applyRemote(evs[i].Key, b, nowMs, &ic); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
@@ -174,11 +176,14 @@ func (db *DB) ReplayOwn(epoch int64, evs []Event, now time.Time) error {
 }
 
 // adoptEpoch replaces the epoch New started with a restored one, as long as
-// the new epoch made no event yet: its empty pair leaves the vector.
+// that epoch is still provisional (no event, no NewEpoch): its empty pair
+// leaves the vector. Otherwise the restored epoch is an older one of this
+// node and the current epoch stays.
 func (rs *replState) adoptEpoch(epoch int64) {
-	if rs.seq != 0 || epoch == rs.epoch {
+	if !rs.provisional || epoch == rs.epoch {
 		return
 	}
+	rs.provisional = false
 	ps := rs.vv[rs.cfg.Node]
 	for i := range ps {
 		if ps[i].Epoch == rs.epoch && ps[i].Seq == 0 {

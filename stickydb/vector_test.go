@@ -51,7 +51,8 @@ func TestVectorPrunePaperExample(t *testing.T) {
 
 // The same prune driven through a node's Tick, with skew 0 as in the text.
 func TestTickPrunesPaperExample(t *testing.T) {
-	db := newTestDB(t, "r1", atTime("10:00"), func(c *Config) { c.MaxSkew = 0 })
+	// Skew 0 and a tiny refresh threshold, as the text has no hold.
+	db := newTestDB(t, "r1", atTime("10:00"), func(c *Config) { c.MaxSkew = 0; c.RefreshThreshold = time.Millisecond })
 	// r1's own entry is <10:00, 0>; give it 17 events and take the rest from a copy.
 	k := mustKey(t, "192.0.2.1", "app")
 	for i := 0; i < 17; i++ {
@@ -66,7 +67,7 @@ func TestTickPrunesPaperExample(t *testing.T) {
 	if got := db.Vector(); !got.Equal(paperVector()) {
 		t.Fatalf("at 12:00 vector = %v, want %v", got, paperVector())
 	}
-	db.Tick(atTime("12:17"))
+	db.Tick(atTime("12:17").Add(time.Millisecond)) // + the 1 ms hold
 	got := db.Vector()
 	if len(got["r2"]) != 1 || got["r2"][0] != (EpochSeq{at("11:47"), 3}) {
 		t.Fatalf("at 12:17 vector = %v", got)

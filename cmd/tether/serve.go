@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/tetherproxy/tether/proxy"
+	"github.com/tetherproxy/tether/stickydb"
+)
+
+func init() {
+	commands["serve"] = command{"run a tether node (the default command)", runServe}
+}
+
+const (
+	// drainTimeout bounds the wait for in-flight requests at shutdown.
+	drainTimeout = 10 * time.Second
+	// hookTimeout bounds each other shutdown hook (leave cluster, flush log).
+	hookTimeout = 10 * time.Second
+	// sweepEvery and sweepShards pace the removal of expired bindings: a
+	// few shards per tick, so no tick holds many locks.
+	sweepEvery  = time.Second
+	sweepShards = 16
+)
+
+func runServe(args []string) int {
+	cfg, err := loadConfig(args, env.ToMap(os.Environ()), os.Hostname, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tether:", err)
+		return 2
+	}
+	log := newLogger(cfg, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := serve(ctx, cfg, log, hup, nil); err != nil {
+		log.Error().Err(err).Msg("tether stopped")
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg Config, w io.Writer) zerolog.Logger {
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(cfg.LogLevel).With().Timestamp().Str("node", cfg.NodeName).Logger()
+}
+
+// node is one running tether node: the parts, and the hooks that stop
+// them. Start steps fill it in order; shutdown runs the hooks in reverse.
+type node struct {
+	cfg      Config
+	log      zerolog.Logger
+	now      func() time.Time
+	registry *prometheus.Registry // /metrics (the admin part serves it)
+
+	db     *stickydb.DB
+	bind   proxy.Bindings // what the proxy writes bindings through
+	proxy  *proxy.Proxy
+	server *http.Server
+	ln     net.Listener
+
+	failed chan error // a part that stopped on its own (e.g. the listener)
+
+	mu    sync.Mutex
+	hooks []hook
+}
+
+type hook struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+// step is one start step. Steps run in order; when one fails, the hooks of
+// those before it run.
+type step struct {
+	name string
+	run  func(ctx context.Context, n *node) error
+}
+
+// startSteps start a node. The other parts plug in here: recovery after
+// "store" (restore the DB, register "flush log"), gossip after it (join,
+// register "leave cluster"; wrap n.bind so binds reach replication), admin
+// before "listen" (serve n.registry, n.proxy.Backends, SetDrain, n.reload).
+var startSteps = []step{
+	{"store", startStore},
+	{"proxy", startProxy},
+	{"sweeper", startSweeper},
+	{"listen", startListener},
+}
+
+// onShutdown registers a hook; hooks run in reverse order of registration,
+// so the listener (last started) stops accepting first and parts started
+// earlier (cluster, log) stop after the requests are done.
+func (n *node) onShutdown(name string, fn func(ctx context.Context) error) {
+	n.mu.Lock()
+	n.hooks = append(n.hooks, hook{name, fn})
+	n.mu.Unlock()
+}
+
+// serve runs a node until ctx ends or a part fails. hup delivers reload
+// requests (SIGHUP). ready, if not nil, sees the node once it serves.
+func serve(ctx context.Context, cfg Config, log zerolog.Logger, hup <-chan os.Signal, ready func(*node)) error {
+	n := &node{cfg: cfg, log: log, now: time.Now, registry: prometheus.NewRegistry(), failed: make(chan error, 1)}
+	for _, s := range startSteps {
+		if err := s.run(ctx, n); err != nil {
+			n.shutdown()
+			return fmt.Errorf("start %s: %w", s.name, err)
+		}
+	}
+	n.summary()
+	if ready != nil {
+		ready(n)
+	}
+	var err error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info().Msg("shutting down")
+			break loop
+		case <-hup:
+			_ = n.reload()
+		case err = <-n.failed:
+			log.Error().Err(err).Msg("a part failed; shutting down")
+			break loop
+		}
+	}
+	n.shutdown()
+	return err
+}
+
+// shutdown runs the hooks, newest first, each within its bound.
+func (n *node) shutdown() {
+	n.mu.Lock()
+	hooks := n.hooks
+	n.hooks = nil
+	n.mu.Unlock()
+	for i := len(hooks) - 1; i >= 0; i-- {
+		h := hooks[i]
+		ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+		if err := h.fn(ctx); err != nil {
+			n.log.Warn().Err(err).Str("part", h.name).Msg("shutdown step failed")
+		}
+		cancel()
+	}
+	n.log.Info().Msg("stopped")
+}
+
+// reload re-reads TETHER_BACKENDS and the routes file and swaps the routes
+// in; on any error the routes in force stay and the error is logged and
+// returned (for the admin API).
+func (n *node) reload() error {
+	r, err := loadRoutes(n.cfg)
+	if err == nil {
+		err = n.proxy.Reload(r)
+	}
+	if err != nil {
+		n.log.Error().Err(err).Msg("reload refused; the routes in force stay")
+		return err
+	}
+	return nil
+}
+
+func startStore(_ context.Context, n *node) error {
+	c := stickydb.DefaultConfig(n.cfg.NodeName)
+	c.TTL = n.cfg.TTL
+	c.RefreshThreshold = n.cfg.TTL / 4
+	db, err := stickydb.New(c, n.now())
+	if err != nil {
+		return err
+	}
+	n.db, n.bind = db, db
+	return nil
+}
+
+func startProxy(_ context.Context, n *node) error {
+	pc := proxy.DefaultConfig()
+	pc.Bindings, pc.Routes, pc.TrustedProxies = n.bind, n.cfg.Routes, n.cfg.TrustedProxies
+	pc.Logger, pc.Now, pc.Registerer = &n.log, n.now, n.registry
+	p, err := proxy.New(pc)
+	if err != nil {
+		return err
+	}
+	n.proxy = p
+	n.onShutdown("proxy", func(context.Context) error { return p.Close() })
+	return nil
+}
+
+// startSweeper removes expired bindings in the background.
+func startSweeper(_ context.Context, n *node) error {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(sweepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				n.db.Sweep(n.now(), sweepShards)
+			}
+		}
+	}()
+	n.onShutdown("sweeper", func(context.Context) error { close(stop); <-done; return nil })
+	return nil
+}
+
+// startListener opens the proxy port last, once everything behind it
+// runs. Its hook stops accepting and lets in-flight requests finish within
+// drainTimeout, then cuts the rest.
+func startListener(_ context.Context, n *node) error {
+	ln, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	n.ln, n.server = ln, n.proxy.NewServer()
+	go func() {
+		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case n.failed <- fmt.Errorf("proxy listener: %w", err):
+			default:
+			}
+		}
+	}()
+	n.onShutdown("listener", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, drainTimeout)
+		defer cancel()
+		err := n.server.Shutdown(ctx)
+		if err != nil {
+			_ = n.server.Close()
+		}
+		return err
+	})
+	return nil
+}
+
+// summary logs the start-up summary at info.
+func (n *node) summary() {
+	c := n.cfg
+	backends := 0
+	for _, p := range c.Routes.Pools {
+		backends += len(p.Backends)
+	}
+	n.log.Info().Str("listen", n.ln.Addr().String()).Str("admin_listen", c.AdminListen).
+		Int("pools", len(c.Routes.Pools)).Int("backends", backends).Str("routes_file", c.RoutesFile).
+		Dur("ttl", c.TTL).Dur("push_interval", c.PushInterval).Str("gossip_bind", c.GossipBind).
+		Strs("join", c.Join).Bool("gossip_encrypted", c.GossipKey != nil).Str("data_dir", c.DataDir).
+		Int("trusted_proxies", len(c.TrustedProxies)).Str("version", version).Msg("tether serving")
+}

@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// ErrConfig: a Config that New cannot run with.
+var ErrConfig = errors.New("proxy: invalid config")
+
+// Config holds the proxy's settings. Zero durations and sizes take the
+// defaults of DefaultConfig.
+type Config struct {
+	// Bindings is the sticky database. Required.
+	Bindings Bindings
+	// Routes are the pools served at start. Required (see Routes.Validate).
+	Routes Routes
+	// TrustedProxies are the peers whose X-Forwarded-For / Forwarded headers
+	// are believed (see ClientIP). Empty trusts nobody.
+	TrustedProxies Trusted
+
+	// Logger gets the start-up summary (info), backend state changes (warn)
+	// and one line per request (debug only). nil means zerolog.Nop().
+	Logger *zerolog.Logger
+	// Now is the clock bindings are stamped with. nil means time.Now.
+	// Latencies are always measured with the monotonic clock.
+	Now func() time.Time
+	// Registerer receives the proxy's metrics. nil registers nothing.
+	Registerer prometheus.Registerer
+
+	// DialTimeout bounds opening a connection to a replica; a replica that
+	// does not answer in time counts as refusing. Default 2s.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for a replica's response
+	// headers once the request is sent (then 504). Default 60s; raise it
+	// for long-polling applications.
+	ResponseHeaderTimeout time.Duration
+	// MaxIdleConnsPerHost is the keep-alive pool per replica. It should be
+	// about the number of concurrent requests a replica sees, or connections
+	// are closed and reopened under load. Default 1024.
+	MaxIdleConnsPerHost int
+	// IdleConnTimeout closes a pooled replica connection unused this long.
+	// Default 90s.
+	IdleConnTimeout time.Duration
+	// FlushInterval is ReverseProxy.FlushInterval: 0 flushes only streamed
+	// responses (no Content-Length, event streams) at once, -1 flushes
+	// after every write. Default 0.
+	FlushInterval time.Duration
+	// BufferSize is the size of the pooled copy buffers. Default 32 KiB.
+	BufferSize int
+
+	// Server settings for NewServer, against slow or idle clients.
+	// ReadHeaderTimeout default 10s, IdleTimeout (keep-alive) default 120s,
+	// MaxHeaderBytes default 64 KiB. ReadTimeout/WriteTimeout default 0
+	// (none), since requests and responses may stream for long.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+}
+
+// DefaultConfig returns the defaults documented on Config, without
+// Bindings and Routes.
+func DefaultConfig() Config {
+	return Config{
+		DialTimeout:           2 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		BufferSize:            32 << 10,
+		ReadHeaderTimeout:     10 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		MaxHeaderBytes:        64 << 10,
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.DialTimeout == 0 {
+		c.DialTimeout = d.DialTimeout
+	}
+	if c.ResponseHeaderTimeout == 0 {
+		c.ResponseHeaderTimeout = d.ResponseHeaderTimeout
+	}
+	if c.MaxIdleConnsPerHost == 0 {
+		c.MaxIdleConnsPerHost = d.MaxIdleConnsPerHost
+	}
+	if c.IdleConnTimeout == 0 {
+		c.IdleConnTimeout = d.IdleConnTimeout
+	}
+	if c.BufferSize == 0 {
+		c.BufferSize = d.BufferSize
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		l := zerolog.Nop()
+		c.Logger = &l
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Bindings == nil:
+		return fmt.Errorf("%w: Bindings is nil", ErrConfig)
+	case c.DialTimeout < 0, c.ResponseHeaderTimeout < 0, c.IdleConnTimeout < 0,
+		c.ReadHeaderTimeout < 0, c.IdleTimeout < 0, c.ReadTimeout < 0, c.WriteTimeout < 0:
+		return fmt.Errorf("%w: negative timeout", ErrConfig)
+	case c.MaxIdleConnsPerHost < 0:
+		return fmt.Errorf("%w: MaxIdleConnsPerHost %d < 0", ErrConfig, c.MaxIdleConnsPerHost)
+	case c.BufferSize < 512:
+		return fmt.Errorf("%w: BufferSize %d < 512", ErrConfig, c.BufferSize)
+	case c.MaxHeaderBytes < 1024:
+		return fmt.Errorf("%w: MaxHeaderBytes %d < 1024", ErrConfig, c.MaxHeaderBytes)
+	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			return fmt.Errorf("%w: TrustedProxies holds an invalid prefix", ErrConfig)
+		}
+	}
+	return c.Routes.Validate()
+}

@@ -1,0 +1,55 @@
+// Package proxy is tether's sticky HTTP reverse proxy on one node:
+// request -> key -> binding -> replica.
+//
+// # Request path (DESIGN.md, Fig. 13)
+//
+// For each request the proxy normalises the Host (NormalizeHost: lower
+// case, no port; an invalid Host is 400), finds the Host's pool (a pool
+// listing the Host, else the default pool, else 404), and takes the client
+// address: the TCP peer, or the right-most untrusted X-Forwarded-For
+// address when the peer is a trusted proxy (ClientIP). The pair is the
+// stickydb.Key.
+//
+// Bindings.Touch on the key is the hot path: a live binding to a healthy
+// replica of the pool is followed (and extended; Refresh when the store says
+// it is due). Otherwise the replica is chosen by weighted rendezvous hashing
+// (stickydb.Pick, the function the merge rule uses, so two nodes binding a
+// new client at once choose alike) over the healthy, non-draining replicas,
+// and recorded: BindIfAbsent for a new client, Rebind (compare-and-swap,
+// generation + 1) when the bound replica is down or no longer configured.
+// A replica that refuses the connection is marked down at once and, when
+// the request body has not been read, the request is retried once on the
+// client's new replica. No usable replica is 503; a replica failing before
+// its response is 502 (504 on a header timeout); error bodies are one line
+// of plain text.
+//
+// Each replica has its own httputil.ReverseProxy (Rewrite with SetURL and
+// SetXForwarded; the client's Host is kept), so a request needs no context
+// value to find its target; all share one tuned http.Transport (keep-alive
+// pool per replica, dial and response-header timeouts, no transparent
+// compression) and a pool of copy buffers. Upgrades (WebSocket) and
+// streamed responses pass through ReverseProxy's own handling.
+//
+// # Configuration apart from state
+//
+// Routes (pools, hosts, backends, weights, health-check settings) is a plain
+// validated value, from TETHER_BACKENDS and the routes file (LoadRoutes), and
+// replaced whole by Reload. Runtime state (health, drain, counters) lives in
+// atomics on backend objects that a reload keeps when pool, name and URL are
+// unchanged. The routing table in force is an immutable value behind an
+// atomic pointer, so the request path takes no lock of the proxy's own.
+//
+// # Health
+//
+// Active checks (one goroutine per replica: GET of the pool's path, or a TCP
+// connect; Rise passes bring a replica up, Fall failures take it down) and a
+// passive check (a failed connection takes it down at once; only active
+// checks bring it back). A draining replica (SetDrain) keeps its bound
+// clients and gets no new ones.
+//
+// # Bindings
+//
+// The proxy consumes the Bindings interface (see its contract); *stickydb.DB
+// implements it, and a wrapper that also hands events to replication can
+// be passed instead without changing this path.
+package proxy

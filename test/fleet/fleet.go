@@ -1,0 +1,296 @@
+// Package fleet runs a local fleet of tether nodes as separate processes of
+// the built binary, for the integration, fault and load tests in test/. It
+// knows tether only through its external contract: TETHER_* variables,
+// signals, and the admin API.
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Build compiles cmd/tether into dir and returns the binary's path. Call it
+// once per test binary (TestMain).
+func Build(dir string) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "tether")
+	cmd := exec.Command("go", "build", "-race", "-o", bin, "./cmd/tether")
+	if os.Getenv("FLEET_NORACE") != "" {
+		cmd = exec.Command("go", "build", "-o", bin, "./cmd/tether")
+	}
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("fleet: go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// FreePort returns a loopback host:port that was free a moment ago.
+func FreePort(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Options shape a fleet.
+type Options struct {
+	Nodes    int
+	Backends string            // TETHER_BACKENDS
+	DataDir  bool              // give every node a data dir (disk mode)
+	Env      map[string]string // extra TETHER_* settings for every node
+}
+
+// Node is one tether process.
+type Node struct {
+	Name, Proxy, Admin, Gossip string
+	DataDir                    string
+	env                        []string
+	bin                        string
+	logPath                    string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Fleet is a set of nodes that join each other.
+type Fleet struct {
+	tb    testing.TB
+	Nodes []*Node
+}
+
+// Start launches a fleet and waits until every node is ready.
+func Start(tb testing.TB, bin string, o Options) *Fleet {
+	tb.Helper()
+	f := &Fleet{tb: tb}
+	dir := tb.TempDir()
+	var seeds []string
+	for i := 0; i < o.Nodes; i++ {
+		n := &Node{Name: fmt.Sprintf("node%d", i), Proxy: FreePort(tb), Admin: FreePort(tb), Gossip: FreePort(tb), bin: bin}
+		seeds = append(seeds, n.Gossip)
+		n.logPath = filepath.Join(dir, n.Name+".log")
+		if o.DataDir {
+			n.DataDir = filepath.Join(dir, n.Name+"-data")
+		}
+		f.Nodes = append(f.Nodes, n)
+	}
+	for i, n := range f.Nodes {
+		env := map[string]string{
+			"TETHER_NODE_NAME":    n.Name,
+			"TETHER_LISTEN":       n.Proxy,
+			"TETHER_ADMIN_LISTEN": n.Admin,
+			"TETHER_GOSSIP_BIND":  n.Gossip,
+			"TETHER_BACKENDS":     o.Backends,
+			"TETHER_LOG_FORMAT":   "json",
+			"TETHER_LOG_LEVEL":    "info",
+		}
+		if n.DataDir != "" {
+			env["TETHER_DATA_DIR"] = n.DataDir
+		}
+		var join []string
+		for j, s := range seeds {
+			if j != i {
+				join = append(join, s)
+			}
+		}
+		env["TETHER_JOIN"] = strings.Join(join, ",")
+		for k, v := range o.Env {
+			env[k] = v
+		}
+		for k, v := range env {
+			n.env = append(n.env, k+"="+v)
+		}
+		if err := n.Start(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	tb.Cleanup(f.StopAll)
+	for _, n := range f.Nodes {
+		if err := n.WaitReady(30 * time.Second); err != nil {
+			tb.Fatalf("%s: %v\n%s", n.Name, err, n.LogTail(40))
+		}
+	}
+	return f
+}
+
+// Start (re)starts the node's process.
+func (n *Node) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(n.bin, "serve")
+	cmd.Env = append(os.Environ(), n.env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	n.cmd, n.done = cmd, done
+	return nil
+}
+
+// Signal sends sig to the running process.
+func (n *Node) Signal(sig syscall.Signal) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return errors.New("fleet: not running")
+	}
+	return n.cmd.Process.Signal(sig)
+}
+
+// Kill ends the process with SIGKILL (a crash) and waits for it.
+func (n *Node) Kill() { n.stop(syscall.SIGKILL, 10*time.Second) }
+
+// Stop ends the process with SIGTERM (a graceful stop) and waits for it.
+func (n *Node) Stop() { n.stop(syscall.SIGTERM, 20*time.Second) }
+
+func (n *Node) stop(sig syscall.Signal, wait time.Duration) {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGCONT) // a paused node cannot handle SIGTERM
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(wait):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	n.mu.Lock()
+	n.cmd = nil
+	n.mu.Unlock()
+}
+
+// StopAll stops every node gracefully.
+func (f *Fleet) StopAll() {
+	var wg sync.WaitGroup
+	for _, n := range f.Nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Stop() }()
+	}
+	wg.Wait()
+}
+
+// WaitReady polls /readyz until it answers 200.
+func (n *Node) WaitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		code, _, err := n.Get("/readyz")
+		if err == nil && code == http.StatusOK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v (last: %d %v)", timeout, code, err)
+		}
+		n.mu.Lock()
+		done := n.done
+		n.mu.Unlock()
+		select {
+		case <-done:
+			return errors.New("process exited")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+var adminClient = &http.Client{Timeout: 5 * time.Second}
+
+// Get fetches an admin path and returns the status and body.
+func (n *Node) Get(path string) (int, []byte, error) {
+	return n.Do(http.MethodGet, path, nil)
+}
+
+// Do sends an admin API request.
+func (n *Node) Do(method, path string, body io.Reader) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+n.Admin+path, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := adminClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	return resp.StatusCode, b, err
+}
+
+// JSON fetches an admin path and decodes it into v.
+func (n *Node) JSON(path string, v any) error {
+	code, b, err := n.Get(path)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("GET %s: %d %s", path, code, bytes.TrimSpace(b))
+	}
+	return json.Unmarshal(b, v)
+}
+
+// LogTail returns the last lines of the node's log, for failure messages.
+func (n *Node) LogTail(lines int) string {
+	b, _ := os.ReadFile(n.logPath)
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// Log returns the node's whole log.
+func (n *Node) Log() string {
+	b, _ := os.ReadFile(n.logPath)
+	return string(b)
+}
