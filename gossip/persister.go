@@ -1,0 +1,18 @@
+package gossip
+
+// Persister makes own events durable before they leave the node (persist,
+// then send; DESIGN.md "Recovery", raft's doc.go step 1). Package recovery
+// implements it; in epoch mode (no data dir) Config.Persister is nil.
+//
+// Flush writes every own event not yet on disk (DB.Unpersisted), fsyncs,
+// and returns the last own event number of the current epoch now on disk.
+// The node then calls DB.MarkPersisted with it (idempotent; the persister
+// may call it too) and pushes. Flush is called on the node's push goroutine
+// before every push, so at most once per PushInterval while events keep
+// coming; it may block for an fsync, which delays pushes by as much. It is
+// never called concurrently with itself. An error skips the push (nothing
+// unpersisted may leave), is counted and logged, and the push is retried
+// one PushInterval later.
+type Persister interface {
+	Flush() (persisted uint64, err error)
+}

@@ -1,0 +1,208 @@
+package gossip
+
+import (
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/tetherproxy/tether/stickydb"
+)
+
+// run is the node's loop: pushes own events (at once after a quiet spell,
+// then at most once per PushInterval), ticks the core, sends heartbeats and
+// follows membership. It is the only goroutine that moves push cursors.
+func (n *Node) run() {
+	defer n.wg.Done()
+	ticker := time.NewTicker(n.cfg.PushInterval)
+	defer ticker.Stop()
+	pace := time.NewTimer(time.Hour)
+	pace.Stop()
+	defer pace.Stop()
+	var paced bool // a push is scheduled on pace
+	n.syncPeers()
+
+	schedule := func() {
+		if paced {
+			return
+		}
+		wait := n.cfg.PushInterval - time.Since(n.lastPush)
+		if wait <= 0 {
+			if n.push() {
+				n.schedule(pace, &paced)
+			}
+			return
+		}
+		pace.Reset(wait)
+		paced = true
+	}
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.kickCh:
+			schedule()
+		case <-pace.C:
+			paced = false
+			if n.push() {
+				n.schedule(pace, &paced)
+			}
+		case <-n.memberCh:
+			n.syncPeers()
+		case <-ticker.C:
+			n.tick()
+		}
+	}
+}
+
+// schedule arms the pacing timer for the next push after a busy one.
+func (n *Node) schedule(pace *time.Timer, paced *bool) {
+	if *paced {
+		return
+	}
+	pace.Reset(n.cfg.PushInterval)
+	*paced = true
+}
+
+// push sends every live peer the own events after its cursor, persisting
+// them first in durable mode. It returns true when the loop should push
+// again after PushInterval: something was sent (more may follow), or the
+// persister failed (retry).
+func (n *Node) push() bool {
+	if p := n.cfg.Persister; p != nil {
+		seq, err := p.Flush()
+		if err != nil {
+			n.stats.persistErrors.Add(1)
+			n.logs.persist.Do(func() { n.log.Error().Err(err).Msg("persist before push failed; not sending") })
+			return true
+		}
+		n.db.MarkPersisted(seq)
+	}
+	epoch, _ := n.db.Position()
+	peers := n.peers.live()
+	if epoch != n.cursorEpoch {
+		// A new epoch numbers events from 1 again.
+		for _, p := range peers {
+			p.cursor = 0
+		}
+		n.cursorEpoch = epoch
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].cursor < peers[j].cursor })
+	withVector := time.Since(n.lastVector) >= n.cfg.VectorInterval
+	sentAny, sentVector := false, false
+	// Peers at the same cursor (the usual case) share one encoding.
+	for i := 0; i < len(peers); {
+		j := i
+		for j < len(peers) && peers[j].cursor == peers[i].cursor {
+			j++
+		}
+		same := peers[i:j]
+		cur, sent := n.pushFrom(epoch, same[0].cursor, same, withVector)
+		for _, p := range same {
+			p.cursor = cur
+		}
+		if sent {
+			sentAny = true
+			sentVector = sentVector || withVector
+		}
+		i = j
+	}
+	if sentAny {
+		n.lastPush = time.Now()
+		n.stats.pushes.Add(1)
+	}
+	if sentVector {
+		n.lastVector = time.Now()
+	}
+	return sentAny
+}
+
+// pushFrom sends peers the own events after cursor, up to MaxPushEvents,
+// in messages of at most Caps.MaxEvents events, and returns the new cursor.
+func (n *Node) pushFrom(epoch int64, cursor uint64, peers []*peer, withVector bool) (uint64, bool) {
+	budget := n.cfg.MaxPushEvents
+	sent := false
+	skipped := false
+	for budget > 0 {
+		g, err := n.db.OwnEvents(cursor, min(budget, n.cfg.Caps.MaxEvents))
+		if errors.Is(err, stickydb.ErrTruncated) {
+			// The log no longer holds what follows the cursor: skip to
+			// what it holds; the peer sees the gap and asks (and is sent a
+			// full copy).
+			next := n.truncationPoint(epoch, cursor)
+			if skipped || next <= cursor {
+				break
+			}
+			n.stats.cursorSkips.Add(1)
+			cursor, skipped = next, true
+			continue
+		}
+		if err != nil || len(g.Events) == 0 {
+			break
+		}
+		if !withVector {
+			g.Vector = nil
+		}
+		msg := encodeGroup(&g, 0)
+		now := time.Now().UnixNano()
+		for _, p := range peers {
+			if n.send(p, msg) {
+				p.lastSent.Store(now)
+				p.c.groupsSent.Add(1)
+				p.c.eventsSent.Add(uint64(len(g.Events)))
+			}
+		}
+		n.stats.groupsSent.Add(uint64(len(peers)))
+		n.stats.eventsSent.Add(uint64(len(g.Events) * len(peers)))
+		sent = true
+		cursor = g.To
+		budget -= len(g.Events)
+	}
+	return cursor, sent
+}
+
+// truncationPoint is the event before the first one the own log holds in
+// epoch.
+func (n *Node) truncationPoint(epoch int64, cursor uint64) uint64 {
+	logs := n.db.Logs()
+	if len(logs) == 0 || logs[0].Epoch != epoch || logs[0].First == 0 {
+		return cursor
+	}
+	return logs[0].First - 1
+}
+
+// tick runs every PushInterval: the core's Tick (gap and watchdog requests),
+// heartbeats, full-copy bookkeeping, readiness and sweeping.
+func (n *Node) tick() {
+	now := n.now()
+	for _, req := range n.db.Tick(now) {
+		n.sendRequest(req, now)
+	}
+	n.heartbeats()
+	n.copies.expire(now, &n.stats)
+	n.checkReady(now)
+	if n.cfg.SweepShards > 0 {
+		n.db.Sweep(now, n.cfg.SweepShards)
+	}
+}
+
+// heartbeats sends an empty group with our vector to every peer that was
+// sent nothing for HeartbeatInterval, so it notices a lost tail and its
+// watchdog stays quiet.
+func (n *Node) heartbeats() {
+	limit := time.Now().Add(-n.cfg.HeartbeatInterval).UnixNano()
+	var msg []byte
+	for _, p := range n.peers.live() {
+		if p.lastSent.Load() > limit {
+			continue
+		}
+		if msg == nil {
+			epoch, _ := n.db.Position()
+			g := stickydb.Group{Origin: n.self, Epoch: epoch, From: p.cursor + 1, To: p.cursor, Sender: n.self, Vector: n.db.Vector()}
+			msg = encodeGroup(&g, 0)
+		}
+		if n.send(p, msg) {
+			p.lastSent.Store(time.Now().UnixNano())
+			n.stats.heartbeats.Add(1)
+		}
+	}
+}
