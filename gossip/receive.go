@@ -26,6 +26,11 @@ func (n *Node) onGroup(g stickydb.Group, flags uint64) {
 		return
 	}
 	n.stats.eventsApplied.Add(uint64(res.Applied))
+	if res.Rejected > 0 {
+		// Expired on arrival or refused by a cap of the core: the group
+		// itself was fine.
+		n.stats.eventsRejected.Add(uint64(res.Rejected))
+	}
 }
 
 // observeLag estimates how long the newest event of a pushed group took to

@@ -23,6 +23,7 @@ type Stats struct {
 	Heartbeats     uint64
 	GroupsReceived uint64
 	EventsApplied  uint64 // events the core applied
+	EventsRejected uint64 // events the core dropped: expired on arrival, or over one of its caps
 	MessagesUDP    uint64 // messages sent best-effort
 	MessagesTCP    uint64 // messages sent reliably
 	BytesSent      uint64 // tether message bytes (memberlist adds ~50 per message)
@@ -86,14 +87,14 @@ type SenderStats struct {
 }
 
 type counters struct {
-	pushes, groupsSent, eventsSent, heartbeats, groupsReceived, eventsApplied atomic.Uint64
-	msgsUDP, msgsTCP, bytesSent, sendErrors, outboxDropped, workDropped       atomic.Uint64
-	cursorSkips                                                               atomic.Uint64
-	requestsSent, requestsAnswered, requestsRefused                           atomic.Uint64
-	fullCopiesSent, fullCopiesFailed, fullCopiesReceived, chunksReceived      atomic.Uint64
-	copiesIncomplete, unsolicited                                             atomic.Uint64
-	decodeErrors, capBreaches, coreRejects, unknownPeer, statesMerged         atomic.Uint64
-	persistErrors, joinRetries, catchUpTimeout                                atomic.Uint64
+	pushes, groupsSent, eventsSent, heartbeats, groupsReceived, eventsApplied, eventsRejected atomic.Uint64
+	msgsUDP, msgsTCP, bytesSent, sendErrors, outboxDropped, workDropped                       atomic.Uint64
+	cursorSkips                                                                               atomic.Uint64
+	requestsSent, requestsAnswered, requestsRefused                                           atomic.Uint64
+	fullCopiesSent, fullCopiesFailed, fullCopiesReceived, chunksReceived                      atomic.Uint64
+	copiesIncomplete, unsolicited                                                             atomic.Uint64
+	decodeErrors, capBreaches, coreRejects, unknownPeer, statesMerged                         atomic.Uint64
+	persistErrors, joinRetries, catchUpTimeout                                                atomic.Uint64
 }
 
 type peerCounters struct {
@@ -109,7 +110,7 @@ func (n *Node) Stats() Stats {
 	s := Stats{
 		Joined: n.Joined(), Ready: n.Ready(), CatchUp: n.ready.catchUp(),
 		Pushes: c.pushes.Load(), GroupsSent: c.groupsSent.Load(), EventsSent: c.eventsSent.Load(),
-		Heartbeats: c.heartbeats.Load(), GroupsReceived: c.groupsReceived.Load(), EventsApplied: c.eventsApplied.Load(),
+		Heartbeats: c.heartbeats.Load(), GroupsReceived: c.groupsReceived.Load(), EventsApplied: c.eventsApplied.Load(), EventsRejected: c.eventsRejected.Load(),
 		MessagesUDP: c.msgsUDP.Load(), MessagesTCP: c.msgsTCP.Load(), BytesSent: c.bytesSent.Load(),
 		SendErrors: c.sendErrors.Load(), OutboxDropped: c.outboxDropped.Load(), WorkDropped: c.workDropped.Load(),
 		CursorSkips:  c.cursorSkips.Load(),
