@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -209,6 +210,10 @@ func (c *cluster) describe() string {
 		fmt.Fprintf(&b, "\n  %s: %d bindings sum %x vector %s (dropped: decode %d, cap %d, core %d, events %d, work %d, outbox %d; requests sent %d refused %d; full copies in %d)",
 			n.Name(), s.count, s.sum, s.vector, st.DecodeErrors, st.CapBreaches, st.CoreRejects, st.EventsRejected, st.WorkDropped, st.OutboxDropped,
 			st.RequestsSent, st.RequestsRefused, st.FullCopiesReceived)
+		for _, g := range n.DB().RecentGaps() {
+			fmt.Fprintf(&b, "\n      gap %+v", g)
+		}
+		fmt.Fprintf(&b, "\n      stats %+v", st)
 	}
 	return b.String()
 }
@@ -265,4 +270,14 @@ func sortedNames(nodes []*Node) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// ctxWait waits until n is ready.
+func ctxWait(t testing.TB, n *Node, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatalf("%s not ready: %v (%+v)", n.Name(), err, n.Stats())
+	}
 }

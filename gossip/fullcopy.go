@@ -19,22 +19,39 @@ var errSend = errors.New("gossip: send failed")
 func (n *Node) streamCopy(p *peer, now time.Time) {
 	id := rand.Uint64() >> 1
 	var chunks, recs uint64
+	// Snapshot hands over one batch per shard, often a handful of records:
+	// they are gathered into chunks of ChunkRecords, each one message.
+	buf := make([]stickydb.Record, 0, n.cfg.ChunkRecords)
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		if n.closing.Load() {
+			return ErrClosed
+		}
+		if !n.sendReliableRetry(p, encodeChunk(n.self, id, chunks, buf)) {
+			return errSend
+		}
+		chunks++
+		recs += uint64(len(buf))
+		buf = buf[:0]
+		return nil
+	}
 	meta, err := n.db.Snapshot(now, func(batch []stickydb.Record) error {
-		for len(batch) > 0 {
-			if n.closing.Load() {
-				return ErrClosed
+		for _, r := range batch {
+			buf = append(buf, r) // a copy: the core reuses batch
+			if len(buf) == n.cfg.ChunkRecords {
+				if err := flush(); err != nil {
+					return err
+				}
 			}
-			k := min(len(batch), n.cfg.ChunkRecords)
-			if !n.sendReliable(p, encodeChunk(n.self, id, chunks, batch[:k])) {
-				return errSend
-			}
-			chunks++
-			recs += uint64(k)
-			batch = batch[k:]
 		}
 		return nil
 	})
-	if err == nil && !n.sendReliable(p, encodeCopyEnd(n.self, id, chunks, recs, meta.Vector)) {
+	if err == nil {
+		err = flush()
+	}
+	if err == nil && !n.sendReliableRetry(p, encodeCopyEnd(n.self, id, chunks, recs, meta.Vector)) {
 		err = errSend
 	}
 	if err != nil {
@@ -45,6 +62,23 @@ func (n *Node) streamCopy(p *peer, now time.Time) {
 	n.stats.fullCopiesSent.Add(1)
 	p.c.fullCopiesSent.Add(1)
 	n.log.Info().Str("peer", p.name).Uint64("records", recs).Uint64("chunks", chunks).Msg("full copy sent")
+}
+
+// copySendTries: a chunk whose send fails (dial refused, connection reset)
+// is tried again this many times in all, since one lost chunk voids the
+// whole copy.
+const copySendTries = 3
+
+func (n *Node) sendReliableRetry(p *peer, msg []byte) bool {
+	for range copySendTries {
+		if n.sendReliable(p, msg) {
+			return true
+		}
+		if n.closing.Load() || !p.live.Load() {
+			return false
+		}
+	}
+	return false
 }
 
 // onChunk (delegate) accepts chunks only from a peer we asked for a full

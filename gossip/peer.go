@@ -168,12 +168,12 @@ func (n *Node) send(p *peer, msg []byte) bool {
 }
 
 // sendNow is send for workers: a large message is sent reliably here,
-// blocking until it is written.
+// blocking until it is written, and tried again if the send fails.
 func (n *Node) sendNow(p *peer, msg []byte) bool {
 	if len(msg) <= n.cfg.MaxUDPBytes {
 		return n.sendPacket(p, msg)
 	}
-	return n.sendReliable(p, msg)
+	return n.sendReliableRetry(p, msg)
 }
 
 func (n *Node) sendPacket(p *peer, msg []byte) bool {

@@ -13,9 +13,9 @@ func (n *Node) sendRequest(req stickydb.Request, now time.Time) {
 		n.stats.unknownPeer.Add(1)
 		return
 	}
-	if req.Full {
-		n.copies.expectFrom(req.To, now.Add(n.cfg.CopyTimeout))
-	}
+	// Any request may be answered with a full copy (when the range is gone
+	// from the peer's logs): its chunks are welcome from now on.
+	n.copies.expectFrom(req.To, now.Add(n.cfg.CopyTimeout))
 	msg := encodeRequest(n.self, &req)
 	if n.send(p, msg) {
 		n.stats.requestsSent.Add(1)
