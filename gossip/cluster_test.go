@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +50,16 @@ type cluster struct {
 	t     testing.TB
 	nodes []*Node
 	opts  clusterOpts
+
+	mu         sync.Mutex
+	transports map[string]*faultnet.Transport // by node name, when faults are on
+}
+
+// transport returns the fault-injecting transport of a node.
+func (c *cluster) transport(name string) *faultnet.Transport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.transports[name]
 }
 
 func nodeName(i int) string { return fmt.Sprintf("n%d", i) }
@@ -90,9 +101,7 @@ func (c *cluster) add(i int) *Node {
 		}
 	}
 	if f := c.opts.faults; f != nil {
-		cfg.WrapTransport = func(t memberlist.NodeAwareTransport) (memberlist.NodeAwareTransport, error) {
-			return f.Wrap(name, t)
-		}
+		cfg.WrapTransport = c.wrapper(name)
 	}
 	if c.opts.node != nil {
 		c.opts.node(i, &cfg)
@@ -110,6 +119,24 @@ func (c *cluster) add(i int) *Node {
 	}
 	c.nodes[i] = node
 	return node
+}
+
+// wrapper returns a WrapTransport hook that puts the node's transport on
+// the cluster's fault network and remembers it.
+func (c *cluster) wrapper(name string) func(memberlist.NodeAwareTransport) (memberlist.NodeAwareTransport, error) {
+	return func(t memberlist.NodeAwareTransport) (memberlist.NodeAwareTransport, error) {
+		ft, err := c.opts.faults.Wrap(name, t)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		if c.transports == nil {
+			c.transports = map[string]*faultnet.Transport{}
+		}
+		c.transports[name] = ft
+		c.mu.Unlock()
+		return ft, nil
+	}
 }
 
 func (c *cluster) live() []*Node {
