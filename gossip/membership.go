@@ -75,7 +75,12 @@ func (n *Node) createMemberlist() (*memberlist.Memberlist, error) {
 }
 
 // joinLoop joins the seeds, backing off between attempts, until one answers
-// or another node joins us (TETHER_JOIN semantics).
+// or another node joins us (TETHER_JOIN semantics). Then it makes sure the
+// fleet accepted us: a node restarting under its old name from a new
+// address is refused by peers that still hold the old one (memberlist's
+// DeadNodeReclaimTime), although the join itself succeeds. Peers push to
+// every member at least each HeartbeatInterval, so until a group arrives
+// the node joins again.
 func (n *Node) joinLoop() {
 	defer n.wg.Done()
 	seeds := n.seeds()
@@ -84,29 +89,47 @@ func (n *Node) joinLoop() {
 		return
 	}
 	delay := n.cfg.JoinRetryMin
+	wait := func() bool {
+		tm := time.NewTimer(delay)
+		defer tm.Stop()
+		select {
+		case <-n.stop:
+			return false
+		case <-tm.C:
+		}
+		delay = min(2*delay, n.cfg.JoinRetryMax)
+		return true
+	}
 	for attempt := 1; ; attempt++ {
 		if n.ml.NumMembers() > 1 {
 			n.setJoined()
-			return
+			break
 		}
 		k, err := n.ml.Join(seeds)
 		if k > 0 && n.ml.NumMembers() > 1 {
 			n.log.Info().Int("contacted", k).Int("attempt", attempt).Msg("joined")
 			n.setJoined()
-			return
+			break
 		}
 		n.stats.joinRetries.Add(1)
 		n.logs.join.Do(func() {
 			n.log.Warn().Err(err).Strs("seeds", seeds).Int("attempt", attempt).Dur("retry_in", delay).Msg("no seed answered; retrying")
 		})
-		tm := time.NewTimer(delay)
-		select {
-		case <-n.stop:
-			tm.Stop()
+		if !wait() {
 			return
-		case <-tm.C:
 		}
-		delay = min(2*delay, n.cfg.JoinRetryMax)
+	}
+	delay = max(n.cfg.JoinRetryMin, 2*n.cfg.HeartbeatInterval)
+	for n.stats.groupsReceived.Load() == 0 {
+		if !wait() {
+			return
+		}
+		if n.stats.groupsReceived.Load() > 0 {
+			return
+		}
+		n.stats.joinRetries.Add(1)
+		n.log.Info().Msg("no peer has sent anything since we joined; joining again")
+		_, _ = n.ml.Join(seeds)
 	}
 }
 
