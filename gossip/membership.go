@@ -214,7 +214,7 @@ func (n *Node) syncPeers() {
 			// A new peer gets our events from now on; what it lacks of the
 			// past it finds through the core's gap handling, which asks
 			// with exactly what it knows.
-			p.cursor = start
+			p.cursor.Store(start)
 			n.wg.Add(1)
 			go n.outbox(p, p.box.Load())
 			n.log.Info().Str("peer", name).Str("addr", node.Address()).Msg("peer up")

@@ -24,8 +24,8 @@ type peer struct {
 	downAt   time.Time    // run loop only
 
 	// cursor is the last own event pushed to this peer (current epoch).
-	// Run loop only.
-	cursor uint64
+	// Only the run loop moves it; Stats reads it.
+	cursor atomic.Uint64
 
 	c peerCounters
 }

@@ -82,23 +82,23 @@ func (n *Node) push() bool {
 	if epoch != n.cursorEpoch {
 		// A new epoch numbers events from 1 again.
 		for _, p := range peers {
-			p.cursor = 0
+			p.cursor.Store(0)
 		}
 		n.cursorEpoch = epoch
 	}
-	sort.Slice(peers, func(i, j int) bool { return peers[i].cursor < peers[j].cursor })
+	sort.Slice(peers, func(i, j int) bool { return peers[i].cursor.Load() < peers[j].cursor.Load() })
 	withVector := time.Since(n.lastVector) >= n.cfg.VectorInterval
 	sentAny, sentVector := false, false
 	// Peers at the same cursor (the usual case) share one encoding.
 	for i := 0; i < len(peers); {
 		j := i
-		for j < len(peers) && peers[j].cursor == peers[i].cursor {
+		for j < len(peers) && peers[j].cursor.Load() == peers[i].cursor.Load() {
 			j++
 		}
 		same := peers[i:j]
-		cur, sent := n.pushFrom(epoch, same[0].cursor, same, withVector)
+		cur, sent := n.pushFrom(epoch, same[0].cursor.Load(), same, withVector)
 		for _, p := range same {
-			p.cursor = cur
+			p.cursor.Store(cur)
 		}
 		if sent {
 			sentAny = true
@@ -197,7 +197,8 @@ func (n *Node) heartbeats() {
 		}
 		if msg == nil {
 			epoch, _ := n.db.Position()
-			g := stickydb.Group{Origin: n.self, Epoch: epoch, From: p.cursor + 1, To: p.cursor, Sender: n.self, Vector: n.db.Vector()}
+			c := p.cursor.Load()
+			g := stickydb.Group{Origin: n.self, Epoch: epoch, From: c + 1, To: c, Sender: n.self, Vector: n.db.Vector()}
 			msg = encodeGroup(&g, 0)
 		}
 		if n.send(p, msg) {

@@ -129,7 +129,7 @@ func (n *Node) Stats() Stats {
 			s.Members++
 		}
 		s.Peers = append(s.Peers, PeerStats{
-			Name: p.name, Live: live,
+			Name: p.name, Live: live, Cursor: p.cursor.Load(),
 			GroupsSent: pc.groupsSent.Load(), EventsSent: pc.eventsSent.Load(), MessagesSent: pc.msgsSent.Load(),
 			BytesSent: pc.bytesSent.Load(), SendErrors: pc.sendErrors.Load(), OutboxDropped: pc.outboxDropped.Load(),
 			GroupsReceived: pc.groupsReceived.Load(), EventsApplied: pc.eventsApplied.Load(),

@@ -75,6 +75,7 @@ type writer struct {
 	enc   *msgpack.Encoder
 	names table
 	hosts table
+	ip16  [16]byte // scratch, so that writing an address allocates nothing
 }
 
 var writerPool = sync.Pool{New: func() any {
@@ -115,11 +116,12 @@ func (w *writer) boolean(b bool) { _ = w.enc.EncodeBool(b) }
 func (w *writer) ip(a netip.Addr) {
 	if a.Is4() {
 		b := a.As4()
-		w.bin(b[:])
+		copy(w.ip16[:], b[:])
+		w.bin(w.ip16[:4])
 		return
 	}
-	b := a.As16()
-	w.bin(b[:])
+	w.ip16 = a.As16()
+	w.bin(w.ip16[:])
 }
 
 // tables writes the interned names and hosts collected so far.
@@ -171,6 +173,7 @@ type reader struct {
 
 	names []string
 	hosts []string
+	ip16  [16]byte // scratch for ip
 }
 
 func newReader(body []byte, caps *Caps) *reader {
@@ -313,7 +316,7 @@ func (r *reader) ip(field string) netip.Addr {
 		r.fail(ErrMalformed, "%s: %v", field, err)
 		return netip.Addr{}
 	}
-	var b [16]byte
+	b := r.ip16[:]
 	switch {
 	case n != 4 && n != 16:
 		r.fail(ErrMalformed, "%s: %d bytes, want 4 or 16", field, n)
@@ -329,7 +332,7 @@ func (r *reader) ip(field string) netip.Addr {
 	if n == 4 {
 		return netip.AddrFrom4([4]byte(b[:4]))
 	}
-	return netip.AddrFrom16(b)
+	return netip.AddrFrom16([16]byte(b))
 }
 
 // tables reads the names and hosts tables.

@@ -3,6 +3,7 @@ package faultnet
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -25,12 +26,18 @@ type Transport struct {
 	timers   map[*time.Timer]struct{} // delayed packets not yet sent
 	pending  sync.WaitGroup           // delayed packets being sent
 	received map[string]uint64        // packets received, by source "ip:port"
+	sent     atomic.Uint64            // bytes this node put on the wire
 }
 
 var _ memberlist.NodeAwareTransport = (*Transport)(nil)
 
 // Addr is the address the wrapped transport advertises, "ip:port".
 func (t *Transport) Addr() string { return t.addr }
+
+// BytesSent returns the bytes this node put on the wire: packets, and
+// stream bytes written (memberlist framing, encryption and label
+// included).
+func (t *Transport) BytesSent() uint64 { return t.sent.Load() }
 
 // Received returns how many packets arrived from the address "ip:port".
 func (t *Transport) Received(from string) uint64 {
@@ -71,6 +78,7 @@ func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 	}
 	if d <= 0 {
 		n.stats.bytes.Add(uint64(len(b)))
+		t.sent.Add(uint64(len(b)))
 		return t.inner.WriteToAddress(b, a)
 	}
 	// memberlist may reuse b after we return: keep a copy for later.
@@ -91,6 +99,7 @@ func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 		t.mu.Unlock()
 		if !closed {
 			n.stats.bytes.Add(uint64(len(buf)))
+			t.sent.Add(uint64(len(buf)))
 			_, _ = t.inner.WriteToAddress(buf, a)
 		}
 	})
@@ -129,7 +138,7 @@ func (t *Transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 	if err != nil {
 		return nil, err
 	}
-	return &countingConn{Conn: c, n: n}, nil
+	return &countingConn{Conn: c, n: n, t: t}, nil
 }
 
 // Shutdown drops the delayed packets still waiting, shuts the inner
@@ -183,10 +192,12 @@ func (t *Transport) relayPackets() {
 type countingConn struct {
 	net.Conn
 	n *Network
+	t *Transport
 }
 
 func (c *countingConn) Write(b []byte) (int, error) {
 	k, err := c.Conn.Write(b)
 	c.n.stats.bytes.Add(uint64(k))
+	c.t.sent.Add(uint64(k))
 	return k, err
 }
