@@ -64,25 +64,15 @@ func (w *writer) rep(replica string) {
 	w.uint(w.names.id(replica) + 1)
 }
 
-// decodeGroup decodes the body of a msgGroup (after the 2-byte header).
+// decodeGroup decodes the body of a msgGroup (after the 2-byte header) and
+// returns the group and its flags.
 func decodeGroup(body []byte, caps *Caps) (stickydb.Group, uint64, error) {
-	g, err := decodeGroupFlags(body, caps)
-	return g.Group, g.flags, err
-}
-
-type flaggedGroup struct {
-	stickydb.Group
-	flags uint64
-}
-
-func decodeGroupFlags(body []byte, caps *Caps) (flaggedGroup, error) {
 	r := newReader(body, caps)
 	defer r.release()
-	var fg flaggedGroup
-	g := &fg.Group
+	var g stickydb.Group
 	g.Sender = r.str(maxNameLen, "sender")
 	r.tables()
-	fg.flags = r.uint(0xff, "flags")
+	flags := r.uint(0xff, "flags")
 	g.Origin = r.name("origin")
 	g.Epoch = r.int(1, maxExpiry, "epoch")
 	g.From = r.uint(maxSeq, "from")
@@ -91,20 +81,20 @@ func decodeGroupFlags(body []byte, caps *Caps) (flaggedGroup, error) {
 	if r.err == nil && g.From == 0 {
 		r.fail(ErrMalformed, "from: 0")
 	}
+	if r.err == nil && n > 0 && n*minEventBytes > r.left() {
+		// Bounded by the bytes left only now that the vector is read.
+		r.fail(ErrMalformed, "events: %d cannot fit in %d bytes", n, r.left())
+	}
 	if r.err != nil {
-		return flaggedGroup{}, r.err
+		return stickydb.Group{}, 0, r.err
 	}
 	g.To = g.From + uint64(n) - 1
 	if n == 0 {
 		r.end()
 		if r.err != nil {
-			return flaggedGroup{}, r.err
+			return stickydb.Group{}, 0, r.err
 		}
-		return fg, nil
-	}
-	// Bound by the bytes left only now that the vector is read.
-	if n*minEventBytes > r.left() {
-		return flaggedGroup{}, wireErr(ErrMalformed, "events: %d cannot fit in %d bytes", n, r.left())
+		return g, flags, nil
 	}
 	exp := r.int(0, maxExpiry, "expiry base")
 	g.Events = make([]stickydb.Event, n)
@@ -121,20 +111,20 @@ func decodeGroupFlags(body []byte, caps *Caps) (flaggedGroup, error) {
 		ev.Binding.Origin = r.name("event origin")
 		ev.Binding.Deleted = ev.Kind == stickydb.KindDelete
 		if r.err != nil {
-			return flaggedGroup{}, r.err
+			return stickydb.Group{}, 0, r.err
 		}
 		if exp < 0 || exp > maxExpiry {
-			return flaggedGroup{}, wireErr(ErrMalformed, "expiry %d out of range", exp)
+			return stickydb.Group{}, 0, wireErr(ErrMalformed, "expiry %d out of range", exp)
 		}
 		k, err := stickydb.NewKey(ip, host)
 		if err != nil {
-			return flaggedGroup{}, wireErr(ErrMalformed, "event %d key: %v", i, err)
+			return stickydb.Group{}, 0, wireErr(ErrMalformed, "event %d key: %v", i, err)
 		}
 		ev.Key = k
 	}
 	r.end()
 	if r.err != nil {
-		return flaggedGroup{}, r.err
+		return stickydb.Group{}, 0, r.err
 	}
-	return fg, nil
+	return g, flags, nil
 }
