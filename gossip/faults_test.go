@@ -69,16 +69,22 @@ func TestThirdNodeRelay(t *testing.T) {
 	if f.Stats().PacketsCut == 0 {
 		t.Fatal("the cut dropped nothing")
 	}
-	third := false
-	for _, n := range c.nodes[:2] {
+	// Each of n0, n1 closed its gap of the other's events through n2:
+	// normally a range from n2's change log table (stage "third"); on a
+	// starved machine the range request may time out and a full copy from
+	// n2 (stage "full") closes it instead.
+	for i, n := range c.nodes[:2] {
+		other := c.nodes[1-i].Name()
+		relayed := ""
 		for _, g := range n.DB().RecentGaps() {
-			if g.Stage == "third" && g.Asked == "n2" && g.AnsweredBy == "n2" {
-				third = true
+			if g.Origin == other && g.Asked == "n2" && g.AnsweredBy == "n2" {
+				relayed = g.Stage
 			}
 		}
-	}
-	if !third {
-		t.Fatalf("no gap was closed by n2 as a third node: %+v %+v", c.nodes[0].DB().RecentGaps(), c.nodes[1].DB().RecentGaps())
+		if relayed == "" {
+			t.Fatalf("%s did not get %s's events through n2: %+v", n.Name(), other, n.DB().RecentGaps())
+		}
+		t.Logf("%s got %s's events from n2 (%s)", n.Name(), other, relayed)
 	}
 }
 

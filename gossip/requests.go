@@ -68,6 +68,7 @@ func (n *Node) answer(p *peer, req stickydb.Request) {
 		return
 	}
 	n.stats.requestsAnswered.Add(1)
+	n.log.Debug().Str("peer", p.name).Str("reason", req.Reason).Int("groups", len(groups)).Msg("answering")
 	for i := range groups {
 		if !n.sendAnswerGroup(p, &groups[i]) {
 			return
