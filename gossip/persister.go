@@ -9,8 +9,9 @@ package gossip
 // The node then calls DB.MarkPersisted with it (idempotent; the persister
 // may call it too) and pushes. Flush is called on the node's push goroutine
 // before every push, so at most once per PushInterval while events keep
-// coming; it may block for an fsync, which delays pushes by as much. It is
-// never called concurrently with itself. An error skips the push (nothing
+// coming, and also when there turns out to be nothing to push, so it must
+// be cheap when nothing is unpersisted; it may block for an fsync, which
+// delays pushes by as much. It is never called concurrently with itself. An error skips the push (nothing
 // unpersisted may leave), is counted and logged, and the push is retried
 // one PushInterval later.
 type Persister interface {

@@ -32,8 +32,10 @@ func (r *readiness) catchUp() time.Duration {
 
 // checkReady (run loop) turns Ready on once the node has joined and its
 // vector covers what its live peers' vectors showed when it first saw them
-// (so a new node serves with the fleet's bindings, not an empty table), or
-// once CatchUpTimeout has passed since joining.
+// (so a new node serves with the fleet's bindings, not an empty table): the
+// newest epoch of every other origin, and every older epoch of our own (a
+// node restarted without a disk gets its old bindings back). Or once
+// CatchUpTimeout has passed since joining.
 func (n *Node) checkReady(now time.Time) {
 	r := &n.ready
 	if r.ready.Load() || !r.joined.Load() {
@@ -42,6 +44,7 @@ func (n *Node) checkReady(now time.Time) {
 	if r.target == nil {
 		live, known := 0, 0
 		t := stickydb.Vector{}
+		current, _ := n.db.Position()
 		for _, row := range n.db.Table() {
 			if !row.Live {
 				continue
@@ -51,9 +54,20 @@ func (n *Node) checkReady(now time.Time) {
 				continue
 			}
 			known++
-			for o := range row.Vector {
-				if es, ok := row.Vector.Latest(o); ok && o != n.self {
-					t.Advance(o, es.Epoch, es.Seq)
+			for o, ps := range row.Vector {
+				if o != n.self {
+					if es, ok := row.Vector.Latest(o); ok {
+						t.Advance(o, es.Epoch, es.Seq)
+					}
+					continue
+				}
+				// Our own older epochs (a restart without a disk): their
+				// bindings are still live on the peers, and clients will
+				// come back to us for them.
+				for _, p := range ps {
+					if p.Epoch < current {
+						t.Advance(o, p.Epoch, p.Seq)
+					}
 				}
 			}
 		}
