@@ -115,11 +115,13 @@ type Config struct {
 	// (logged and counted). Default 60s.
 	CatchUpTimeout time.Duration
 
-	// SweepShards is the number of binding-table shards swept of expired
-	// entries per tick (DB.Sweep); 0 means the default 4, -1 disables
-	// sweeping (the caller sweeps). At 20ms ticks and 256 shards a full pass
-	// takes ~1.3s.
-	SweepShards int
+	// SweepInterval: every interval, one shard of the binding table is
+	// swept of expired entries (DB.Sweep). Expired entries serve nobody
+	// (lookups check expiry); sweeping only frees their memory, so it is
+	// spread thin: with 256 shards a full pass takes 256 intervals (~26s
+	// at the default 100ms; ~16k entries per step at 4M bindings).
+	// Negative disables sweeping (the caller sweeps).
+	SweepInterval time.Duration
 
 	// LeaveTimeout bounds the graceful leave broadcast on Close.
 	// Default 1s.
@@ -211,7 +213,7 @@ func DefaultConfig() Config {
 		WorkQueue:        1024,
 		OutboxDepth:      256,
 		CatchUpTimeout:   60 * time.Second,
-		SweepShards:      4,
+		SweepInterval:    100 * time.Millisecond,
 		LeaveTimeout:     time.Second,
 		Memberlist: MemberlistConfig{
 			ProbeInterval:       500 * time.Millisecond,
@@ -274,7 +276,7 @@ func (c Config) withDefaults() Config {
 	setI(&c.WorkQueue, d.WorkQueue)
 	setI(&c.OutboxDepth, d.OutboxDepth)
 	setD(&c.CatchUpTimeout, d.CatchUpTimeout)
-	setI(&c.SweepShards, d.SweepShards)
+	setD(&c.SweepInterval, d.SweepInterval)
 	setD(&c.LeaveTimeout, d.LeaveTimeout)
 	m, dm := &c.Memberlist, d.Memberlist
 	setD(&m.ProbeInterval, dm.ProbeInterval)
@@ -342,8 +344,6 @@ func (c Config) validate(watchdog time.Duration) error {
 		return cfgErr("Workers/WorkQueue/OutboxDepth", "must be >= 1, got %d, %d, %d", c.Workers, c.WorkQueue, c.OutboxDepth)
 	case c.CatchUpTimeout <= 0:
 		return cfgErr("CatchUpTimeout", "must be > 0, got %v", c.CatchUpTimeout)
-	case c.SweepShards < -1:
-		return cfgErr("SweepShards", "must be >= -1, got %d", c.SweepShards)
 	case c.LeaveTimeout <= 0:
 		return cfgErr("LeaveTimeout", "must be > 0, got %v", c.LeaveTimeout)
 	}

@@ -38,7 +38,6 @@ func TestConfigValidate(t *testing.T) {
 		{"Caps.MaxEvents", func(c *Config) { c.Caps.MaxEvents = 1 << 20 }},
 		{"RequestRate", func(c *Config) { c.RequestRate = -1 }},
 		{"Memberlist.ProbeInterval", func(c *Config) { c.Memberlist.ProbeTimeout = time.Hour }},
-		{"SweepShards", func(c *Config) { c.SweepShards = -2 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {

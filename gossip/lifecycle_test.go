@@ -197,3 +197,25 @@ func TestPersistThenSend(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool { _, ok := c.nodes[1].DB().Lookup(k); return ok }, func() string { return "never sent" })
 	c.waitConverged(5 * time.Second)
 }
+
+// TestSweep: the run loop frees expired bindings, a shard at a time.
+func TestSweep(t *testing.T) {
+	c := startCluster(t, 1, clusterOpts{
+		db: func(dc *stickydb.Config) {
+			dc.TTL = 200 * time.Millisecond
+			dc.MaxSkew = 10 * time.Millisecond
+			dc.Shards = 4
+		},
+		node: func(i int, cfg *Config) { cfg.SweepInterval = time.Millisecond },
+	})
+	n := c.nodes[0]
+	for i := range 100 {
+		if _, _, err := n.Store().BindIfAbsent(testKey(t, i), "backend-a", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n.DB().Len() != 100 {
+		t.Fatalf("%d entries", n.DB().Len())
+	}
+	eventually(t, 5*time.Second, func() bool { return n.DB().Len() == 0 }, func() string { return "expired entries not swept" })
+}

@@ -60,6 +60,7 @@ type Node struct {
 	// owned by the run loop
 	lastPush    time.Time
 	lastVector  time.Time
+	lastSweep   time.Time
 	cursorEpoch int64
 }
 

@@ -180,8 +180,9 @@ func (n *Node) tick() {
 	n.heartbeats()
 	n.copies.expire(now, &n.stats)
 	n.checkReady(now)
-	if n.cfg.SweepShards > 0 {
-		n.db.Sweep(now, n.cfg.SweepShards)
+	if n.cfg.SweepInterval > 0 && time.Since(n.lastSweep) >= n.cfg.SweepInterval {
+		n.lastSweep = time.Now()
+		n.db.Sweep(now, 1)
 	}
 }
 
