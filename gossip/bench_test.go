@@ -18,7 +18,7 @@ func BenchmarkEncodeGroup(b *testing.B) {
 			var size int
 			b.ReportAllocs()
 			for b.Loop() {
-				size = len(encodeGroup(&g, 0))
+				size = len(encodeGroup(&g, groupMeta{}))
 			}
 			b.ReportMetric(float64(size)/float64(n), "B/binding")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/binding")
@@ -32,7 +32,7 @@ func BenchmarkDecodeGroup(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("binds=%d", n), func(b *testing.B) {
 			g := sampleGroup(b, n, true)
-			msg := encodeGroup(&g, 0)
+			msg := encodeGroup(&g, groupMeta{})
 			b.SetBytes(int64(len(msg)))
 			b.ReportAllocs()
 			for b.Loop() {

@@ -57,12 +57,12 @@ func (d *delegate) NotifyMsg(buf []byte) {
 	}
 	switch t {
 	case msgGroup:
-		g, flags, err := decodeGroup(body, caps)
+		g, meta, err := decodeGroup(body, caps)
 		if err != nil {
 			n.dropped(t, body, err)
 			return
 		}
-		n.onGroup(g, flags)
+		n.onGroup(g, meta)
 	case msgRequest:
 		m, err := decodeRequest(body, caps)
 		if err != nil {

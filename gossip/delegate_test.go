@@ -42,7 +42,7 @@ func TestNotifyMsgDropsBadMessages(t *testing.T) {
 		g.Events[i].Binding.Origin = "peer"
 		g.Events[i].Binding.Expiry = time.Now().Add(time.Minute).UnixMilli()
 	}
-	good := encodeGroup(&g, 0)
+	good := encodeGroup(&g, groupMeta{})
 	tests := []struct {
 		name       string
 		msg        []byte
@@ -99,7 +99,7 @@ func TestNotifyMsgDropsBadMessages(t *testing.T) {
 		bad := g
 		bad.Events = append([]stickydb.Event(nil), g.Events...)
 		bad.Events[3].Binding.Origin = "someone-else" // a bind in another node's name
-		(&delegate{n: n}).NotifyMsg(encodeGroup(&bad, 0))
+		(&delegate{n: n}).NotifyMsg(encodeGroup(&bad, groupMeta{}))
 		st := n.Stats()
 		if st.CoreRejects != 1 || st.Senders[0].CapBreaches != 1 || n.DB().Len() != 0 {
 			t.Fatalf("%+v", st)
@@ -113,7 +113,7 @@ func TestNotifyMsgGarbage(t *testing.T) {
 	n := unstartedNode(t, "me")
 	d := &delegate{n: n}
 	g := sampleGroup(t, 30, true)
-	msgs := [][]byte{encodeGroup(&g, 0), encodeChunk("x", 1, 2, []stickydb.Record{{Key: g.Events[0].Key, Binding: g.Events[0].Binding}}),
+	msgs := [][]byte{encodeGroup(&g, groupMeta{}), encodeChunk("x", 1, 2, []stickydb.Record{{Key: g.Events[0].Key, Binding: g.Events[0].Binding}}),
 		encodeRequest("x", &stickydb.Request{Known: g.Vector}), encodeCopyEnd("x", 1, 1, 1, g.Vector), encodeState("x", g.Vector)}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 20000 {
@@ -160,7 +160,7 @@ func TestBadMessagesOverTheNetwork(t *testing.T) {
 	from, to := c.nodes[1], c.nodes[0]
 	g := sampleGroup(t, 20, false)
 	g.Sender = "n1"
-	good := encodeGroup(&g, 0)
+	good := encodeGroup(&g, groupMeta{})
 	named := []byte{0xa2, 'n', '1'}
 	bad := [][]byte{
 		good[:len(good)/2],

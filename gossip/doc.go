@@ -116,6 +116,9 @@
 //
 //	sender names hosts
 //	flags    uint, bit 0: sent in answer to a request (not pushed)
+//	made     int, unix ms (sender's clock) when the oldest event of a
+//	         pushed group was made (the first write after the previous
+//	         push), 0 if unknown; the receiver's replication-lag measure
 //	origin   uint, name index
 //	epoch    int, the origin's epoch (unix ms)
 //	from     uint >= 1, sequence number of the first event
@@ -129,7 +132,7 @@
 //	             generation uint, origin (uint name index)
 //
 // Event i has seq from + i; it is a tombstone exactly when its kind is 4.
-// Example, one bind (63 bytes):
+// Example, one bind pushed (72 bytes):
 //
 //	01 01                      group, version 1
 //	a2 6e 31                   sender "n1"
@@ -137,13 +140,14 @@
 //	   2d 61
 //	01 ab 61 70 70 2e 65 78    hosts: "app.example"
 //	   61 6d 70 6c 65
-//	00                         flags
+//	00                         flags: pushed
+//	cf 00 00 01 94 24 f8 61 03 made 1735787045123
 //	00                         origin names[0] "n1"
 //	cf 00 00 01 94 24 f8 60 88 epoch 1735787045000
 //	07                         from 7
 //	01                         one event
 //	c0                         no vector
-//	cf 00 00 01 94 25 13 d8 43 expbase 1735788845123
+//	cf 00 00 01 94 25 13 d7 c8 expbase 1735788845000
 //	01                         kind bind
 //	c4 04 0a 00 00 01          ip 10.0.0.1
 //	00                         host hosts[0]
@@ -153,7 +157,8 @@
 //	00                         origin names[0] "n1"
 //
 // In a batch each further bind of an IPv4 client costs about 12 bytes
-// (kind 1, ip 6, host 1, rep 1, expiry delta 1-3, generation 1, origin 1).
+// (kind 1, ip 6, host 1, rep 1, expiry delta 1-3, generation 1, origin 1;
+// the core keeps expiries in whole seconds, so most deltas are 0).
 //
 // 2 request:
 //

@@ -25,8 +25,8 @@ func FuzzDecode(f *testing.F) {
 			{Seq: 1, Kind: stickydb.KindBind, Key: k, Binding: stickydb.Binding{Replica: "a", Expiry: exp, Generation: 1, Origin: "n1"}},
 			{Seq: 2, Kind: stickydb.KindDelete, Key: k, Binding: stickydb.Binding{Expiry: exp + 2000, Generation: 2, Origin: "n1", Deleted: true}},
 		}}
-	f.Add(encodeGroup(&g, 0))
-	f.Add(encodeGroup(&g, groupAnswer))
+	f.Add(encodeGroup(&g, groupMeta{}))
+	f.Add(encodeGroup(&g, groupMeta{flags: groupAnswer}))
 	f.Add(encodeRequest("n2", &stickydb.Request{Origins: []string{"n1"}, Known: g.Vector, Reason: "gap"}))
 	f.Add(encodeChunk("n1", 5, 0, []stickydb.Record{{Key: k, Binding: g.Events[0].Binding}}))
 	f.Add(encodeCopyEnd("n1", 5, 1, 1, g.Vector))
@@ -49,7 +49,7 @@ func FuzzDecode(f *testing.F) {
 		var again []byte
 		switch m := v.(type) {
 		case stickydb.Group:
-			again = encodeGroup(&m, 0)
+			again = encodeGroup(&m, groupMeta{})
 		case requestMsg:
 			again = encodeRequest(m.Sender, &m.Req)
 		case chunkMsg:

@@ -150,11 +150,9 @@ func (d *fakeDisk) Flush() (uint64, error) {
 		return d.written, errDisk
 	}
 	for {
-		g, err := d.db.Unpersisted(d.written, 1000)
-		if err != nil {
-			return d.written, err
-		}
+		g := d.db.Unpersisted(d.written, 1000)
 		if len(g.Events) == 0 {
+			d.db.MarkPersisted(g.Epoch, d.written)
 			return d.written, nil
 		}
 		d.written = g.To

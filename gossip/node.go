@@ -57,6 +57,8 @@ type Node struct {
 	senders senderTable // per-sender error counts, peers or not
 	logs    logLimits
 
+	unsent atomic.Int64 // unix ms of the first write since the last push; 0 none
+
 	// owned by the run loop
 	lastPush    time.Time
 	lastVector  time.Time
@@ -210,7 +212,10 @@ func (n *Node) Members() []Member {
 }
 
 // kick wakes the push loop: an own event is waiting. It never blocks.
+// It also notes when the oldest unpushed event was made, for the lag
+// the receivers measure.
 func (n *Node) kick() {
+	n.unsent.CompareAndSwap(0, n.now().UnixMilli())
 	select {
 	case n.kickCh <- struct{}{}:
 	default:

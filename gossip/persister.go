@@ -5,9 +5,10 @@ package gossip
 // implements it; in epoch mode (no data dir) Config.Persister is nil.
 //
 // Flush writes every own event not yet on disk (DB.Unpersisted), fsyncs,
-// and returns the last own event number of the current epoch now on disk.
-// The node then calls DB.MarkPersisted with it (idempotent; the persister
-// may call it too) and pushes. Flush is called on the node's push goroutine
+// marks them persisted (DB.MarkPersisted(epoch, seq): only the persister
+// knows which epoch it wrote), and returns the last own event number of
+// the current epoch now on disk (for logs). The node then pushes; the DB
+// releases no more than what was marked. recovery.Store implements it. Flush is called on the node's push goroutine
 // before every push, so at most once per PushInterval while events keep
 // coming, and also when there turns out to be nothing to push, so it must
 // be cheap when nothing is unpersisted; it may block for an fsync, which

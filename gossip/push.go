@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"errors"
 	"sort"
 	"time"
 
@@ -69,13 +68,13 @@ func (n *Node) schedule(pace *time.Timer, paced *bool) {
 // persister failed (retry).
 func (n *Node) push() bool {
 	if p := n.cfg.Persister; p != nil {
-		seq, err := p.Flush()
-		if err != nil {
+		// The persister marks what it wrote (DB.MarkPersisted): the DB then
+		// releases exactly that much to OwnEvents.
+		if _, err := p.Flush(); err != nil {
 			n.stats.persistErrors.Add(1)
 			n.logs.persist.Do(func() { n.log.Error().Err(err).Msg("persist before push failed; not sending") })
 			return true
 		}
-		n.db.MarkPersisted(seq)
 	}
 	epoch, _ := n.db.Position()
 	peers := n.peers.live()
@@ -88,6 +87,7 @@ func (n *Node) push() bool {
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].cursor.Load() < peers[j].cursor.Load() })
 	withVector := time.Since(n.lastVector) >= n.cfg.VectorInterval
+	made := n.unsent.Swap(0)
 	sentAny, sentVector := false, false
 	// Peers at the same cursor (the usual case) share one encoding.
 	for i := 0; i < len(peers); {
@@ -96,7 +96,11 @@ func (n *Node) push() bool {
 			j++
 		}
 		same := peers[i:j]
-		cur, sent := n.pushFrom(epoch, same[0].cursor.Load(), same, withVector)
+		cur, sent, more := n.pushFrom(same[0].cursor.Load(), same, withVector, made)
+		if more {
+			// Events left for the next push were made no later than that.
+			n.unsent.CompareAndSwap(0, made)
+		}
 		for _, p := range same {
 			p.cursor.Store(cur)
 		}
@@ -117,32 +121,26 @@ func (n *Node) push() bool {
 }
 
 // pushFrom sends peers the own events after cursor, up to MaxPushEvents,
-// in messages of at most Caps.MaxEvents events, and returns the new cursor.
-func (n *Node) pushFrom(epoch int64, cursor uint64, peers []*peer, withVector bool) (uint64, bool) {
+// in messages of at most Caps.MaxEvents events. It returns the new cursor,
+// whether it sent anything, and whether the budget ran out first.
+func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, made int64) (uint64, bool, bool) {
 	budget := n.cfg.MaxPushEvents
 	sent := false
-	skipped := false
 	for budget > 0 {
-		g, err := n.db.OwnEvents(cursor, min(budget, n.cfg.Caps.MaxEvents))
-		if errors.Is(err, stickydb.ErrTruncated) {
-			// The log no longer holds what follows the cursor: skip to
-			// what it holds; the peer sees the gap and asks (and is sent a
-			// full copy).
-			next := n.truncationPoint(epoch, cursor)
-			if skipped || next <= cursor {
-				break
-			}
-			n.stats.cursorSkips.Add(1)
-			cursor, skipped = next, true
-			continue
-		}
-		if err != nil || len(g.Events) == 0 {
+		g := n.db.OwnEvents(cursor, min(budget, n.cfg.Caps.MaxEvents))
+		if len(g.Events) == 0 {
 			break
+		}
+		if g.From > cursor+1 {
+			// The log no longer holds what follows the cursor: the group
+			// starts at what it holds; the peer sees the gap and asks (and
+			// is sent a full copy).
+			n.stats.cursorSkips.Add(1)
 		}
 		if !withVector {
 			g.Vector = nil
 		}
-		msg := encodeGroup(&g, 0)
+		msg := encodeGroup(&g, groupMeta{made: made})
 		now := time.Now().UnixNano()
 		for _, p := range peers {
 			if n.send(p, msg) {
@@ -157,17 +155,7 @@ func (n *Node) pushFrom(epoch int64, cursor uint64, peers []*peer, withVector bo
 		cursor = g.To
 		budget -= len(g.Events)
 	}
-	return cursor, sent
-}
-
-// truncationPoint is the event before the first one the own log holds in
-// epoch.
-func (n *Node) truncationPoint(epoch int64, cursor uint64) uint64 {
-	logs := n.db.Logs()
-	if len(logs) == 0 || logs[0].Epoch != epoch || logs[0].First == 0 {
-		return cursor
-	}
-	return logs[0].First - 1
+	return cursor, sent, budget <= 0
 }
 
 // tick runs every PushInterval: the core's Tick (gap and watchdog requests),
@@ -200,7 +188,7 @@ func (n *Node) heartbeats() {
 			epoch, _ := n.db.Position()
 			c := p.cursor.Load()
 			g := stickydb.Group{Origin: n.self, Epoch: epoch, From: c + 1, To: c, Sender: n.self, Vector: n.db.Vector()}
-			msg = encodeGroup(&g, 0)
+			msg = encodeGroup(&g, groupMeta{})
 		}
 		if n.send(p, msg) {
 			p.lastSent.Store(time.Now().UnixNano())

@@ -2,18 +2,16 @@ package gossip
 
 import (
 	"errors"
-	"time"
 
 	"github.com/tetherproxy/tether/stickydb"
 )
 
 // onGroup (delegate, any goroutine) hands a change group to the core.
-func (n *Node) onGroup(g stickydb.Group, flags uint64) {
+func (n *Node) onGroup(g stickydb.Group, meta groupMeta) {
 	now := n.now()
 	p := n.peers.get(g.Sender)
-	events := len(g.Events)
-	if p != nil && flags&groupAnswer == 0 && g.Sender == g.Origin && events > 0 {
-		n.observeLag(p, &g.Events[events-1], now)
+	if p != nil && meta.flags&groupAnswer == 0 && meta.made > 0 {
+		n.observeLag(p, now.UnixMilli()-meta.made)
 	}
 	res, err := n.db.Receive(g, now) // the core owns g from here
 	n.stats.groupsReceived.Add(1)
@@ -33,19 +31,13 @@ func (n *Node) onGroup(g stickydb.Group, flags uint64) {
 	}
 }
 
-// observeLag estimates how long the newest event of a pushed group took to
-// get here: its expiry was set to now + TTL at its origin (+ MaxSkew for a
-// tombstone). With clocks in sync (NTP; on one host exactly) this is the
-// replication lag, to the millisecond.
-func (n *Node) observeLag(p *peer, ev *stickydb.Event, now time.Time) {
-	made := ev.Binding.Expiry - n.ttlMs
-	if ev.Kind == stickydb.KindDelete {
-		made -= n.skew
-	}
-	lag := now.UnixMilli() - made
-	if lag < 0 {
-		lag = 0
-	}
+// observeLag records the replication lag of a pushed group: from when its
+// oldest event was made at the sender (the first write after its previous
+// push) to its arrival here, so the pacing wait is included. Clocks are
+// compared, so across hosts it is as good as their sync (on one host,
+// exact to the millisecond).
+func (n *Node) observeLag(p *peer, lag int64) {
+	lag = max(lag, 0)
 	p.c.lagLast.Store(lag)
 	for {
 		old := p.c.lagMax.Load()

@@ -88,7 +88,7 @@ func (n *Node) sendAnswerGroup(p *peer, g *stickydb.Group) bool {
 			part.Events, part.From, part.To = evs[:k], evs[0].Seq, evs[k-1].Seq
 			evs = evs[k:]
 		}
-		if !n.sendNow(p, encodeGroup(&part, groupAnswer)) {
+		if !n.sendNow(p, encodeGroup(&part, groupMeta{flags: groupAnswer})) {
 			return false
 		}
 		p.lastSent.Store(time.Now().UnixNano())

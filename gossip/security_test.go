@@ -49,8 +49,8 @@ func TestStranger(t *testing.T) {
 			defer s.Close()
 
 			if tt.inside {
-				// Inject once the control is a member everywhere (see
-				// corebugs_test.go for why not before).
+				// Inject once the control is a member everywhere, so that
+				// the control shows a member's message gets in.
 				eventually(t, 10*time.Second, func() bool {
 					for _, n := range c.nodes {
 						if n.Stats().Members != 3 {
@@ -65,7 +65,7 @@ func TestStranger(t *testing.T) {
 			g := stickydb.Group{Origin: name, Epoch: now.UnixMilli(), From: 1, To: 1, Sender: name,
 				Events: []stickydb.Event{{Seq: 1, Kind: stickydb.KindBind, Key: evil,
 					Binding: stickydb.Binding{Replica: "evil", Expiry: now.Add(time.Minute).UnixMilli(), Generation: 1, Origin: name}}}}
-			msg := encodeGroup(&g, 0)
+			msg := encodeGroup(&g, groupMeta{})
 			const injections = 5
 			for range injections {
 				if err := s.ml.SendToAddress(memberlist.Address{Addr: target.Addr(), Name: target.Name()}, msg); err != nil {

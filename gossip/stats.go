@@ -72,8 +72,9 @@ type PeerStats struct {
 	RequestsReceived uint64
 	RequestsRefused  uint64
 	FullCopiesSent   uint64
-	// LagLastMs/LagMaxMs: age of the newest event of the last pushed group
-	// from this peer when it arrived (origin clock vs ours), ms.
+	// LagLastMs/LagMaxMs: replication lag of pushed groups from this peer:
+	// from the first write after its previous push to the arrival here
+	// (its clock vs ours), ms.
 	LagLastMs int64
 	LagMaxMs  int64
 }

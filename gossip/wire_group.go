@@ -11,8 +11,17 @@ const (
 	groupAnswer = 1 << 0 // sent in answer to a request, not pushed
 )
 
+// groupMeta is what a group message carries besides the group.
+type groupMeta struct {
+	flags uint64
+	// made is when the oldest event of a pushed group was made, as far
+	// as the sender knows (unix ms of its clock; 0 unknown): the receiver
+	// measures replication lag with it.
+	made int64
+}
+
 // encodeGroup encodes a change group (msgGroup). The caller owns the bytes.
-func encodeGroup(g *stickydb.Group, flags uint64) []byte {
+func encodeGroup(g *stickydb.Group, m groupMeta) []byte {
 	w := getWriter(msgGroup)
 	defer putWriter(w)
 	w.str(g.Sender)
@@ -29,7 +38,8 @@ func encodeGroup(g *stickydb.Group, flags uint64) []byte {
 	w.collectVector(g.Vector)
 	w.tables()
 
-	w.uint(flags)
+	w.uint(m.flags)
+	w.int(m.made)
 	w.uint(w.names.id(g.Origin))
 	w.int(g.Epoch)
 	w.uint(g.From)
@@ -64,15 +74,16 @@ func (w *writer) rep(replica string) {
 	w.uint(w.names.id(replica) + 1)
 }
 
-// decodeGroup decodes the body of a msgGroup (after the 2-byte header) and
-// returns the group and its flags.
-func decodeGroup(body []byte, caps *Caps) (stickydb.Group, uint64, error) {
+// decodeGroup decodes the body of a msgGroup (after the 2-byte header).
+func decodeGroup(body []byte, caps *Caps) (stickydb.Group, groupMeta, error) {
 	r := newReader(body, caps)
 	defer r.release()
 	var g stickydb.Group
 	g.Sender = r.str(maxNameLen, "sender")
 	r.tables()
-	flags := r.uint(0xff, "flags")
+	var m groupMeta
+	m.flags = r.uint(0xff, "flags")
+	m.made = r.int(0, maxExpiry, "made")
 	g.Origin = r.name("origin")
 	g.Epoch = r.int(1, maxExpiry, "epoch")
 	g.From = r.uint(maxSeq, "from")
@@ -86,15 +97,15 @@ func decodeGroup(body []byte, caps *Caps) (stickydb.Group, uint64, error) {
 		r.fail(ErrMalformed, "events: %d cannot fit in %d bytes", n, r.left())
 	}
 	if r.err != nil {
-		return stickydb.Group{}, 0, r.err
+		return stickydb.Group{}, groupMeta{}, r.err
 	}
 	g.To = g.From + uint64(n) - 1
 	if n == 0 {
 		r.end()
 		if r.err != nil {
-			return stickydb.Group{}, 0, r.err
+			return stickydb.Group{}, groupMeta{}, r.err
 		}
-		return g, flags, nil
+		return g, m, nil
 	}
 	exp := r.int(0, maxExpiry, "expiry base")
 	g.Events = make([]stickydb.Event, n)
@@ -111,20 +122,20 @@ func decodeGroup(body []byte, caps *Caps) (stickydb.Group, uint64, error) {
 		ev.Binding.Origin = r.name("event origin")
 		ev.Binding.Deleted = ev.Kind == stickydb.KindDelete
 		if r.err != nil {
-			return stickydb.Group{}, 0, r.err
+			return stickydb.Group{}, groupMeta{}, r.err
 		}
 		if exp < 0 || exp > maxExpiry {
-			return stickydb.Group{}, 0, wireErr(ErrMalformed, "expiry %d out of range", exp)
+			return stickydb.Group{}, groupMeta{}, wireErr(ErrMalformed, "expiry %d out of range", exp)
 		}
 		k, err := stickydb.NewKey(ip, host)
 		if err != nil {
-			return stickydb.Group{}, 0, wireErr(ErrMalformed, "event %d key: %v", i, err)
+			return stickydb.Group{}, groupMeta{}, wireErr(ErrMalformed, "event %d key: %v", i, err)
 		}
 		ev.Key = k
 	}
 	r.end()
 	if r.err != nil {
-		return stickydb.Group{}, 0, r.err
+		return stickydb.Group{}, groupMeta{}, r.err
 	}
-	return g, flags, nil
+	return g, m, nil
 }

@@ -93,17 +93,17 @@ func genGroup(t *rapid.T) stickydb.Group {
 func TestGroupRoundTrip(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		g := genGroup(t)
-		flags := rapid.Uint64Range(0, 1).Draw(t, "flags")
-		msg := encodeGroup(&g, flags)
+		meta := groupMeta{flags: rapid.Uint64Range(0, 1).Draw(t, "flags"), made: rapid.Int64Range(0, maxExpiry).Draw(t, "made")}
+		msg := encodeGroup(&g, meta)
 		if msgType(msg[0]) != msgGroup || msg[1] != wireVersion {
 			t.Fatalf("header % x", msg[:2])
 		}
-		got, gotFlags, err := decodeGroup(msg[headerLen:], defaultCaps())
+		got, gotMeta, err := decodeGroup(msg[headerLen:], defaultCaps())
 		if err != nil {
 			t.Fatalf("decode: %v", err)
 		}
-		if gotFlags != flags {
-			t.Fatalf("flags %d, want %d", gotFlags, flags)
+		if gotMeta != meta {
+			t.Fatalf("meta %+v, want %+v", gotMeta, meta)
 		}
 		if len(g.Events) == 0 {
 			g.Events = nil
@@ -202,7 +202,7 @@ func sampleGroup(t testing.TB, n int, withVector bool) stickydb.Group {
 func TestWireCostPerBinding(t *testing.T) {
 	for _, n := range []int{1, 10, 100, 1000} {
 		g := sampleGroup(t, n, true)
-		msg := encodeGroup(&g, 0)
+		msg := encodeGroup(&g, groupMeta{})
 		per := float64(len(msg)) / float64(n)
 		t.Logf("%4d binds: %6d bytes, %.1f B/binding (+ memberlist's ~50 B per message)", n, len(msg), per)
 		if n >= 100 && per > 40 {
@@ -216,7 +216,7 @@ func TestWireCostPerBinding(t *testing.T) {
 // without allocating what a length prefix claims.
 func TestDecodeRejects(t *testing.T) {
 	good := sampleGroup(t, 3, true)
-	goodMsg := encodeGroup(&good, 0)
+	goodMsg := encodeGroup(&good, groupMeta{})
 	caps := defaultCaps()
 	tests := []struct {
 		name string
@@ -278,6 +278,7 @@ func groupWithCount(n int) []byte {
 	w.names.add("a")
 	w.tables()
 	w.uint(0) // flags
+	w.int(0)  // made
 	w.uint(0) // origin
 	w.int(epoch0)
 	w.uint(1)
