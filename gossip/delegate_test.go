@@ -113,7 +113,7 @@ func TestNotifyMsgGarbage(t *testing.T) {
 	n := unstartedNode(t, "me")
 	d := &delegate{n: n}
 	g := sampleGroup(t, 30, true)
-	msgs := [][]byte{encodeGroup(&g, groupMeta{}), encodeChunk("x", 1, 2, []stickydb.Record{{Key: g.Events[0].Key, Binding: g.Events[0].Binding}}),
+	msgs := [][]byte{encodeGroup(&g, groupMeta{}), encodeChunk(&chunkMsg{Sender: "x", Copy: 1, Index: 2, Records: []stickydb.Record{{Key: g.Events[0].Key, Binding: g.Events[0].Binding}}}),
 		encodeRequest("x", &stickydb.Request{Known: g.Vector}), encodeCopyEnd("x", 1, 1, 1, g.Vector), encodeState("x", g.Vector)}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 20000 {

@@ -57,7 +57,8 @@
 // # Full copies
 //
 // When the core says a request needs a full copy (the range is gone), a
-// worker walks DB.Snapshot and sends the records in chunks of ChunkRecords
+// worker flushes the persister (durable mode: the records reflect every
+// event made, none may leave before it is on disk), walks DB.Snapshot and sends the records in chunks of ChunkRecords
 // over reliable sends, then an end message with the chunk count and the
 // vector read before the records. The receiver merges chunks as they come
 // (DB.MergeRecords; the merge rule makes order irrelevant) and, once it has
@@ -173,6 +174,8 @@
 //	sender
 //	copy     uint, the sender's id of this copy
 //	index    uint, chunk number from 0
+//	hint     uint, the sender's binding count when the copy began (an empty
+//	         receiver sizes its table once, capped by its MaxBindings)
 //	names hosts
 //	n        uint, number of records (<= Caps.MaxRecords)
 //	if n > 0:

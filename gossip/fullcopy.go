@@ -17,7 +17,18 @@ var errSend = errors.New("gossip: send failed")
 // (read before them, see DB.Snapshot). The receiver merges chunks as they
 // come, in any order, and the vector only once it has them all.
 func (n *Node) streamCopy(p *peer, now time.Time) {
+	if ps := n.cfg.Persister; ps != nil {
+		// The records reflect every event made so far: none may reach a
+		// peer before it is on disk (see DB.Snapshot).
+		if _, err := ps.Flush(); err != nil {
+			n.stats.persistErrors.Add(1)
+			n.stats.fullCopiesFailed.Add(1)
+			n.logs.persist.Do(func() { n.log.Error().Err(err).Msg("persist before a full copy failed; not sending") })
+			return
+		}
+	}
 	id := rand.Uint64() >> 1
+	hint := uint64(n.db.Len())
 	var chunks, recs uint64
 	// Snapshot hands over one batch per shard, often a handful of records:
 	// they are gathered into chunks of ChunkRecords, each one message.
@@ -29,7 +40,7 @@ func (n *Node) streamCopy(p *peer, now time.Time) {
 		if n.closing.Load() {
 			return ErrClosed
 		}
-		if !n.sendReliableRetry(p, encodeChunk(n.self, id, chunks, buf)) {
+		if !n.sendReliableRetry(p, encodeChunk(&chunkMsg{Sender: n.self, Copy: id, Index: chunks, Hint: hint, Records: buf})) {
 			return errSend
 		}
 		chunks++
@@ -92,6 +103,11 @@ func (n *Node) onChunk(m chunkMsg) {
 	n.stats.chunksReceived.Add(1)
 	n.enqueue(func() {
 		now := n.now()
+		if m.Index == 0 && n.db.Len() == 0 {
+			// An empty node taking its first copy: size the table once
+			// instead of growing it step by step, within the core's cap.
+			n.db.Reserve(int(min(m.Hint, uint64(n.reserveCap()))))
+		}
 		if _, err := n.db.MergeRecords(m.Records, now); err != nil {
 			// The rest of the chunk was merged; count the breach.
 			n.rejected(m.Sender, err)
@@ -116,6 +132,14 @@ func (n *Node) onCopyEnd(m copyEndMsg) {
 			n.finishCopy(m.Sender, v, now)
 		}
 	})
+}
+
+// reserveCap bounds what a peer's hint may make us allocate up front.
+func (n *Node) reserveCap() int {
+	if c := n.db.Config().MaxBindings; c > 0 {
+		return c
+	}
+	return 1 << 22
 }
 
 func (n *Node) finishCopy(sender string, v stickydb.Vector, now time.Time) {

@@ -28,7 +28,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeGroup(&g, groupMeta{}))
 	f.Add(encodeGroup(&g, groupMeta{flags: groupAnswer}))
 	f.Add(encodeRequest("n2", &stickydb.Request{Origins: []string{"n1"}, Known: g.Vector, Reason: "gap"}))
-	f.Add(encodeChunk("n1", 5, 0, []stickydb.Record{{Key: k, Binding: g.Events[0].Binding}}))
+	f.Add(encodeChunk(&chunkMsg{Sender: "n1", Copy: 5, Hint: 100, Records: []stickydb.Record{{Key: k, Binding: g.Events[0].Binding}}}))
 	f.Add(encodeCopyEnd("n1", 5, 1, 1, g.Vector))
 	f.Add(encodeState("n1", g.Vector))
 
@@ -53,7 +53,7 @@ func FuzzDecode(f *testing.F) {
 		case requestMsg:
 			again = encodeRequest(m.Sender, &m.Req)
 		case chunkMsg:
-			again = encodeChunk(m.Sender, m.Copy, m.Index, m.Records)
+			again = encodeChunk(&m)
 		case copyEndMsg:
 			again = encodeCopyEnd(m.Sender, m.Copy, m.Chunks, m.Records, m.Vector)
 		case stateMsg:

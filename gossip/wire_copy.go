@@ -11,6 +11,7 @@ type chunkMsg struct {
 	Sender  string
 	Copy    uint64 // the sender's id of this copy
 	Index   uint64 // chunk number, from 0
+	Hint    uint64 // the sender's binding count when the copy began (to size the table)
 	Records []stickydb.Record
 }
 
@@ -26,12 +27,14 @@ type copyEndMsg struct {
 
 const maxChunks = 1 << 32
 
-func encodeChunk(sender string, copyID, index uint64, recs []stickydb.Record) []byte {
+func encodeChunk(m *chunkMsg) []byte {
 	w := getWriter(msgCopyChunk)
 	defer putWriter(w)
-	w.str(sender)
-	w.uint(copyID)
-	w.uint(index)
+	recs := m.Records
+	w.str(m.Sender)
+	w.uint(m.Copy)
+	w.uint(m.Index)
+	w.uint(m.Hint)
 	for i := range recs {
 		b := &recs[i].Binding
 		w.hosts.add(recs[i].Key.Host())
@@ -71,6 +74,7 @@ func decodeChunk(body []byte, caps *Caps) (chunkMsg, error) {
 	m.Sender = r.str(maxNameLen, "sender")
 	m.Copy = r.uint(math.MaxUint64>>1, "copy")
 	m.Index = r.uint(maxChunks, "index")
+	m.Hint = r.uint(maxSeq, "hint")
 	r.tables()
 	n := r.count(caps.MaxRecords, minRecordBytes, "records")
 	if r.err != nil {

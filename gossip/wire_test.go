@@ -130,12 +130,12 @@ func TestChunkRoundTrip(t *testing.T) {
 			recs = append(recs, stickydb.Record{Key: genKey(t), Binding: b})
 		}
 		id, idx := rapid.Uint64Range(0, 1<<62).Draw(t, "id"), rapid.Uint64Range(0, 1<<30).Draw(t, "idx")
-		msg := encodeChunk("n1", id, idx, recs)
+		want := chunkMsg{Sender: "n1", Copy: id, Index: idx, Hint: rapid.Uint64Range(0, 1<<40).Draw(t, "hint"), Records: recs}
+		msg := encodeChunk(&want)
 		got, err := decodeChunk(msg[headerLen:], defaultCaps())
 		if err != nil {
 			t.Fatalf("decode: %v", err)
 		}
-		want := chunkMsg{Sender: "n1", Copy: id, Index: idx, Records: recs}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
 		}
@@ -235,14 +235,14 @@ func TestDecodeRejects(t *testing.T) {
 		{"negative count", msgGroup, []byte{0xa1, 'a', 0xff}, ErrMalformed},
 		{"events over cap", msgGroup, groupWithCount(caps.MaxEvents + 1), ErrOverCap},
 		{"events past the bytes", msgGroup, groupWithCount(1000), ErrMalformed},
-		{"chunk records huge", msgCopyChunk, []byte{0xa1, 'a', 1, 0, 0, 0, 0xce, 0xff, 0xff, 0xff, 0xff}, ErrOverCap},
+		{"chunk records huge", msgCopyChunk, []byte{0xa1, 'a', 1, 0, 0, 0, 0, 0xce, 0xff, 0xff, 0xff, 0xff}, ErrOverCap},
 		{"request origins huge", msgRequest, []byte{0xa1, 'a', 0, 0, 0, 0, 0xce, 0x7f, 0xff, 0xff, 0xff}, ErrOverCap},
 		{"state vector huge", msgState, []byte{0xa1, 'a', 1, 0xa1, 'b', 0, 0xce, 0x7f, 0xff, 0xff, 0xff}, ErrOverCap},
 		{"index out of range", msgState, []byte{0xa1, 'a', 1, 0xa1, 'b', 0, 1, 5, 1, 1, 1}, ErrMalformed},
 		{"origin without pairs", msgState, []byte{0xa1, 'a', 1, 0xa1, 'b', 0, 1, 0, 0, 1, 1}, ErrMalformed},
 		{"empty sender", msgState, []byte{0xa0, 0, 0, 0xc0}, ErrMalformed},
-		{"ip of 5 bytes", msgCopyChunk, []byte{0xa1, 'a', 1, 0, 1, 0xa1, 'o', 1, 0xa1, 'h', 1, 0x05, 0xc4, 5, 1, 2, 3, 4, 5, 0, 0, 0, 1, 0}, ErrMalformed},
-		{"invalid host", msgCopyChunk, []byte{0xa1, 'a', 1, 0, 1, 0xa1, 'o', 1, 0xa1, 'H', 1, 0x05, 0xc4, 4, 1, 2, 3, 4, 0, 0, 0, 1, 0}, ErrMalformed},
+		{"ip of 5 bytes", msgCopyChunk, []byte{0xa1, 'a', 1, 0, 0, 1, 0xa1, 'o', 1, 0xa1, 'h', 1, 0x05, 0xc4, 5, 1, 2, 3, 4, 5, 0, 0, 0, 1, 0}, ErrMalformed},
+		{"invalid host", msgCopyChunk, []byte{0xa1, 'a', 1, 0, 0, 1, 0xa1, 'o', 1, 0xa1, 'H', 1, 0x05, 0xc4, 4, 1, 2, 3, 4, 0, 0, 0, 1, 0}, ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
