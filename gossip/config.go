@@ -1,0 +1,373 @@
+package gossip
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/rs/zerolog"
+)
+
+// Config holds the gossip shell's settings. Only cmd/ maps environment
+// variables and flags onto it (TETHER_GOSSIP_BIND -> BindAddr,
+// TETHER_GOSSIP_ADVERTISE -> AdvertiseAddr, TETHER_JOIN -> Join,
+// TETHER_GOSSIP_KEY -> Key, TETHER_PUSH_INTERVAL -> PushInterval).
+// Zero fields take the defaults of DefaultConfig (see withDefaults).
+type Config struct {
+	// BindAddr is the host:port memberlist listens on, TCP and UDP.
+	// Port 0 picks a free port (tests). Default "0.0.0.0:7946".
+	BindAddr string
+
+	// AdvertiseAddr is the host:port peers use to reach this node. "" means
+	// the bound address (or, when bound to 0.0.0.0, a private IP of the
+	// host, as memberlist picks it). A port of 0 means the bound port.
+	AdvertiseAddr string
+
+	// Join lists seeds ("host:port"). The node retries them, backing off
+	// from JoinRetryMin to JoinRetryMax, until one answers or another
+	// node joins it. Its own address may be among them (one list for the
+	// whole fleet). Empty: a fleet of one until someone joins.
+	Join         []string
+	JoinRetryMin time.Duration // first retry delay; default 200ms
+	JoinRetryMax time.Duration // longest retry delay; default 5s
+
+	// Key is the AES key for memberlist's keyring: 16, 24 or 32 bytes
+	// (AES-128/192/256-GCM). nil means gossip in the clear. A node without
+	// the key can neither join nor inject a message.
+	Key []byte
+
+	// Label scopes gossip to one fleet: memberlist prefixes every packet and
+	// stream with it and binds it into the encryption. Nodes with another
+	// label are refused. At most 255 bytes. Default "tether".
+	Label string
+
+	// PushInterval is the least time between two pushes of change groups to
+	// one peer. The first event after a quiet spell leaves at once; while
+	// events keep coming, they leave at most once per interval, batched.
+	// It is also the period of the core's Tick. Default 20ms.
+	PushInterval time.Duration
+
+	// HeartbeatInterval: a peer that was sent no change group for this long
+	// gets an empty one carrying our vector, so that a lost tail is noticed
+	// and the core's watchdog stays quiet. Must be below the core's
+	// Watchdog. Default 500ms.
+	HeartbeatInterval time.Duration
+
+	// VectorInterval: pushed groups carry our version vector at most this
+	// often (heartbeats and answers always carry it). The vector costs ~15
+	// bytes per origin; peers need it for the version vector table and for
+	// truncating logs. Default 100ms.
+	VectorInterval time.Duration
+
+	// MaxUDPBytes: an encoded message up to this size goes best-effort
+	// (UDP); a larger one goes reliably (TCP). memberlist adds up to ~50
+	// bytes (type, CRC, encryption, label) and does not enforce its
+	// 1,400-byte packet limit. Default 1,300.
+	MaxUDPBytes int
+
+	// MaxPushEvents bounds the events sent to one peer in one push; a
+	// backlog beyond it leaves at the next interval. Default 16,384.
+	MaxPushEvents int
+
+	// ChunkRecords is the number of records per message of a full copy.
+	// Default 1,024 (~20 KB).
+	ChunkRecords int
+
+	// Caps bound what this node accepts from a peer holding the key, on top
+	// of the core's caps.
+	Caps Caps
+
+	// RequestRate and RequestBurst bound the range requests answered per
+	// peer (per second, token bucket); more are refused and counted.
+	// Defaults 50/s, burst 100.
+	RequestRate  float64
+	RequestBurst int
+
+	// FullCopyInterval and FullCopyBurst bound the full copies streamed to
+	// one peer: at most FullCopyBurst at once, then one per interval, so a
+	// peer asking in a loop cannot make us stream our database in a loop.
+	// Defaults 5s, 2.
+	FullCopyInterval time.Duration
+	FullCopyBurst    int
+
+	// CopyTimeout: an incoming full copy must be complete this long after
+	// we asked for it, else its vector is not merged (its records are, as
+	// they come) and the core asks again. Chunks from a peer we did not ask
+	// are dropped. Default 30s.
+	CopyTimeout time.Duration
+
+	// Workers and WorkQueue: heavy incoming work (answering requests,
+	// merging full-copy chunks) runs on this many goroutines, fed by a queue
+	// of this many jobs; when it is full, new work is dropped and counted
+	// (the requester asks again). Defaults 2 and 1,024.
+	Workers   int
+	WorkQueue int
+
+	// OutboxDepth bounds the reliable (TCP) messages waiting per peer; past
+	// it they are dropped and counted (the peer's gap handling recovers).
+	// Default 256.
+	OutboxDepth int
+
+	// CatchUpTimeout: Ready turns true once the node has caught up with the
+	// vectors its peers showed when it joined, or after this long anyway
+	// (logged and counted). Default 60s.
+	CatchUpTimeout time.Duration
+
+	// SweepInterval: every interval, one shard of the binding table is
+	// swept of expired entries (DB.Sweep). Expired entries serve nobody
+	// (lookups check expiry); sweeping only frees their memory, so it is
+	// spread thin: with 256 shards a full pass takes 256 intervals (~26s
+	// at the default 100ms; ~16k entries per step at 4M bindings).
+	// Negative disables sweeping (the caller sweeps).
+	SweepInterval time.Duration
+
+	// LeaveTimeout bounds the graceful leave broadcast on Close.
+	// Default 1s.
+	LeaveTimeout time.Duration
+
+	// Memberlist tunes failure detection and anti-entropy.
+	Memberlist MemberlistConfig
+
+	// Persister, when set (durable mode), is flushed before every push:
+	// persist, then send. nil in epoch mode.
+	Persister Persister
+
+	// Logger; nil means zerolog.Nop(). memberlist's own log lines go to it
+	// too, with component=memberlist.
+	Logger *zerolog.Logger
+
+	// Now is the clock handed to the core; nil means time.Now. Timers
+	// (push interval, heartbeats) use real time.
+	Now func() time.Time
+
+	// WrapTransport, when set, wraps memberlist's network transport (tests:
+	// internal/faultnet). Production leaves it nil.
+	WrapTransport func(memberlist.NodeAwareTransport) (memberlist.NodeAwareTransport, error)
+}
+
+// Caps bound counts and lengths in messages from peers. Every decoder
+// checks them before allocating.
+type Caps struct {
+	MaxMessageBytes int // largest message accepted, bytes; default 8 MiB
+	MaxStateBytes   int // largest push/pull state accepted, bytes; default 1 MiB
+	MaxEvents       int // events per change-group message; default 4,096 (bigger groups are split)
+	MaxRecords      int // records per full-copy chunk; default 4,096
+	MaxNames        int // distinct replica/node names per message; default 4,096
+	MaxHosts        int // distinct hosts per message; default 8,192
+	MaxOrigins      int // origins in a vector or request; default 1,024
+	MaxPairs        int // epochs per origin in a vector; default 16
+	MaxCopies       int // full copies being received at once; default 4
+}
+
+// MemberlistConfig tunes memberlist for a LAN or loopback fleet: failures
+// are detected in about ProbeInterval * SuspicionMult * log(N) instead of
+// memberlist's LAN default of several seconds.
+type MemberlistConfig struct {
+	ProbeInterval    time.Duration // default 500ms
+	ProbeTimeout     time.Duration // default 250ms
+	SuspicionMult    int           // default 3
+	GossipInterval   time.Duration // memberlist's own state gossip; default 100ms
+	PushPullInterval time.Duration // anti-entropy: full state + our vector; default 10s
+	TCPTimeout       time.Duration // reliable sends and push/pull; default 2s
+	// DeadNodeReclaimTime: a node that died may come back under the same
+	// name from another address after this long (a restarted node on a new
+	// port or IP). Default 2s.
+	DeadNodeReclaimTime time.Duration
+	// HandoffQueueDepth: UDP messages waiting for memberlist's handler
+	// (LIFO, dropped when full). Default 4,096.
+	HandoffQueueDepth int
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr:          "0.0.0.0:7946",
+		JoinRetryMin:      200 * time.Millisecond,
+		JoinRetryMax:      5 * time.Second,
+		Label:             "tether",
+		PushInterval:      20 * time.Millisecond,
+		HeartbeatInterval: 500 * time.Millisecond,
+		VectorInterval:    100 * time.Millisecond,
+		MaxUDPBytes:       1300,
+		MaxPushEvents:     16384,
+		ChunkRecords:      1024,
+		Caps: Caps{
+			MaxMessageBytes: 8 << 20,
+			MaxStateBytes:   1 << 20,
+			MaxEvents:       4096,
+			MaxRecords:      4096,
+			MaxNames:        4096,
+			MaxHosts:        8192,
+			MaxOrigins:      1024,
+			MaxPairs:        16,
+			MaxCopies:       4,
+		},
+		RequestRate:      50,
+		RequestBurst:     100,
+		FullCopyInterval: 5 * time.Second,
+		FullCopyBurst:    2,
+		CopyTimeout:      30 * time.Second,
+		Workers:          2,
+		WorkQueue:        1024,
+		OutboxDepth:      256,
+		CatchUpTimeout:   60 * time.Second,
+		SweepInterval:    100 * time.Millisecond,
+		LeaveTimeout:     time.Second,
+		Memberlist: MemberlistConfig{
+			ProbeInterval:       500 * time.Millisecond,
+			ProbeTimeout:        250 * time.Millisecond,
+			SuspicionMult:       3,
+			GossipInterval:      100 * time.Millisecond,
+			PushPullInterval:    10 * time.Second,
+			TCPTimeout:          2 * time.Second,
+			DeadNodeReclaimTime: 2 * time.Second,
+			HandoffQueueDepth:   4096,
+		},
+	}
+}
+
+// withDefaults fills zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	setS := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	setD := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setI := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setS(&c.BindAddr, d.BindAddr)
+	setS(&c.Label, d.Label)
+	setD(&c.JoinRetryMin, d.JoinRetryMin)
+	setD(&c.JoinRetryMax, d.JoinRetryMax)
+	setD(&c.PushInterval, d.PushInterval)
+	setD(&c.HeartbeatInterval, d.HeartbeatInterval)
+	setD(&c.VectorInterval, d.VectorInterval)
+	setI(&c.MaxUDPBytes, d.MaxUDPBytes)
+	setI(&c.MaxPushEvents, d.MaxPushEvents)
+	setI(&c.ChunkRecords, d.ChunkRecords)
+	setI(&c.Caps.MaxMessageBytes, d.Caps.MaxMessageBytes)
+	setI(&c.Caps.MaxStateBytes, d.Caps.MaxStateBytes)
+	setI(&c.Caps.MaxEvents, d.Caps.MaxEvents)
+	setI(&c.Caps.MaxRecords, d.Caps.MaxRecords)
+	setI(&c.Caps.MaxNames, d.Caps.MaxNames)
+	setI(&c.Caps.MaxHosts, d.Caps.MaxHosts)
+	setI(&c.Caps.MaxOrigins, d.Caps.MaxOrigins)
+	setI(&c.Caps.MaxPairs, d.Caps.MaxPairs)
+	setI(&c.Caps.MaxCopies, d.Caps.MaxCopies)
+	if c.RequestRate == 0 {
+		c.RequestRate = d.RequestRate
+	}
+	setI(&c.RequestBurst, d.RequestBurst)
+	setD(&c.FullCopyInterval, d.FullCopyInterval)
+	setI(&c.FullCopyBurst, d.FullCopyBurst)
+	setD(&c.CopyTimeout, d.CopyTimeout)
+	setI(&c.Workers, d.Workers)
+	setI(&c.WorkQueue, d.WorkQueue)
+	setI(&c.OutboxDepth, d.OutboxDepth)
+	setD(&c.CatchUpTimeout, d.CatchUpTimeout)
+	setD(&c.SweepInterval, d.SweepInterval)
+	setD(&c.LeaveTimeout, d.LeaveTimeout)
+	m, dm := &c.Memberlist, d.Memberlist
+	setD(&m.ProbeInterval, dm.ProbeInterval)
+	setD(&m.ProbeTimeout, dm.ProbeTimeout)
+	setI(&m.SuspicionMult, dm.SuspicionMult)
+	setD(&m.GossipInterval, dm.GossipInterval)
+	setD(&m.PushPullInterval, dm.PushPullInterval)
+	setD(&m.TCPTimeout, dm.TCPTimeout)
+	setD(&m.DeadNodeReclaimTime, dm.DeadNodeReclaimTime)
+	setI(&m.HandoffQueueDepth, dm.HandoffQueueDepth)
+	return c
+}
+
+func cfgErr(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+}
+
+// validate checks a Config with defaults filled in. watchdog is the core's
+// Watchdog, which heartbeats must beat.
+func (c Config) validate(watchdog time.Duration) error {
+	if _, _, err := splitHostPort(c.BindAddr); err != nil {
+		return cfgErr("BindAddr", "%v", err)
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := splitHostPort(c.AdvertiseAddr); err != nil {
+			return cfgErr("AdvertiseAddr", "%v", err)
+		}
+	}
+	for _, s := range c.Join {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return cfgErr("Join", "seed %q: %v", s, err)
+		}
+	}
+	switch {
+	case c.Key != nil && len(c.Key) != 16 && len(c.Key) != 24 && len(c.Key) != 32:
+		return cfgErr("Key", "must be 16, 24 or 32 bytes, got %d", len(c.Key))
+	case len(c.Label) > memberlist.LabelMaxSize:
+		return cfgErr("Label", "at most %d bytes, got %d", memberlist.LabelMaxSize, len(c.Label))
+	case c.JoinRetryMin <= 0 || c.JoinRetryMax < c.JoinRetryMin:
+		return cfgErr("JoinRetryMin/JoinRetryMax", "need 0 < min <= max, got %v, %v", c.JoinRetryMin, c.JoinRetryMax)
+	case c.PushInterval <= 0:
+		return cfgErr("PushInterval", "must be > 0, got %v", c.PushInterval)
+	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= watchdog:
+		return cfgErr("HeartbeatInterval", "must be in (0, core Watchdog %v), got %v", watchdog, c.HeartbeatInterval)
+	case c.VectorInterval <= 0:
+		return cfgErr("VectorInterval", "must be > 0, got %v", c.VectorInterval)
+	case c.MaxUDPBytes < 256 || c.MaxUDPBytes > 65000:
+		return cfgErr("MaxUDPBytes", "must be in 256..65000, got %d", c.MaxUDPBytes)
+	case c.MaxPushEvents < 1:
+		return cfgErr("MaxPushEvents", "must be >= 1, got %d", c.MaxPushEvents)
+	case c.ChunkRecords < 1 || c.ChunkRecords > c.Caps.MaxRecords:
+		return cfgErr("ChunkRecords", "must be in 1..Caps.MaxRecords (%d), got %d", c.Caps.MaxRecords, c.ChunkRecords)
+	case c.Caps.MaxMessageBytes < 4096 || c.Caps.MaxStateBytes < 1024:
+		return cfgErr("Caps.MaxMessageBytes/MaxStateBytes", "too small: %d, %d", c.Caps.MaxMessageBytes, c.Caps.MaxStateBytes)
+	case c.Caps.MaxEvents < 1 || c.Caps.MaxRecords < 1 || c.Caps.MaxNames < 2 || c.Caps.MaxHosts < 1 ||
+		c.Caps.MaxOrigins < 1 || c.Caps.MaxPairs < 1 || c.Caps.MaxCopies < 1:
+		return cfgErr("Caps", "every cap must be positive: %+v", c.Caps)
+	case c.RequestRate <= 0 || c.RequestBurst < 1:
+		return cfgErr("RequestRate/RequestBurst", "must be > 0, got %v, %d", c.RequestRate, c.RequestBurst)
+	case c.FullCopyInterval <= 0 || c.FullCopyBurst < 1:
+		return cfgErr("FullCopyInterval/FullCopyBurst", "must be > 0, got %v, %d", c.FullCopyInterval, c.FullCopyBurst)
+	case c.CopyTimeout <= 0:
+		return cfgErr("CopyTimeout", "must be > 0, got %v", c.CopyTimeout)
+	case c.Workers < 1 || c.WorkQueue < 1 || c.OutboxDepth < 1:
+		return cfgErr("Workers/WorkQueue/OutboxDepth", "must be >= 1, got %d, %d, %d", c.Workers, c.WorkQueue, c.OutboxDepth)
+	case c.CatchUpTimeout <= 0:
+		return cfgErr("CatchUpTimeout", "must be > 0, got %v", c.CatchUpTimeout)
+	case c.LeaveTimeout <= 0:
+		return cfgErr("LeaveTimeout", "must be > 0, got %v", c.LeaveTimeout)
+	}
+	m := c.Memberlist
+	switch {
+	case m.ProbeInterval <= 0 || m.ProbeTimeout <= 0 || m.ProbeTimeout >= m.ProbeInterval:
+		return cfgErr("Memberlist.ProbeInterval/ProbeTimeout", "need 0 < timeout < interval, got %v, %v", m.ProbeTimeout, m.ProbeInterval)
+	case m.SuspicionMult < 1 || m.GossipInterval <= 0 || m.PushPullInterval <= 0 || m.TCPTimeout <= 0:
+		return cfgErr("Memberlist", "SuspicionMult, GossipInterval, PushPullInterval, TCPTimeout must be positive")
+	case m.DeadNodeReclaimTime <= 0 || m.HandoffQueueDepth < 1:
+		return cfgErr("Memberlist", "DeadNodeReclaimTime and HandoffQueueDepth must be positive")
+	}
+	return nil
+}
+
+// splitHostPort parses host:port with a numeric port in 0..65535.
+func splitHostPort(s string) (string, int, error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	return h, port, nil
+}

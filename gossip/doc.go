@@ -1,0 +1,211 @@
+// Package gossip replicates a stickydb.DB across the fleet over
+// hashicorp/memberlist: it is the core's I/O shell. The core decides what
+// to send and what a message means; this package moves bytes, paces them,
+// bounds them and counts them.
+//
+// # Model
+//
+// A Node owns one memberlist instance (membership, failure detection,
+// encryption, transport) and these goroutines:
+//
+//   - the run loop: pushes own events, calls DB.Tick every PushInterval and
+//     sends the requests it returns (gaps, watchdog), sends heartbeats,
+//     follows membership (DB.SetPeers), sweeps expired bindings and decides
+//     readiness. It alone moves the per-peer push cursors;
+//   - Workers (2) fed by a bounded queue: answering requests (DB.Answer,
+//     streaming full copies) and merging incoming full-copy chunks. When
+//     the queue is full, work is dropped and counted; the asker asks again;
+//   - one sender per live peer for reliable (TCP) messages, so that a slow
+//     or dead peer delays nobody else;
+//   - the join loop, until the fleet has accepted the node.
+//
+// memberlist calls the delegate (delegate.go) on its UDP handler goroutine
+// and on one goroutine per incoming TCP connection, concurrently and in any
+// order. The delegate checks the header, decodes and calls the node; groups
+// go straight to DB.Receive (short), everything heavy goes to the workers.
+//
+// # Push
+//
+// Own events (DB.OwnEvents) go to every live peer directly, never through
+// memberlist's transmit-limited broadcast queue, which does not reach every
+// node. The first event after a quiet spell leaves at once: the Store
+// wrapper kicks the loop whenever a write made an event. While events keep
+// coming, a node sends at most one group per peer per PushInterval (20 ms),
+// so a quiet fleet converges in about a millisecond and a busy one sends
+// few, large groups. A message that encodes to at most MaxUDPBytes (1,300)
+// goes best-effort (UDP), a larger one reliably (TCP); groups are split
+// into messages of at most Caps.MaxEvents events. Each peer has a cursor
+// (the last own event pushed to it); peers at the same cursor share one
+// encoding. Pushed groups carry the vector at most every VectorInterval; a
+// peer that was sent nothing for HeartbeatInterval gets an empty group with
+// the vector, so a lost tail is noticed (the receiver's gap handling asks
+// for it) and the core's watchdog stays quiet.
+//
+// Loss, duplication and reordering are the core's business: Receive buffers
+// a group that skips numbers, Tick asks the origin, then a third node whose
+// vector covers the range (served from its change log table), then for a
+// full copy. Anti-entropy: LocalState / MergeRemoteState carry the vector
+// (never the database) in memberlist's periodic push/pull.
+//
+// # Persist, then send
+//
+// In durable mode Config.Persister is flushed before every push, and
+// DB.MarkPersisted is called with what it returns; the core's OwnEvents,
+// Answer and advertised vector stop at the persisted event, so no peer
+// learns of an event the node's disk does not hold.
+//
+// # Full copies
+//
+// When the core says a request needs a full copy (the range is gone), a
+// worker flushes the persister (durable mode: the records reflect every
+// event made, none may leave before it is on disk), walks DB.Snapshot and sends the records in chunks of ChunkRecords
+// over reliable sends, then an end message with the chunk count and the
+// vector read before the records. The receiver merges chunks as they come
+// (DB.MergeRecords; the merge rule makes order irrelevant) and, once it has
+// merged every chunk and seen the end, the vector (DB.MergeVector). Chunks
+// are accepted only from a peer this node sent a request to within
+// CopyTimeout. Each peer may have FullCopyBurst copies, then one per
+// FullCopyInterval; range requests are limited to RequestRate per peer.
+// Refusals are counted.
+//
+// # Membership and security
+//
+// Join retries the seeds with backoff until one answers, then keeps
+// joining until a peer has sent something: a node restarting under its old
+// name from a new address is refused by peers that still hold the old one
+// until memberlist's DeadNodeReclaimTime has passed. Failure detection is
+// tuned for a LAN (probe every 500 ms). With Config.Key set, memberlist
+// encrypts every packet and stream with AES-GCM and refuses what it cannot
+// decrypt; the Label (default "tether") is sent with every packet and
+// stream and bound into the encryption, so a fleet with another key or
+// label can neither join nor inject. A peer holding the key is trusted by
+// memberlist; tether bounds what it accepts anyway (Caps, the core's caps,
+// the rate limits, unsolicited copies) and counts every refusal against
+// the sender the message names.
+//
+// # Wire format
+//
+// Every message (memberlist user message, or push/pull state) is:
+//
+//	byte 0    message type (msgType): 1 group, 2 request, 3 copy chunk,
+//	          4 copy end, 5 state. Only append new types.
+//	byte 1    wire version, 1. Other versions are dropped and counted.
+//	byte 2..  the body: a sequence of msgpack values, not wrapped in an
+//	          array, in the order given below.
+//
+// Notation: str is a msgpack string (fixstr, str8/16/32); uint a
+// non-negative msgpack integer in its shortest form (positive fixint 0x00 to
+// 0x7f is one byte; 0xcc..0xcf with 1, 2, 4, 8 bytes); int any msgpack
+// integer in its shortest form (negative fixint 0xe0..0xff, int8..int64);
+// nil is 0xc0; bin is a msgpack bin8 (0xc4, length, bytes).
+//
+// Shared parts:
+//
+//	sender  str, 1..255 bytes: the node that sent the message. First in
+//	        every body, so even a message that fails to decode further is
+//	        counted against the sender it names.
+//	names   uint n, then n x str (1..255 bytes): the replica and node names
+//	        the message uses, each once; referred to by index (0-based).
+//	hosts   uint n, then n x str (1..253 bytes): the hosts, likewise.
+//	vector  nil, or uint m, then m x (uint name index, uint p >= 1,
+//	        p x (int epoch (unix ms, > 0), uint seq)); origins in ascending
+//	        name order, epochs ascending.
+//	ip      bin of 4 bytes (an IPv4 client) or 16 (IPv6).
+//	rep     uint: 0 for no replica (a tombstone), else names[rep-1].
+//
+// 1 group (change group; an empty one is a heartbeat):
+//
+//	sender names hosts
+//	flags    uint, bit 0: sent in answer to a request (not pushed)
+//	made     int, unix ms (sender's clock) when the oldest event of a
+//	         pushed group was made (the first write after the previous
+//	         push), 0 if unknown; the receiver's replication-lag measure
+//	origin   uint, name index
+//	epoch    int, the origin's epoch (unix ms)
+//	from     uint >= 1, sequence number of the first event
+//	n        uint, number of events (<= Caps.MaxEvents); to = from + n - 1
+//	vector   the sender's vector, or nil
+//	if n > 0:
+//	  expbase int, the first event's expiry (unix ms)
+//	  n x event: kind uint (1 bind, 2 refresh, 3 rebind, 4 delete),
+//	             ip, host (uint index), rep, expiry (int delta from the
+//	             previous event's expiry; the first from expbase),
+//	             generation uint, origin (uint name index)
+//
+// Event i has seq from + i; it is a tombstone exactly when its kind is 4.
+// Example, one bind pushed (72 bytes):
+//
+//	01 01                      group, version 1
+//	a2 6e 31                   sender "n1"
+//	02 a2 6e 31 a5 77 65 62    names: "n1", "web-a"
+//	   2d 61
+//	01 ab 61 70 70 2e 65 78    hosts: "app.example"
+//	   61 6d 70 6c 65
+//	00                         flags: pushed
+//	cf 00 00 01 94 24 f8 61 03 made 1735787045123
+//	00                         origin names[0] "n1"
+//	cf 00 00 01 94 24 f8 60 88 epoch 1735787045000
+//	07                         from 7
+//	01                         one event
+//	c0                         no vector
+//	cf 00 00 01 94 25 13 d7 c8 expbase 1735788845000
+//	01                         kind bind
+//	c4 04 0a 00 00 01          ip 10.0.0.1
+//	00                         host hosts[0]
+//	02                         rep names[1] "web-a"
+//	00                         expiry = expbase + 0
+//	01                         generation 1
+//	00                         origin names[0] "n1"
+//
+// In a batch each further bind of an IPv4 client costs about 12 bytes
+// (kind 1, ip 6, host 1, rep 1, expiry delta 1-3, generation 1, origin 1;
+// the core keeps expiries in whole seconds, so most deltas are 0).
+//
+// 2 request:
+//
+//	sender names hosts(empty)
+//	flags    uint, bit 0: a full copy is asked for
+//	reason   uint: 0 none, 1 gap, 2 third, 3 full, 4 watchdog
+//	origins  nil (all origins) or uint n, then n x name index
+//	known    vector: what the requester knows of those origins
+//
+// 3 copy chunk (records of a full copy):
+//
+//	sender
+//	copy     uint, the sender's id of this copy
+//	index    uint, chunk number from 0
+//	hint     uint, the sender's binding count when the copy began (an empty
+//	         receiver sizes its table once, capped by its MaxBindings)
+//	names hosts
+//	n        uint, number of records (<= Caps.MaxRecords)
+//	if n > 0:
+//	  expbase int
+//	  n x record: ip, host, rep (0: tombstone), expiry delta int,
+//	              generation uint, origin (uint name index)
+//
+// 4 copy end:
+//
+//	sender
+//	copy     uint
+//	chunks   uint, chunks sent (indexes 0..chunks-1)
+//	records  uint, records sent
+//	names hosts(empty)
+//	vector   the vector the records reflect at least (never nil)
+//
+// 5 state (push/pull, LocalState):
+//
+//	sender names hosts(empty) vector
+//
+// Decoding bounds every count and length before it allocates anything: by
+// a cap (Caps) and by the bytes left (n elements take at least n x their
+// least size), so a 5-byte header claiming 4 billion elements costs
+// nothing. A message must be consumed exactly; trailing bytes are an error.
+// A message that does not decode is dropped, logged (rate-limited) with the
+// sender it names, and counted; nothing panics (FuzzDecode).
+//
+// memberlist adds to each message: 1 byte (user message), 5 (CRC), 29
+// (AES-GCM: version, nonce, tag) and 2 + len(Label) (label), about 45
+// bytes with the default label. Measured on loopback, a batch of 200 binds
+// costs ~13 bytes per binding per peer on the wire, everything included
+// (BenchmarkWireCost).
+package gossip

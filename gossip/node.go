@@ -1,0 +1,250 @@
+package gossip
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/rs/zerolog"
+
+	"github.com/tetherproxy/tether/stickydb"
+)
+
+// Node replicates one stickydb.DB with the other nodes of the fleet. It is
+// the DB's I/O shell: it owns the memberlist instance, the push loop (which
+// also drives the core's Tick), a small pool of workers for heavy incoming
+// work, and one sender goroutine per peer for reliable messages.
+//
+//	n, err := gossip.New(cfg, db)
+//	err = n.Start()           // binds, starts the loops, joins in the background
+//	store := n.Store()        // hand to the proxy: writes kick the push loop
+//	n.Ready()                 // joined and caught up (for /readyz)
+//	n.Close()                 // leave gracefully, stop everything
+type Node struct {
+	cfg   Config
+	db    *stickydb.DB
+	log   zerolog.Logger
+	now   func() time.Time
+	self  string
+	ttlMs int64
+	skew  int64
+	store Store
+
+	ml   *memberlist.Memberlist
+	addr string
+
+	kickCh   chan struct{}
+	memberCh chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	work     chan func()
+
+	started   atomic.Bool
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	memberMu sync.Mutex
+	members  map[string]memberlist.Node // alive peers as memberlist reports them
+
+	peers   peerTable
+	copies  copyTable
+	ready   readiness
+	stats   counters
+	senders senderTable // per-sender error counts, peers or not
+	logs    logLimits
+
+	unsent atomic.Int64 // unix ms of the first write since the last push; 0 none
+
+	// owned by the run loop
+	lastPush    time.Time
+	lastVector  time.Time
+	lastSweep   time.Time
+	cursorEpoch int64
+}
+
+// New checks cfg and prepares a node for db. Nothing is bound until Start.
+func New(cfg Config, db *stickydb.DB) (*Node, error) {
+	if db == nil {
+		return nil, cfgErr("db", "nil")
+	}
+	cfg = cfg.withDefaults()
+	dbc := db.Config()
+	if err := cfg.validate(dbc.Watchdog); err != nil {
+		return nil, err
+	}
+	if cfg.Caps.MaxEvents > dbc.MaxGroupEvents {
+		return nil, cfgErr("Caps.MaxEvents", "%d over the core's MaxGroupEvents %d", cfg.Caps.MaxEvents, dbc.MaxGroupEvents)
+	}
+	n := &Node{
+		cfg:      cfg,
+		db:       db,
+		log:      zerolog.Nop(),
+		now:      cfg.Now,
+		self:     db.Node(),
+		ttlMs:    dbc.TTL.Milliseconds(),
+		skew:     dbc.MaxSkew.Milliseconds(),
+		kickCh:   make(chan struct{}, 1),
+		memberCh: make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		work:     make(chan func(), cfg.WorkQueue),
+		members:  map[string]memberlist.Node{},
+	}
+	n.ready.done = make(chan struct{})
+	if cfg.Logger != nil {
+		n.log = cfg.Logger.With().Str("component", "gossip").Str("node", n.self).Logger()
+	}
+	if n.now == nil {
+		n.now = time.Now
+	}
+	n.store = Store{db: db, n: n}
+	n.peers.init()
+	n.copies.init()
+	n.senders.init()
+	n.logs.init()
+	return n, nil
+}
+
+// Start binds memberlist's listeners, starts the push loop, the workers and
+// the join loop, and returns. Joining goes on in the background until one
+// seed answers (see Joined, Ready).
+func (n *Node) Start() error {
+	if n.closing.Load() {
+		return ErrClosed
+	}
+	if !n.started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
+	ml, err := n.createMemberlist()
+	if err != nil {
+		n.started.Store(false)
+		return err
+	}
+	n.ml = ml
+	n.addr = ml.LocalNode().Address()
+	n.wg.Add(2 + n.cfg.Workers)
+	go n.run()
+	go n.joinLoop()
+	for range n.cfg.Workers {
+		go n.worker()
+	}
+	n.log.Info().Str("addr", n.addr).Int("seeds", len(n.cfg.Join)).Msg("gossip started")
+	return nil
+}
+
+// Close leaves the fleet gracefully (peers see a leave, not a failure),
+// stops every goroutine and closes the listeners. It is idempotent.
+func (n *Node) Close() error { return n.shutdown(true) }
+
+// shutdown stops the node; leave=false simulates a crash (tests).
+func (n *Node) shutdown(leave bool) error {
+	n.closeOnce.Do(func() {
+		n.closing.Store(true)
+		if !n.started.Load() {
+			return
+		}
+		if leave {
+			if err := n.ml.Leave(n.cfg.LeaveTimeout); err != nil {
+				n.log.Warn().Err(err).Msg("leave")
+			}
+		}
+		close(n.stop)
+		n.wg.Wait()
+		n.closeErr = n.ml.Shutdown()
+		n.log.Info().Msg("gossip stopped")
+	})
+	return n.closeErr
+}
+
+// Store returns the binding store the proxy writes through.
+func (n *Node) Store() *Store { return &n.store }
+
+// DB returns the database the node replicates.
+func (n *Node) DB() *stickydb.DB { return n.db }
+
+// Addr returns the address peers reach this node at ("ip:port"), once
+// started.
+func (n *Node) Addr() string { return n.addr }
+
+// Name returns the node name (the DB's).
+func (n *Node) Name() string { return n.self }
+
+// Joined reports whether the node is part of a fleet: a seed answered,
+// another node joined it, or there were no seeds to join.
+func (n *Node) Joined() bool { return n.ready.joined.Load() }
+
+// Ready reports whether the node has joined and caught up with what its
+// peers knew when it joined (or CatchUpTimeout passed): the /readyz answer.
+func (n *Node) Ready() bool { return n.ready.ready.Load() }
+
+// WaitReady blocks until Ready or ctx ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	select {
+	case <-n.ready.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stop:
+		return ErrClosed
+	}
+}
+
+// Member is one node of the fleet as memberlist sees it.
+type Member struct {
+	Name string
+	Addr string // ip:port
+	Self bool
+}
+
+// Members returns the live members, this node included, in name order.
+func (n *Node) Members() []Member {
+	out := []Member{{Name: n.self, Addr: n.addr, Self: true}}
+	n.memberMu.Lock()
+	for name, m := range n.members {
+		out = append(out, Member{Name: name, Addr: m.Address()})
+	}
+	n.memberMu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// kick wakes the push loop: an own event is waiting. It never blocks.
+// It also notes when the oldest unpushed event was made, for the lag
+// the receivers measure.
+func (n *Node) kick() {
+	n.unsent.CompareAndSwap(0, n.now().UnixMilli())
+	select {
+	case n.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue hands heavy work to the workers; when the queue is full the job
+// is dropped and counted, since the delegate must never block memberlist.
+func (n *Node) enqueue(job func()) bool {
+	if n.closing.Load() {
+		return false
+	}
+	select {
+	case n.work <- job:
+		return true
+	default:
+		n.stats.workDropped.Add(1)
+		return false
+	}
+}
+
+func (n *Node) worker() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case job := <-n.work:
+			job()
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package gossip
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetherproxy/tether/stickydb"
+)
+
+// readiness tracks joining and the initial catch-up, for /readyz.
+type readiness struct {
+	joined   atomic.Bool
+	joinedAt atomic.Int64 // unix ns
+	ready    atomic.Bool
+	readyAt  atomic.Int64 // unix ns
+	done     chan struct{}
+	once     sync.Once
+
+	// run loop only: what the peers knew when we joined (the newest pair
+	// of every origin but us).
+	target stickydb.Vector
+}
+
+func (r *readiness) catchUp() time.Duration {
+	a, b := r.joinedAt.Load(), r.readyAt.Load()
+	if a == 0 || b == 0 {
+		return 0
+	}
+	return time.Duration(b - a)
+}
+
+// checkReady (run loop) turns Ready on once the node has joined and its
+// vector covers what its live peers' vectors showed when it first saw them
+// (so a new node serves with the fleet's bindings, not an empty table): the
+// newest epoch of every other origin, and every older epoch of our own (a
+// node restarted without a disk gets its old bindings back). Or once
+// CatchUpTimeout has passed since joining.
+func (n *Node) checkReady(now time.Time) {
+	r := &n.ready
+	if r.ready.Load() || !r.joined.Load() {
+		return
+	}
+	if r.target == nil {
+		live, known := 0, 0
+		t := stickydb.Vector{}
+		current, _ := n.db.Position()
+		for _, row := range n.db.Table() {
+			if !row.Live {
+				continue
+			}
+			live++
+			if row.Vector == nil {
+				continue
+			}
+			known++
+			for o, ps := range row.Vector {
+				if o != n.self {
+					if es, ok := row.Vector.Latest(o); ok {
+						t.Advance(o, es.Epoch, es.Seq)
+					}
+					continue
+				}
+				// Our own older epochs (a restart without a disk): their
+				// bindings are still live on the peers, and clients will
+				// come back to us for them.
+				for _, p := range ps {
+					if p.Epoch < current {
+						t.Advance(o, p.Epoch, p.Seq)
+					}
+				}
+			}
+		}
+		switch {
+		case live == 0 && len(n.seeds()) == 0:
+			n.markReady("alone")
+			return
+		case known == 0:
+			n.readyTimeout()
+			return
+		}
+		r.target = t
+	}
+	v := n.db.Vector()
+	for o, ps := range r.target {
+		for _, p := range ps {
+			if !v.Covers(o, p.Epoch, p.Seq) {
+				n.readyTimeout()
+				return
+			}
+		}
+	}
+	n.markReady("caught up")
+}
+
+func (n *Node) readyTimeout() {
+	joined := time.Unix(0, n.ready.joinedAt.Load())
+	if time.Since(joined) < n.cfg.CatchUpTimeout {
+		return
+	}
+	n.stats.catchUpTimeout.Add(1)
+	n.log.Warn().Dur("timeout", n.cfg.CatchUpTimeout).Msg("not caught up with the peers; ready anyway")
+	n.markReady("timeout")
+}
+
+func (n *Node) markReady(why string) {
+	r := &n.ready
+	r.readyAt.Store(time.Now().UnixNano())
+	r.ready.Store(true)
+	r.once.Do(func() { close(r.done) })
+	n.log.Info().Str("why", why).Dur("catch_up", r.catchUp()).Msg("ready")
+}

@@ -1,0 +1,397 @@
+package gossip
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// msgType is the first byte of every tether message (see doc.go, "Wire
+// format").
+//
+// WARNING: only append. Never renumber, reuse or remove a value: nodes of
+// different versions meet during a rolling upgrade and decode by these
+// numbers.
+type msgType uint8
+
+const (
+	msgGroup     msgType = 1 // a change group: events of one origin and/or the sender's vector
+	msgRequest   msgType = 2 // a range, watchdog or full-copy request
+	msgCopyChunk msgType = 3 // records of a full copy
+	msgCopyEnd   msgType = 4 // the end of a full copy: chunk count and vector
+	msgState     msgType = 5 // push/pull state: the sender's vector (LocalState)
+)
+
+func (t msgType) String() string {
+	switch t {
+	case msgGroup:
+		return "group"
+	case msgRequest:
+		return "request"
+	case msgCopyChunk:
+		return "chunk"
+	case msgCopyEnd:
+		return "copyend"
+	case msgState:
+		return "state"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// wireVersion is the second byte of every message. A change that old nodes
+// cannot decode takes a new version; decoders refuse versions they do not
+// know (ErrVersion) rather than guess.
+const wireVersion = 1
+
+const headerLen = 2
+
+// Bounds of single values; the counts are bounded by Caps.
+const (
+	maxNameLen = 255 // replica and node names (stickydb's limit)
+	maxHostLen = 253 // a DNS name (stickydb's limit)
+	// maxExpiry bounds expiries and epochs (unix ms) so that deltas never
+	// overflow: the year 2^42 ms ~ 2109.
+	maxExpiry = int64(1) << 42
+)
+
+// minimal encoded sizes, used to bound counts by the bytes left before
+// anything is allocated: n elements cannot take fewer than n*min bytes.
+const (
+	minStrBytes    = 2  // fixstr header + 1 byte (names are never empty)
+	minEventBytes  = 11 // kind, ip (bin8 4), host, rep, delta, gen, origin
+	minRecordBytes = 10 // ip (bin8 4), host, rep, delta, gen, origin
+	minOriginBytes = 4  // name index, pair count, one pair (an origin without pairs is refused)
+	minPairBytes   = 2  // epoch, seq
+	maxSeq         = uint64(1) << 62
+)
+
+// writer encodes one message. The zero value is not usable; get one from
+// getWriter and return it with putWriter.
+type writer struct {
+	buf   bytes.Buffer
+	enc   *msgpack.Encoder
+	names table
+	hosts table
+	ip16  [16]byte // scratch, so that writing an address allocates nothing
+}
+
+var writerPool = sync.Pool{New: func() any {
+	w := &writer{enc: msgpack.NewEncoder(nil)}
+	w.enc.Reset(&w.buf)
+	return w
+}}
+
+func getWriter(t msgType) *writer {
+	w := writerPool.Get().(*writer)
+	w.buf.Reset()
+	w.names.reset()
+	w.hosts.reset()
+	w.buf.WriteByte(byte(t))
+	w.buf.WriteByte(wireVersion)
+	return w
+}
+
+func putWriter(w *writer) {
+	if w.buf.Cap() > 1<<20 {
+		return // do not keep a full copy's buffer alive
+	}
+	writerPool.Put(w)
+}
+
+// bytes returns a copy of the message the caller owns.
+func (w *writer) bytes() []byte { return bytes.Clone(w.buf.Bytes()) }
+
+// bytes.Buffer never fails a write, so the encoder's errors are ignored.
+func (w *writer) uint(v uint64)  { _ = w.enc.EncodeUint(v) }
+func (w *writer) int(v int64)    { _ = w.enc.EncodeInt(v) }
+func (w *writer) str(s string)   { _ = w.enc.EncodeString(s) }
+func (w *writer) nil()           { _ = w.enc.EncodeNil() }
+func (w *writer) bin(b []byte)   { _ = w.enc.EncodeBytes(b) }
+func (w *writer) boolean(b bool) { _ = w.enc.EncodeBool(b) }
+
+// ip writes an address as 4 bytes (IPv4) or 16 (IPv6).
+func (w *writer) ip(a netip.Addr) {
+	if a.Is4() {
+		b := a.As4()
+		copy(w.ip16[:], b[:])
+		w.bin(w.ip16[:4])
+		return
+	}
+	w.ip16 = a.As16()
+	w.bin(w.ip16[:])
+}
+
+// tables writes the interned names and hosts collected so far.
+func (w *writer) tables() {
+	w.uint(uint64(len(w.names.list)))
+	for _, s := range w.names.list {
+		w.str(s)
+	}
+	w.uint(uint64(len(w.hosts.list)))
+	for _, s := range w.hosts.list {
+		w.str(s)
+	}
+}
+
+// table interns strings for one message: index = position of first use.
+type table struct {
+	ids  map[string]uint32
+	list []string
+}
+
+func (t *table) reset() {
+	if t.ids == nil {
+		t.ids = make(map[string]uint32)
+	}
+	clear(t.ids)
+	t.list = t.list[:0]
+}
+
+func (t *table) add(s string) uint32 {
+	if id, ok := t.ids[s]; ok {
+		return id
+	}
+	id := uint32(len(t.list))
+	t.ids[s] = id
+	t.list = append(t.list, s)
+	return id
+}
+
+func (t *table) id(s string) uint64 { return uint64(t.ids[s]) }
+
+// reader decodes one message. The first error sticks: later calls return
+// zero values, so decoders read straight through and check r.err at the
+// end (and before every allocation).
+type reader struct {
+	src  bytes.Reader
+	dec  *msgpack.Decoder
+	caps *Caps
+	err  error
+
+	names []string
+	hosts []string
+	ip16  [16]byte // scratch for ip
+}
+
+func newReader(body []byte, caps *Caps) *reader {
+	r := &reader{caps: caps}
+	r.src.Reset(body)
+	r.dec = msgpack.GetDecoder()
+	r.dec.Reset(&r.src)
+	return r
+}
+
+func (r *reader) release() {
+	msgpack.PutDecoder(r.dec)
+	r.dec = nil
+}
+
+func (r *reader) fail(err error, format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s", err, fmt.Sprintf(format, args...))
+	}
+}
+
+// left is the number of bytes not yet decoded.
+func (r *reader) left() int { return r.src.Len() }
+
+func (r *reader) uint(max uint64, field string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	// A negative int decodes as a huge uint64, which max (always below
+	// 2^63) refuses.
+	v, err := r.dec.DecodeUint64()
+	if err != nil {
+		r.fail(ErrMalformed, "%s: %v", field, err)
+		return 0
+	}
+	if v > max {
+		r.fail(ErrMalformed, "%s: %d over %d", field, v, max)
+		return 0
+	}
+	return v
+}
+
+func (r *reader) int(lo, hi int64, field string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, err := r.dec.DecodeInt64()
+	if err != nil {
+		r.fail(ErrMalformed, "%s: %v", field, err)
+		return 0
+	}
+	if v < lo || v > hi {
+		r.fail(ErrMalformed, "%s: %d outside %d..%d", field, v, lo, hi)
+		return 0
+	}
+	return v
+}
+
+func (r *reader) boolean(field string) bool {
+	if r.err != nil {
+		return false
+	}
+	v, err := r.dec.DecodeBool()
+	if err != nil {
+		r.fail(ErrMalformed, "%s: %v", field, err)
+	}
+	return v
+}
+
+// count reads a count and bounds it by cap and by the bytes left, given the
+// least bytes one element takes. Only then may the caller allocate.
+func (r *reader) count(limit, minBytes int, field string) int {
+	n := r.uint(1<<32, field)
+	if r.err != nil {
+		return 0
+	}
+	if n > uint64(limit) {
+		r.fail(ErrOverCap, "%s: %d over cap %d", field, n, limit)
+		return 0
+	}
+	if n*uint64(minBytes) > uint64(r.left()) {
+		r.fail(ErrMalformed, "%s: %d elements cannot fit in %d bytes", field, n, r.left())
+		return 0
+	}
+	return int(n)
+}
+
+// isNil consumes a nil if one is next.
+func (r *reader) isNil() bool {
+	if r.err != nil {
+		return false
+	}
+	c, err := r.dec.PeekCode()
+	if err != nil {
+		r.fail(ErrMalformed, "%v", err)
+		return false
+	}
+	if c != 0xc0 {
+		return false
+	}
+	_ = r.dec.DecodeNil()
+	return true
+}
+
+// raw reads a str or bin of 1..maxLen bytes into a new slice.
+func (r *reader) raw(maxLen int, field string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	n, err := r.dec.DecodeBytesLen()
+	if err != nil {
+		r.fail(ErrMalformed, "%s: %v", field, err)
+		return nil
+	}
+	if n <= 0 || n > maxLen {
+		r.fail(ErrMalformed, "%s: length %d outside 1..%d", field, n, maxLen)
+		return nil
+	}
+	if n > r.left() {
+		r.fail(ErrMalformed, "%s: length %d beyond the %d bytes left", field, n, r.left())
+		return nil
+	}
+	b := make([]byte, n)
+	if err := r.dec.ReadFull(b); err != nil {
+		r.fail(ErrMalformed, "%s: %v", field, err)
+		return nil
+	}
+	return b
+}
+
+func (r *reader) str(maxLen int, field string) string { return string(r.raw(maxLen, field)) }
+
+// ip reads a 4- or 16-byte address.
+func (r *reader) ip(field string) netip.Addr {
+	if r.err != nil {
+		return netip.Addr{}
+	}
+	n, err := r.dec.DecodeBytesLen()
+	if err != nil {
+		r.fail(ErrMalformed, "%s: %v", field, err)
+		return netip.Addr{}
+	}
+	b := r.ip16[:]
+	switch {
+	case n != 4 && n != 16:
+		r.fail(ErrMalformed, "%s: %d bytes, want 4 or 16", field, n)
+		return netip.Addr{}
+	case n > r.left():
+		r.fail(ErrMalformed, "%s: truncated", field)
+		return netip.Addr{}
+	}
+	if err := r.dec.ReadFull(b[:n]); err != nil {
+		r.fail(ErrMalformed, "%s: %v", field, err)
+		return netip.Addr{}
+	}
+	if n == 4 {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16([16]byte(b))
+}
+
+// tables reads the names and hosts tables.
+func (r *reader) tables() {
+	n := r.count(r.caps.MaxNames, minStrBytes, "names")
+	if r.err != nil {
+		return
+	}
+	r.names = make([]string, n)
+	for i := range r.names {
+		r.names[i] = r.str(maxNameLen, "name")
+	}
+	h := r.count(r.caps.MaxHosts, minStrBytes, "hosts")
+	if r.err != nil {
+		return
+	}
+	r.hosts = make([]string, h)
+	for i := range r.hosts {
+		r.hosts[i] = r.str(maxHostLen, "host")
+	}
+}
+
+// name reads an index into the names table.
+func (r *reader) name(field string) string {
+	i := r.uint(uint64(len(r.names)), field)
+	if r.err != nil {
+		return ""
+	}
+	if i >= uint64(len(r.names)) {
+		r.fail(ErrMalformed, "%s: index %d outside %d names", field, i, len(r.names))
+		return ""
+	}
+	return r.names[i]
+}
+
+// replica reads the rep field: 0 for none, else names[rep-1].
+func (r *reader) replica(field string) string {
+	i := r.uint(uint64(len(r.names)), field)
+	if r.err != nil || i == 0 {
+		return ""
+	}
+	return r.names[i-1]
+}
+
+func (r *reader) host(field string) string {
+	i := r.uint(uint64(len(r.hosts)), field)
+	if r.err != nil {
+		return ""
+	}
+	if i >= uint64(len(r.hosts)) {
+		r.fail(ErrMalformed, "%s: index %d outside %d hosts", field, i, len(r.hosts))
+		return ""
+	}
+	return r.hosts[i]
+}
+
+// end checks that the whole body was read.
+func (r *reader) end() {
+	if r.err == nil && r.left() != 0 {
+		r.fail(ErrMalformed, "%d trailing bytes", r.left())
+	}
+}
