@@ -75,6 +75,21 @@ type Config struct {
 	// Default 1,024 (~20 KB).
 	ChunkRecords int
 
+	// InitialCopy: once joined, ask one live peer for a full copy of its
+	// database and vector (Fig. 12 step 715, a start without a disk; Fig. 11
+	// step 662, a long outage), and again of another peer every CopyTimeout
+	// until one is merged or the node is ready. The gap handling would get
+	// there too, origin by origin; one copy is faster. Default false.
+	InitialCopy bool
+
+	// NewEpoch starts a new epoch of own events. Once joined, when a live
+	// peer's vector shows an epoch of this node at or after its current one
+	// (a restart with a clock behind), the node moves to max(now, that + 1)
+	// through it, so that no two epochs of a node share a number. In disk
+	// mode it must go through the log (recovery.Store.NewEpoch).
+	// Default: the DB's NewEpoch.
+	NewEpoch func(epoch int64) error
+
 	// Caps bound what this node accepts from a peer holding the key, on top
 	// of the core's caps.
 	Caps Caps

@@ -60,6 +60,7 @@ type Node struct {
 	unsent atomic.Int64 // unix ms of the first write since the last push; 0 none
 
 	// owned by the run loop
+	boot        boot
 	lastPush    time.Time
 	lastVector  time.Time
 	lastSweep   time.Time

@@ -167,6 +167,7 @@ func (n *Node) tick() {
 	}
 	n.heartbeats()
 	n.copies.expire(now, &n.stats)
+	n.startup(now)
 	n.checkReady(now)
 	if n.cfg.SweepInterval > 0 && time.Since(n.lastSweep) >= n.cfg.SweepInterval {
 		n.lastSweep = time.Now()

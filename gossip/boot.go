@@ -1,0 +1,73 @@
+package gossip
+
+import (
+	"sort"
+	"time"
+
+	"github.com/tetherproxy/tether/stickydb"
+)
+
+// boot is the start-up work of the run loop after joining: the epoch check
+// and the initial full copy.
+type boot struct {
+	epochChecked bool
+	copyDone     bool
+	askedAt      time.Time
+	asked        int // peers asked so far, to ask the next one
+}
+
+// startup (run loop) runs the start-up steps that need peers: a new epoch if
+// a peer knows one of ours at or after the current one, then the initial
+// copy (Config.InitialCopy).
+func (n *Node) startup(now time.Time) {
+	b := &n.boot
+	if !n.ready.joined.Load() || (b.epochChecked && b.copyDone) {
+		return
+	}
+	if !b.epochChecked && n.peerVectorsKnown() {
+		b.epochChecked = true
+		cur, _ := n.db.Position()
+		if hi := n.db.HighestOwnEpoch(); hi >= cur {
+			e := max(now.UnixMilli(), hi+1)
+			newEpoch := n.cfg.NewEpoch
+			if newEpoch == nil {
+				newEpoch = n.db.NewEpoch
+			}
+			if err := newEpoch(e); err != nil {
+				n.log.Error().Err(err).Int64("epoch", e).Msg("could not start an epoch after the peers' one")
+			} else {
+				n.log.Warn().Int64("peers_epoch", hi).Int64("epoch", e).Msg("a peer knows an epoch of ours at or after the current one (clock behind?); started a later one")
+			}
+		}
+	}
+	if b.copyDone {
+		return
+	}
+	if !n.cfg.InitialCopy || n.ready.ready.Load() || n.stats.fullCopiesReceived.Load() > 0 {
+		b.copyDone = true
+		return
+	}
+	if !b.askedAt.IsZero() && now.Sub(b.askedAt) < n.cfg.CopyTimeout {
+		return
+	}
+	live := n.peers.live()
+	if len(live) == 0 {
+		return
+	}
+	sort.Slice(live, func(i, j int) bool { return live[i].name < live[j].name })
+	p := live[b.asked%len(live)]
+	b.asked++
+	b.askedAt = now
+	n.log.Info().Str("peer", p.name).Msg("asking for a full copy (start-up)")
+	n.sendRequest(stickydb.Request{To: p.name, Full: true, Reason: "initial"}, now)
+}
+
+// peerVectorsKnown reports whether some live peer's vector has arrived.
+func (n *Node) peerVectorsKnown() bool {
+	for _, row := range n.db.Table() {
+		if row.Live && row.Vector != nil {
+			return true
+		}
+	}
+	return false
+}
