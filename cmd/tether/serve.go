@@ -11,13 +11,16 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/caarlos0/env/v11"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"github.com/tetherproxy/tether/gossip"
 	"github.com/tetherproxy/tether/proxy"
+	"github.com/tetherproxy/tether/recovery"
 	"github.com/tetherproxy/tether/stickydb"
 )
 
@@ -30,10 +33,6 @@ const (
 	drainTimeout = 10 * time.Second
 	// hookTimeout bounds each other shutdown hook (leave cluster, flush log).
 	hookTimeout = 10 * time.Second
-	// sweepEvery and sweepShards pace the removal of expired bindings: a
-	// few shards per tick, so no tick holds many locks.
-	sweepEvery  = time.Second
-	sweepShards = 16
 )
 
 func runServe(args []string) int {
@@ -75,9 +74,14 @@ type node struct {
 
 	db     *stickydb.DB
 	bind   proxy.Bindings // what the proxy writes bindings through
-	proxy  *proxy.Proxy
-	server *http.Server
-	ln     net.Listener
+	gossip *gossip.Node
+	store  *recovery.Store    // disk mode only
+	rec    *recovery.Recovery // disk mode only
+
+	reconciled atomic.Bool
+	proxy      *proxy.Proxy
+	server     *http.Server
+	ln         net.Listener
 
 	failed chan error // a part that stopped on its own (e.g. the listener)
 
@@ -97,14 +101,16 @@ type step struct {
 	run  func(ctx context.Context, n *node) error
 }
 
-// startSteps start a node. The other parts plug in here: recovery after
-// "store" (restore the DB, register "flush log"), gossip after it (join,
-// register "leave cluster"; wrap n.bind so binds reach replication), admin
-// before "listen" (serve n.registry, n.proxy.Backends, SetDrain, n.reload).
+// startSteps start a node: the DB, its disk (data dir) or nothing (epoch
+// mode), gossip (the proxy writes through it so binds reach the fleet), the
+// proxy, the admin listener, and the proxy listener last, once everything
+// behind it runs. Shutdown runs the hooks in reverse: stop accepting, finish
+// in-flight requests, stop admin, leave the fleet, flush the log.
 var startSteps = []step{
 	{"store", startStore},
+	{"recovery", startRecovery},
+	{"gossip", startGossip},
 	{"proxy", startProxy},
-	{"sweeper", startSweeper},
 	{"listen", startListener},
 }
 
@@ -185,6 +191,7 @@ func startStore(_ context.Context, n *node) error {
 	c := stickydb.DefaultConfig(n.cfg.NodeName)
 	c.TTL = n.cfg.TTL
 	c.RefreshThreshold = n.cfg.TTL / 4
+	c.Durable = n.cfg.DataDir != ""
 	db, err := stickydb.New(c, n.now())
 	if err != nil {
 		return err
@@ -203,26 +210,6 @@ func startProxy(_ context.Context, n *node) error {
 	}
 	n.proxy = p
 	n.onShutdown("proxy", func(context.Context) error { return p.Close() })
-	return nil
-}
-
-// startSweeper removes expired bindings in the background.
-func startSweeper(_ context.Context, n *node) error {
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(sweepEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				n.db.Sweep(n.now(), sweepShards)
-			}
-		}
-	}()
-	n.onShutdown("sweeper", func(context.Context) error { close(stop); <-done; return nil })
 	return nil
 }
 

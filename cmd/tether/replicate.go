@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tetherproxy/tether/gossip"
+	"github.com/tetherproxy/tether/recovery"
+)
+
+// startRecovery opens the data dir and restores the DB from it (disk mode,
+// Fig. 11). Without a data dir the node runs in epoch mode (Fig. 12): its
+// DB already started a new epoch, and gossip fetches a copy from a peer.
+func startRecovery(ctx context.Context, n *node) error {
+	if n.cfg.DataDir == "" {
+		return nil
+	}
+	rc := recovery.DefaultConfig(n.cfg.DataDir)
+	rc.Logger, rc.Now = &n.log, n.now
+	st, err := recovery.Open(rc)
+	if err != nil {
+		return err
+	}
+	rec, err := st.Recover(n.db, n.now())
+	if err != nil {
+		_ = st.Close()
+		return err
+	}
+	rep := rec.Report
+	n.log.Info().Str("mode", rep.Mode.String()).Str("reason", rep.Reason).Int("loaded", rep.Loaded).
+		Int("log_events", rep.LogEvents).Dur("took", rep.Took).Bool("new_epoch", rep.NewEpoch).Msg("recovered from disk")
+	n.store, n.rec = st, rec
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Run(runCtx) }()
+	n.onShutdown("flush log", func(context.Context) error {
+		cancel()
+		err := <-done
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		return errors.Join(err, st.Close())
+	})
+	return nil
+}
+
+// startGossip joins the fleet and replicates the DB (Fig. 6, 7). The proxy
+// writes bindings through the gossip store, which kicks the push.
+func startGossip(_ context.Context, n *node) error {
+	gc := gossip.DefaultConfig()
+	gc.BindAddr, gc.AdvertiseAddr, gc.Join = n.cfg.GossipBind, n.cfg.GossipAdvertise, n.cfg.Join
+	gc.Key, gc.PushInterval = n.cfg.GossipKey, n.cfg.PushInterval
+	gc.Logger, gc.Now = &n.log, n.now
+	// Epoch mode, and a disk whose contents are too old or absent, start
+	// from a peer's copy of the database and vector.
+	gc.InitialCopy = n.rec == nil || n.rec.Report.Mode != recovery.ModeShort
+	if n.store != nil {
+		gc.Persister = n.store
+		gc.NewEpoch = n.store.NewEpoch
+	}
+	g, err := gossip.New(gc, n.db)
+	if err != nil {
+		return err
+	}
+	if err := g.Start(); err != nil {
+		return err
+	}
+	n.gossip, n.bind = g, g.Store()
+	n.onShutdown("leave cluster", func(context.Context) error { return g.Close() })
+	if n.rec != nil {
+		go n.reconcile()
+	}
+	return nil
+}
+
+// reconcile completes a disk recovery once gossip has caught up (or given
+// up): a long outage merges the local snapshot after the peers' copy too,
+// so a whole fleet restarted after a long stop loses nothing that was
+// flushed, and the own log again on top (Fig. 11 step 665).
+func (n *node) reconcile() {
+	rep := n.rec.Report
+	if rep.Mode == recovery.ModeShort {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_ = n.gossip.WaitReady(ctx)
+	var err error
+	if rep.Mode == recovery.ModeLong {
+		err = n.rec.ReconcileLocal(n.now())
+	} else {
+		err = n.rec.Reconcile(n.now())
+	}
+	if err != nil && !errors.Is(err, recovery.ErrReconciled) {
+		n.log.Error().Err(err).Msg("reconcile after recovery")
+		return
+	}
+	n.reconciled.Store(true)
+	n.log.Info().Str("mode", rep.Mode.String()).Msg("recovery reconciled with the peers")
+}
+
+// ready is /readyz: recovered, joined and caught up with the live peers
+// (or alone). Until then the node still proxies with rendezvous selection.
+func (n *node) ready() bool {
+	if n.gossip == nil || !n.gossip.Ready() {
+		return false
+	}
+	return n.rec == nil || n.rec.Report.Mode == recovery.ModeShort || n.reconciled.Load()
+}
