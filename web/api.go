@@ -35,6 +35,10 @@ func (s *Server) apiNode(w http.ResponseWriter, r *http.Request) {
 func (s *Server) findBindings(q stickydb.Query) (BindingsPage, error) {
 	now := s.now()
 	start := time.Now()
+	if out, ok := s.findOne(q, now); ok {
+		out.TookMs = float64(time.Since(start).Microseconds()) / 1000
+		return out, nil
+	}
 	page, err := s.src.Core.Find(q, now)
 	if err != nil {
 		if errors.Is(err, stickydb.ErrInvalidKey) {
@@ -48,6 +52,25 @@ func (s *Server) findBindings(q stickydb.Query) (BindingsPage, error) {
 	}
 	out.TookMs = float64(time.Since(start).Microseconds()) / 1000
 	return out, nil
+}
+
+// findOne answers the commonest question, "this client on this host",
+// with one lookup instead of a walk of the table.
+func (s *Server) findOne(q stickydb.Query, now time.Time) (BindingsPage, bool) {
+	if q.Cursor != "" || q.Host == "" || !q.Client.IsValid() || !q.Client.IsSingleIP() {
+		return BindingsPage{}, false
+	}
+	k, err := stickydb.NewKey(q.Client.Addr(), q.Host)
+	if err != nil {
+		return BindingsPage{}, false
+	}
+	out := BindingsPage{Bindings: []BindingView{}, Scanned: 1}
+	b, ok := s.src.Core.Lookup(k)
+	local, _ := s.src.Core.LocalExpiry(k)
+	if ok && local > now.UnixMilli() && (!b.Deleted || q.Deleted) && (q.Replica == "" || (b.Replica == q.Replica && !b.Deleted)) {
+		out.Bindings = append(out.Bindings, bindingView(k, b, local, now))
+	}
+	return out, true
 }
 
 func (s *Server) apiBindings(w http.ResponseWriter, r *http.Request) {
@@ -130,6 +153,11 @@ func (s *Server) apiBindingDelete(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deleteBinding(k stickydb.Key) (BindingView, error) {
 	now := s.now()
+	// The core answers a delete of a tombstone with the tombstone; for the
+	// operator that binding is gone already.
+	if _, ok := s.lookup(k, now); !ok {
+		return BindingView{}, stickydb.ErrNotFound
+	}
 	b, err := s.src.Core.Delete(k, now)
 	if err != nil {
 		return BindingView{}, err

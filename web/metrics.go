@@ -13,7 +13,8 @@ import (
 // collector reads the sources at scrape time, so no counter is kept twice
 // and a scrape always shows what the core holds now.
 type collector struct {
-	s *Server
+	s   *Server
+	all []*prometheus.Desc
 
 	bindingsLive, bindingsHeld, ready, epoch, ownSeq *prometheus.Desc
 	events, expiries, evictions, capBreaches         *prometheus.Desc
@@ -26,10 +27,13 @@ type collector struct {
 }
 
 func newCollector(s *Server) *collector {
+	c := &collector{s: s}
 	d := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc("tether_"+name, help, labels, nil)
+		desc := prometheus.NewDesc("tether_"+name, help, labels, nil)
+		c.all = append(c.all, desc)
+		return desc
 	}
-	return &collector{
+	*c = collector{
 		s:               s,
 		bindingsLive:    d("bindings_live", "Live bindings held by this node (tombstones excluded), from the last per-replica count."),
 		bindingsHeld:    d("bindings_held", "Entries in the binding table, tombstones and not yet swept entries included."),
@@ -58,15 +62,14 @@ func newCollector(s *Server) *collector {
 		backendDraining: d("backend_draining", "1 while the backend is drained.", "pool", "backend"),
 		backendBindings: d("backend_bindings", "Live bindings to the backend's replica name.", "pool", "backend"),
 		members:         d("members", "Fleet members by state, as membership sees them.", "state"),
+		all:             c.all,
 	}
+	return c
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	v := reflect.ValueOf(c).Elem()
-	for i := 0; i < v.NumField(); i++ {
-		if d, ok := v.Field(i).Interface().(*prometheus.Desc); ok {
-			ch <- d
-		}
+	for _, d := range c.all {
+		ch <- d
 	}
 }
 
