@@ -113,6 +113,7 @@ type pageData struct {
 	Node      NodeView
 	CSRF      string
 	LoggedIn  bool
+	Authed    bool // let in: shows the node's details and the navigation
 	RefreshMs int64
 	Version   string
 	Now       time.Time
@@ -127,8 +128,10 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 		Title: title, Nav: name, Node: s.nodeView(now), CSRF: csrfToken(r),
 		RefreshMs: s.cfg.Refresh.Milliseconds(), Version: s.pages.version, Now: now, Data: data,
 	}
-	if k, _ := r.Context().Value(ctxAuth).(authKind); k == authCookie {
-		pd.LoggedIn = true
+	k, authed := r.Context().Value(ctxAuth).(authKind)
+	pd.Authed, pd.LoggedIn = authed, authed && k == authCookie
+	if !authed {
+		pd.Node = NodeView{Name: pd.Node.Name} // no epoch, version or uptime before login
 	}
 	pd.Flash, pd.FlashKind = flashFor(r.URL.Query())
 	tmpl := "layout"
