@@ -212,3 +212,5 @@ func do(t testing.TB, h http.Handler, r req) *httptest.ResponseRecorder {
 	h.ServeHTTP(w, hr)
 	return w
 }
+
+func msDur(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
