@@ -68,7 +68,9 @@
 //     (no browser attaches it on its own) but still passes the Origin check.
 //   - Every response carries a CSP without inline script or style,
 //     frame-ancestors 'none' and X-Frame-Options DENY, nosniff,
-//     Referrer-Policy no-referrer; dynamic responses are no-store.
+//     Referrer-Policy same-origin (under no-referrer a browser sends
+//     "Origin: null" on the page's own form posts); dynamic responses are
+//     no-store.
 //   - Cookies are not isolated by port: the proxy should drop the
 //     tether_session and tether_csrf cookies from requests it forwards, so a
 //     backend app on the same host name never sees them.

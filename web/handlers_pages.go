@@ -33,12 +33,49 @@ func groupPools(bs []BackendView) []poolView {
 	return out
 }
 
+// counterGroup is one box of the overview's replication counters.
+type counterGroup struct {
+	Title string
+	Rows  []NamedCount
+}
+
+// counterGroups sorts the core's counters into boxes an operator reads at
+// a glance; a counter the core adds later lands in "other".
+func counterGroups(cs []NamedCount) []counterGroup {
+	titles := []string{"own events", "received", "refused", "repair", "other"}
+	of := map[string]int{
+		"binds": 0, "rebinds": 0, "refreshes": 0, "deletes": 0, "expiries": 0, "evictions": 0, "cap_breaches": 0,
+		"groups_applied": 1, "groups_buffered": 1, "groups_discarded": 1, "groups_duplicate": 1, "groups_stale": 1,
+		"events_applied": 1, "events_expired": 1, "events_rejected": 1,
+		"malformed": 2, "seq_jumps": 2, "future_epochs": 2, "too_many": 2,
+		"requests_origin": 3, "requests_third": 3, "requests_full": 3, "requests_watchdog": 3, "full_copies": 3,
+	}
+	gs := make([]counterGroup, len(titles))
+	for i, t := range titles {
+		gs[i].Title = t
+	}
+	for _, c := range cs {
+		i, ok := of[c.Name]
+		if !ok {
+			i = len(titles) - 1
+		}
+		gs[i].Rows = append(gs[i].Rows, c)
+	}
+	out := gs[:0]
+	for _, g := range gs {
+		if len(g.Rows) > 0 {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 type overviewData struct {
 	Members      []MemberView
 	HasMembers   bool
 	Pools        []poolView
 	HasBackends  bool
-	Counters     []NamedCount
+	Counters     []counterGroup
 	Peers        []PeerStats
 	Changelog    ChangelogResponse
 	Digest       Digest
@@ -52,7 +89,7 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request) {
 	d := overviewData{
 		Members: s.members(), HasMembers: s.src.Members != nil,
 		Pools: groupPools(s.backends()), HasBackends: s.src.Backends != nil,
-		Counters: snakeStats(c.Stats()), Changelog: s.changelog(),
+		Counters: counterGroups(snakeStats(c.Stats())), Changelog: s.changelog(),
 		Digest: digestView(count, sum, s.cfg.DigestMargin),
 	}
 	for _, n := range s.counts.get() {

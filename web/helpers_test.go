@@ -56,6 +56,7 @@ type fixture struct {
 	backends  *fakeBackends
 	transport *fakeTransport
 	ready     bool
+	start     time.Time
 }
 
 // seedBindings are the fixture's own bindings: client, host, replica.
@@ -68,9 +69,13 @@ var seedBindings = [][3]string{
 	{"2001:db8::1", "shop.test", "r2"},
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureAt(t, t0) }
+
+// newFixtureAt builds the fixture at another time (the browser test needs
+// the real clock: the browser checks cookie expiry against it).
+func newFixtureAt(t testing.TB, t0 time.Time) *fixture {
 	t.Helper()
-	f := &fixture{clk: &clock{now: t0}, ready: true}
+	f := &fixture{clk: &clock{now: t0}, ready: true, start: t0.Add(-90 * time.Second)}
 	var err error
 	if f.db, err = stickydb.New(stickydb.DefaultConfig("a"), t0); err != nil {
 		t.Fatal(err)
@@ -112,7 +117,7 @@ func newFixture(t testing.TB) *fixture {
 func (f *fixture) sources() Sources {
 	return Sources{
 		Core: f.db, Members: f.members, Backends: f.backends, Transport: f.transport,
-		Node: NodeInfo{Version: "test", Started: t0.Add(-90 * time.Second), Ready: func() bool { return f.ready }},
+		Node: NodeInfo{Version: "test", Started: f.start, Ready: func() bool { return f.ready }},
 	}
 }
 
@@ -120,7 +125,9 @@ func (f *fixture) sources() Sources {
 func (f *fixture) server(t testing.TB, mod func(*Config)) *Server {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Now = f.clk.Now
+	if f.clk != nil {
+		cfg.Now = f.clk.Now
+	}
 	if mod != nil {
 		mod(&cfg)
 	}

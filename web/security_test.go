@@ -494,7 +494,7 @@ func TestSecurityHeaders(t *testing.T) {
 			if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
 				t.Errorf("CSP allows inline: %q", csp)
 			}
-			for k, v := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"} {
+			for k, v := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"} {
 				if got := w.Header().Get(k); got != v {
 					t.Errorf("%s: %q, want %q", k, got, v)
 				}

@@ -187,7 +187,10 @@ func (s *Server) gaps() []GapView {
 // MemberView is a member with what replication knows of it.
 type MemberView struct {
 	Member
-	Self  bool   `json:"self,omitempty"`
+	Self bool `json:"self,omitempty"`
+	// Known: the version vector table has a row for it (Heard and Lag
+	// mean something).
+	Known bool   `json:"known"`
 	Heard int64  `json:"heard,omitempty"` // last group received from it, unix ms
 	Lag   uint64 `json:"lag"`
 }
@@ -215,6 +218,7 @@ func (s *Server) members() []MemberView {
 	for _, m := range ms {
 		v := MemberView{Member: m, Self: m.Name == self}
 		if p, ok := table[m.Name]; ok {
+			v.Known = true
 			v.Heard = p.Heard
 			v.Lag = lag(own, p.Vector)
 		}
