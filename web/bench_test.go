@@ -76,3 +76,35 @@ func BenchmarkBindingsPage1M(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPages1M: the other pages and /metrics at 1M bindings. The
+// per-replica counts (one table walk) are cached for CountTTL; "cold"
+// forces the walk on every request, the cost a scrape pays once per TTL.
+func BenchmarkPages1M(b *testing.B) {
+	db := loadMillion(b, 1_000_000)
+	var now time.Time
+	for _, mode := range []string{"cached", "cold"} {
+		cfg := DefaultConfig()
+		now = t0
+		cfg.Now = func() time.Time { return now }
+		cfg.Registry = nil
+		s, err := New(cfg, Sources{Core: db})
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := s.Handler()
+		for _, path := range []string{"/", "/vectors", "/backends", "/metrics", "/api/v1/vector", "/api/v1/backends"} {
+			b.Run(mode+path, func(b *testing.B) {
+				for b.Loop() {
+					if mode == "cold" {
+						now = now.Add(cfg.CountTTL) // the next request walks again
+					}
+					w := do(b, h, req{path: path})
+					if w.Code != http.StatusOK {
+						b.Fatalf("%s: %d", path, w.Code)
+					}
+				}
+			})
+		}
+	}
+}

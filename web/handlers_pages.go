@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
@@ -83,9 +84,8 @@ type overviewData struct {
 }
 
 func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request) {
-	now := s.now()
 	c := s.src.Core
-	count, sum := c.Digest(now, s.cfg.DigestMargin)
+	count, sum, _ := s.counts.digest(s.cfg.DigestMargin)
 	d := overviewData{
 		Members: s.members(), HasMembers: s.src.Members != nil,
 		Pools: groupPools(s.backends()), HasBackends: s.src.Backends != nil,
@@ -110,11 +110,18 @@ type bindingsData struct {
 	Backends []string            // for the backend filter's suggestions
 	Targets  map[string][]string // host -> replicas a row may be rebound to
 	Return   string
+	Limits   []int // page sizes offered (the current one included)
 }
 
 func (s *Server) bindingsPage(w http.ResponseWriter, r *http.Request) {
 	f, q, err := s.parseFilter(r.URL.Query())
 	d := bindingsData{Filter: f, Return: r.URL.RequestURI(), Targets: map[string][]string{}}
+	for _, n := range []int{25, 50, 100, 500, 1000, f.Limit} {
+		if n <= s.cfg.MaxPageSize && !slices.Contains(d.Limits, n) {
+			d.Limits = append(d.Limits, n)
+		}
+	}
+	slices.Sort(d.Limits)
 	var bs []BackendStatus
 	if s.src.Backends != nil {
 		bs = s.src.Backends.Backends()
@@ -279,7 +286,7 @@ func buildMatrix(self string, own stickydb.Vector, table []stickydb.PeerInfo) ma
 
 type vectorsData struct {
 	Matrix    matrix
-	Vector    VectorResponse
+	Digest    Digest
 	Changelog ChangelogResponse
 	Gaps      []GapView
 	Now       time.Time
@@ -288,9 +295,10 @@ type vectorsData struct {
 func (s *Server) vectorsPage(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	c := s.src.Core
+	count, sum, _ := s.counts.digest(s.cfg.DigestMargin)
 	d := vectorsData{
 		Matrix:    buildMatrix(c.Node(), c.Vector(), c.Table()),
-		Vector:    s.vectorResponse(now, s.cfg.DigestMargin),
+		Digest:    digestView(count, sum, s.cfg.DigestMargin),
 		Changelog: s.changelog(), Gaps: s.gaps(), Now: now,
 	}
 	s.render(w, r, http.StatusOK, "vectors", "Vectors", d)

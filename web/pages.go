@@ -68,7 +68,11 @@ var funcs = template.FuncMap{
 		if ms == 0 {
 			return "never"
 		}
-		return humanAge(now.Sub(time.UnixMilli(ms))) + " ago"
+		d := now.Sub(time.UnixMilli(ms))
+		if d < time.Second {
+			return "just now"
+		}
+		return humanAge(d) + " ago"
 	},
 	"clock": func(ms int64) string {
 		if ms == 0 {
@@ -216,8 +220,4 @@ func (s *Server) static() http.Handler {
 		}
 		files.ServeHTTP(w, r)
 	})
-}
-
-func init() {
-	funcs["list"] = func(xs ...int) []int { return xs }
 }

@@ -35,7 +35,7 @@ func TestPages(t *testing.T) {
 		{"/bindings?client=192.168.5.5&host=api.test", 200, []string{`data-client="192.168.5.5" data-host="api.test" data-replica="a2"`, `id="bindings-count" data-count="1"`}},
 		{"/bindings?host=none.test", 200, []string{`id="bindings-empty"`, "this filter"}},
 		{"/bindings?client=nope", 400, []string{`id="bindings-error"`, "client: &#34;nope&#34; is not an IP address or CIDR prefix", `value="nope"`}},
-		{"/bindings?limit=2", 200, []string{`id="page-next"`, `data-count="2"`}},
+		{"/bindings?limit=2", 200, []string{`id="page-next"`, `data-count="2"`, `<option value="2" selected>2</option>`}},
 		{"/vectors", 200, []string{`id="vector-matrix"`, `data-row="b"`, `class="cell none" data-row="b" data-origin="a"`, `data-seq="6"`,
 			`class="cell ok" data-row="a" data-origin="b"`, `data-lag="6"`, `id="changelog-table"`, `data-log="table" data-origin="b"`, `id="gaps-empty"`}},
 		{"/backends", 200, []string{`id="routes-reload"`, `data-pool="shop" data-backend="r1"`, `data-action="drain"`, "connection refused"}},

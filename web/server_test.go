@@ -41,6 +41,11 @@ func TestStartServeShutdown(t *testing.T) {
 	if code, body := get("/healthz", ""); code != 200 || !strings.Contains(body, `"ok"`) {
 		t.Errorf("healthz %d %s", code, body)
 	}
+	if resp, err := client.Head(s.URL() + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("HEAD /healthz: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if code, _ := get("/api/v1/members", ""); code != 401 {
 		t.Errorf("members without token %d", code)
 	}
