@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-chi/chi/v5/middleware"
 	"golang.org/x/time/rate"
 )
 
@@ -22,6 +23,7 @@ import (
 // that may share this host name (cookies are not isolated by port), so
 // it should drop these two cookies from what it forwards.
 const (
+	maxFormBody   = 64 << 10 // bytes of a form or JSON body
 	sessionCookie = "tether_session"
 	csrfCookie    = "tether_csrf"
 	csrfField     = "_csrf"
@@ -172,9 +174,12 @@ func (s *Server) filter(next http.Handler) http.Handler {
 			s.fail(w, r, http.StatusForbidden, "Origin "+strconv.Quote(o)+" is not allowed")
 			return
 		}
-		if unsafeMethod(r.Method) && r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-			s.fail(w, r, http.StatusForbidden, "cross-site request refused")
-			return
+		if unsafeMethod(r.Method) {
+			if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+				s.fail(w, r, http.StatusForbidden, "cross-site request refused")
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -359,5 +364,27 @@ func headers(next http.Handler) http.Handler {
 			h.Set("Cache-Control", "no-store")
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// audit logs every request that may change something, once answered:
+// who (address, how authenticated), what, and the outcome.
+func (s *Server) audit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !unsafeMethod(r.Method) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		via := "open"
+		switch k, _ := r.Context().Value(ctxAuth).(authKind); k {
+		case authBearer:
+			via = "bearer"
+		case authCookie:
+			via = "session"
+		}
+		s.log.Info().Str("method", r.Method).Str("path", r.URL.Path).Int("status", ww.Status()).
+			Str("remote", r.RemoteAddr).Str("auth", via).Msg("admin: audit")
 	})
 }

@@ -187,7 +187,7 @@ func (s *Server) routes() http.Handler {
 	})
 
 	r.Group(func(r chi.Router) {
-		r.Use(s.authenticate, s.csrf)
+		r.Use(s.authenticate, s.audit, s.csrf)
 		r.Post("/logout", s.logout)
 		r.Method(http.MethodGet, "/metrics", s.metricsHandler())
 

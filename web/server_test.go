@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 )
 
@@ -107,4 +109,41 @@ func TestStartRefusesNonLoopbackWithoutToken(t *testing.T) {
 			t.Errorf("err %v", err)
 		}
 	})
+}
+
+func TestAuditLog(t *testing.T) {
+	f := newFixture(t)
+	var buf syncBuffer
+	log := zerolog.New(&buf)
+	h := f.server(t, func(c *Config) { withToken(c); c.Logger = &log }).Handler()
+	do(t, h, req{method: "DELETE", path: "/api/v1/bindings/shop.test/10.0.0.1", headers: map[string]string{"Authorization": "Bearer " + testToken}})
+	do(t, h, req{path: "/api/v1/vector", headers: map[string]string{"Authorization": "Bearer " + testToken}})
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	var audits []string
+	for _, l := range lines {
+		if strings.Contains(l, `"admin: audit"`) {
+			audits = append(audits, l)
+		}
+	}
+	if len(audits) != 1 || !strings.Contains(audits[0], `"status":200`) || !strings.Contains(audits[0], `"auth":"bearer"`) ||
+		!strings.Contains(audits[0], `"method":"DELETE"`) {
+		t.Errorf("audit lines %q", audits)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
