@@ -162,6 +162,7 @@ func (s *Server) deleteBinding(k stickydb.Key) (BindingView, error) {
 	if err != nil {
 		return BindingView{}, err
 	}
+	s.counts.invalidate()
 	local, _ := s.src.Core.LocalExpiry(k)
 	s.log.Info().Str("key", k.String()).Uint32("generation", b.Generation).Msg("admin: binding deleted")
 	return bindingView(k, b, local, now), nil
@@ -201,6 +202,7 @@ func (s *Server) rebind(k stickydb.Key, replica string) (BindingView, error) {
 	if err != nil {
 		return BindingView{}, err
 	}
+	s.counts.invalidate()
 	local, _ := s.src.Core.LocalExpiry(k)
 	s.log.Info().Str("key", k.String()).Str("replica", replica).Uint32("generation", b.Generation).Msg("admin: binding rebound")
 	return bindingView(k, b, local, now), nil

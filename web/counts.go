@@ -68,3 +68,13 @@ func (c *replicaCounts) digest(margin time.Duration) (count int, sum uint64, at 
 	}
 	return c.dCount, c.dSum, c.dAt
 }
+
+// invalidate drops the cached values: an operator's change shows at once.
+func (c *replicaCounts) invalidate() {
+	c.mu.Lock()
+	c.counts = nil
+	c.mu.Unlock()
+	c.dmu.Lock()
+	c.dPresent = false
+	c.dmu.Unlock()
+}

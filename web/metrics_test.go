@@ -117,3 +117,27 @@ func TestReplicaCountsCache(t *testing.T) {
 		t.Errorf("after TTL: %d, want 3", got)
 	}
 }
+
+func TestCountsFollowOperatorChanges(t *testing.T) {
+	f := newFixture(t)
+	h := f.server(t, nil).Handler()
+	count := func(name string) int {
+		for _, b := range decode[[]BackendView](t, do(t, h, req{path: "/api/v1/backends"}).Body.Bytes()) {
+			if b.Name == name {
+				return b.Bindings
+			}
+		}
+		return -1
+	}
+	if n := count("r1"); n != 5 {
+		t.Fatalf("r1 %d", n)
+	}
+	do(t, h, req{method: "DELETE", path: "/api/v1/bindings/shop.test/10.0.0.1"})
+	if n := count("r1"); n != 4 {
+		t.Errorf("after delete r1 %d, want 4 at once", n)
+	}
+	do(t, h, req{method: "PUT", path: "/api/v1/bindings/shop.test/10.0.1.7", body: `{"replica":"r2"}`})
+	if n1, n2 := count("r1"), count("r2"); n1 != 3 || n2 != 3 {
+		t.Errorf("after rebind r1 %d r2 %d, want 3 3", n1, n2)
+	}
+}
