@@ -519,3 +519,32 @@ func TestAPIGapsShowRequests(t *testing.T) {
 		t.Errorf("gaps %+v", gaps)
 	}
 }
+
+func TestKicked(t *testing.T) {
+	f := newFixture(t)
+	kicks := 0
+	src := f.sources()
+	src.Core = Kicked(f.db, func() { kicks++ })
+	cfg := DefaultConfig()
+	cfg.Now = f.clk.Now
+	s, err := New(cfg, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.Handler()
+	steps := []struct {
+		method, path, body string
+		status, kicks      int
+	}{
+		{"GET", "/api/v1/bindings/shop.test/10.0.0.1", "", 200, 0},
+		{"PUT", "/api/v1/bindings/shop.test/10.0.0.1", `{"replica":"r2"}`, 200, 1},
+		{"DELETE", "/api/v1/bindings/shop.test/10.0.0.1", "", 200, 2},
+		{"DELETE", "/api/v1/bindings/shop.test/10.0.0.1", "", 404, 2},
+	}
+	for i, st := range steps {
+		w := do(t, h, req{method: st.method, path: st.path, body: st.body})
+		if w.Code != st.status || kicks != st.kicks {
+			t.Fatalf("step %d: %d kicks %d, want %d kicks %d", i, w.Code, kicks, st.status, st.kicks)
+		}
+	}
+}
