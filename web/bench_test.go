@@ -52,11 +52,12 @@ func BenchmarkBindingsPage1M(b *testing.B) {
 	h := s.Handler()
 	filters := []struct{ name, query string }{
 		{"none", ""},
-		{"client-ip", "client=10.3.2.1"},          // one match: walks every shard
-		{"client-miss", "client=192.0.2.1"},       // no match at all: the worst case
-		{"client-prefix16", "client=10.7.0.0/16"}, // 65k candidates
-		{"host", "host=api.example.com"},          // a quarter match
-		{"backend", "backend=r3"},                 // an eighth match
+		{"client-ip", "client=10.3.2.1"},                        // one match: walks every shard
+		{"client-miss", "client=192.0.2.1"},                     // no match at all: the worst case
+		{"client+host", "client=10.3.2.1&host=api.example.com"}, // one lookup, no walk
+		{"client-prefix16", "client=10.7.0.0/16"},               // 65k candidates
+		{"host", "host=api.example.com"},                        // a quarter match
+		{"backend", "backend=r3"},                               // an eighth match
 		{"host+backend+prefix", "host=shop.example.com&backend=r0&client=10.2.0.0/16"},
 	}
 	for _, kind := range []string{"api", "html"} {
