@@ -75,6 +75,34 @@
 //     tether_session and tether_csrf cookies from requests it forwards, so a
 //     backend app on the same host name never sees them.
 //
+// # Stable element ids (for browser tests)
+//
+// Tests select by these; they are a contract like the API paths.
+//
+//	layout     #nav-overview #nav-bindings #nav-vectors #nav-backends
+//	           #live-toggle #live-state #node-name #node-ready[data-ready]
+//	           #logout #flash[data-kind=ok|error] #content
+//	login      #login-form #login-token #login-submit #login-error
+//	overview   #members-table tr[data-member][data-state], #ov-digest[data-sum]
+//	bindings   #bindings-search #f-client #f-host #f-backend #f-limit
+//	           #f-deleted #f-submit #f-clear #bindings-error #bindings-empty
+//	           #bindings-count[data-count] #page-next[data-cursor] #page-first
+//	           #bindings-table tr[data-client][data-host][data-replica]
+//	           [data-generation][data-origin], in a row:
+//	           button[data-action=delete] (two-step: the first click adds
+//	           class "armed", the second submits), select[data-field=replica]
+//	           + button[data-action=rebind]
+//	vectors    #vector-matrix td[data-row][data-origin][data-epoch][data-seq]
+//	           [data-behind], #vec-digest[data-sum], #changelog-table,
+//	           #gaps-table, #gaps-empty
+//	backends   tr[data-pool][data-backend][data-healthy][data-draining],
+//	           button[data-action=drain|undrain] (drain is two-step),
+//	           #routes-reload (two-step)
+//	errors     #error[data-status] #error-message
+//
+// package webtest starts a Server on real parts and drives a headless
+// chromium (NewBrowser, Nav, Login, ConfirmClick, Shot).
+//
 // # Metrics
 //
 // A custom collector reads the sources at scrape time (metrics.go): the
