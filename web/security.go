@@ -295,7 +295,11 @@ func (s *Server) csrf(next http.Handler) http.Handler {
 			}
 			if nonce == "" || given == "" || !hmac.Equal([]byte(given), []byte(g.mac(g.csrfKey, nonce))) {
 				s.log.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("admin: missing or wrong CSRF token")
-				s.fail(w, r, http.StatusForbidden, "missing or wrong CSRF token; reload the page and try again")
+				msg := "missing or wrong CSRF token; reload the page and try again"
+				if strings.HasPrefix(r.URL.Path, "/api/") {
+					msg = "missing or wrong CSRF token (a script calls the API with Authorization: Bearer, or with Content-Type: application/json)"
+				}
+				s.fail(w, r, http.StatusForbidden, msg)
 				return
 			}
 		}
@@ -320,8 +324,11 @@ func (s *Server) csrf(next http.Handler) http.Handler {
 // loopback listener, cannot come from another site's form, and its Origin
 // was checked already.
 func needsCSRF(r *http.Request) bool {
-	if k, _ := r.Context().Value(ctxAuth).(authKind); k == authCookie {
+	switch k, _ := r.Context().Value(ctxAuth).(authKind); k {
+	case authCookie:
 		return true
+	case authBearer:
+		return false
 	}
 	if !strings.HasPrefix(r.URL.Path, "/api/") {
 		return true

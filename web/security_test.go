@@ -143,6 +143,7 @@ func TestAuthRequired(t *testing.T) {
 		{"members without token", req{path: "/api/v1/members"}, 401, ""},
 		{"delete without token", req{method: "DELETE", path: "/api/v1/bindings/shop.test/10.0.0.1"}, 401, ""},
 		{"delete with bearer, no csrf", req{method: "DELETE", path: "/api/v1/bindings/shop.test/10.0.0.1", headers: bearer}, 200, ""},
+		{"curl -d '' with bearer", req{method: "POST", path: "/api/v1/backends/r1/drain", body: "", headers: map[string]string{"Authorization": "Bearer " + testToken, "Content-Type": "application/x-www-form-urlencoded"}}, 200, ""},
 		{"metrics without token", req{path: "/metrics"}, 401, ""},
 		{"metrics bearer", req{path: "/metrics", headers: bearer}, 200, ""},
 		{"page redirects to login", req{path: "/bindings?host=shop.test"}, 303, "/login?next=%2Fbindings%3Fhost%3Dshop.test"},
