@@ -90,6 +90,12 @@ type Config struct {
 	// Default: the DB's NewEpoch.
 	NewEpoch func(epoch int64) error
 
+	// OnDrain applies a replica's drain state, set here or on any node
+	// (SetDrain), to this node's proxy. Called on the goroutine that
+	// received the change, never with a gossip lock held; it must not block
+	// for long. nil ignores drains.
+	OnDrain func(pool, name string, on bool)
+
 	// Caps bound what this node accepts from a peer holding the key, on top
 	// of the core's caps.
 	Caps Caps

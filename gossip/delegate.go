@@ -84,6 +84,13 @@ func (d *delegate) NotifyMsg(buf []byte) {
 			return
 		}
 		n.onCopyEnd(m)
+	case msgDrain:
+		m, err := decodeDrains(body, caps)
+		if err != nil {
+			n.dropped(t, body, err)
+			return
+		}
+		n.onDrains(m)
 	default:
 		n.dropped(t, body, wireErr(ErrType, "%v", t))
 	}

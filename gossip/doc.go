@@ -88,7 +88,7 @@
 // Every message (memberlist user message, or push/pull state) is:
 //
 //	byte 0    message type (msgType): 1 group, 2 request, 3 copy chunk,
-//	          4 copy end, 5 state. Only append new types.
+//	          4 copy end, 5 state, 6 drain. Only append new types.
 //	byte 1    wire version, 1. Other versions are dropped and counted.
 //	byte 2..  the body: a sequence of msgpack values, not wrapped in an
 //	          array, in the order given below.
@@ -195,6 +195,13 @@
 // 5 state (push/pull, LocalState):
 //
 //	sender names hosts(empty) vector
+//
+// 6 drain (drain registers, drain.go; sent reliably):
+//
+//	sender   str
+//	count    uint, at most 4,096
+//	count x  pool str, replica str, on bool (0xc2/0xc3), stamp int
+//	         (unix ms of the writer), origin str (the writer)
 //
 // Decoding bounds every count and length before it allocates anything: by
 // a cap (Caps) and by the bytes left (n elements take at least n x their

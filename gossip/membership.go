@@ -217,6 +217,7 @@ func (n *Node) syncPeers() {
 			p.cursor.Store(start)
 			n.wg.Add(1)
 			go n.outbox(p, p.box.Load())
+			n.resendDrains([]*peer{p})
 			n.log.Info().Str("peer", name).Str("addr", node.Address()).Msg("peer up")
 		}
 	}

@@ -53,6 +53,7 @@ type Node struct {
 	peers   peerTable
 	copies  copyTable
 	ready   readiness
+	drains  drainTable
 	stats   counters
 	senders senderTable // per-sender error counts, peers or not
 	logs    logLimits

@@ -169,6 +169,7 @@ func (n *Node) tick() {
 	n.copies.expire(now, &n.stats)
 	n.startup(now)
 	n.checkReady(now)
+	n.drainTick()
 	if n.cfg.SweepInterval > 0 && time.Since(n.lastSweep) >= n.cfg.SweepInterval {
 		n.lastSweep = time.Now()
 		n.db.Sweep(now, 1)

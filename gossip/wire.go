@@ -23,6 +23,7 @@ const (
 	msgCopyChunk msgType = 3 // records of a full copy
 	msgCopyEnd   msgType = 4 // the end of a full copy: chunk count and vector
 	msgState     msgType = 5 // push/pull state: the sender's vector (LocalState)
+	msgDrain     msgType = 6 // the sender's drain registers (replicated drain / undrain)
 )
 
 func (t msgType) String() string {
@@ -37,6 +38,8 @@ func (t msgType) String() string {
 		return "copyend"
 	case msgState:
 		return "state"
+	case msgDrain:
+		return "drain"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }

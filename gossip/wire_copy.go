@@ -177,3 +177,46 @@ func decodeState(body []byte, caps *Caps) (stateMsg, error) {
 	}
 	return m, nil
 }
+
+// drainMsg is the body of msgDrain: [sender, count, (pool, name, on, stamp, origin)*].
+type drainMsg struct {
+	Sender  string
+	Entries []DrainEntry
+}
+
+func encodeDrains(sender string, es []DrainEntry) []byte {
+	w := getWriter(msgDrain)
+	defer putWriter(w)
+	w.str(sender)
+	w.uint(uint64(len(es)))
+	for _, e := range es {
+		w.str(e.Pool)
+		w.str(e.Name)
+		w.boolean(e.On)
+		w.int(e.Stamp)
+		w.str(e.Origin)
+	}
+	return w.bytes()
+}
+
+func decodeDrains(body []byte, caps *Caps) (drainMsg, error) {
+	r := newReader(body, caps)
+	defer r.release()
+	var m drainMsg
+	m.Sender = r.str(maxNameLen, "sender")
+	n := r.count(maxDrains, 5, "drains")
+	for i := 0; i < n && r.err == nil; i++ {
+		e := DrainEntry{Pool: r.str(maxNameLen, "pool"), Name: r.str(maxNameLen, "name"), On: r.boolean("on")}
+		e.Stamp = r.int(0, 1<<62, "stamp")
+		e.Origin = r.str(maxNameLen, "origin")
+		if e.Pool == "" || e.Name == "" || e.Origin == "" {
+			r.fail(ErrMalformed, "drain entry with an empty name")
+		}
+		m.Entries = append(m.Entries, e)
+	}
+	r.end()
+	if r.err != nil {
+		return drainMsg{}, r.err
+	}
+	return m, nil
+}
