@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,8 +109,8 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 
 // vectorDigest is what /api/v1/vector says of the replicated state.
 type vectorDigest struct {
-	Count  int    `json:"count"`
-	Digest string `json:"digest"`
+	Count int    `json:"count"`
+	Sum   string `json:"sum"`
 }
 
 // waitConverged polls every node until their digests of the live database
@@ -133,7 +132,7 @@ func waitConverged(t *testing.T, f *fleet.Fleet, within time.Duration) time.Dura
 				last = append(last, n.Name+": "+err.Error())
 				continue
 			}
-			last = append(last, fmt.Sprintf("%s: %d/%s", n.Name, d.Digest.Count, d.Digest.Digest))
+			last = append(last, fmt.Sprintf("%s: %d/%s", n.Name, d.Digest.Count, d.Digest.Sum))
 			if i == 0 {
 				first = d.Digest
 			} else if d.Digest != first {
@@ -149,4 +148,3 @@ func waitConverged(t *testing.T, f *fleet.Fleet, within time.Duration) time.Dura
 	return 0
 }
 
-var _ = netip.Addr{}

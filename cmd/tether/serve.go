@@ -22,6 +22,7 @@ import (
 	"github.com/tetherproxy/tether/proxy"
 	"github.com/tetherproxy/tether/recovery"
 	"github.com/tetherproxy/tether/stickydb"
+	"github.com/tetherproxy/tether/web"
 )
 
 func init() {
@@ -75,10 +76,13 @@ type node struct {
 	db     *stickydb.DB
 	bind   proxy.Bindings // what the proxy writes bindings through
 	gossip *gossip.Node
+	admin  *web.Server
 	store  *recovery.Store    // disk mode only
 	rec    *recovery.Recovery // disk mode only
 
 	reconciled atomic.Bool
+	started    time.Time
+	proxyPtr   atomic.Pointer[proxy.Proxy] // for gossip's drain callback, set once the proxy exists
 	proxy      *proxy.Proxy
 	server     *http.Server
 	ln         net.Listener
@@ -111,6 +115,7 @@ var startSteps = []step{
 	{"recovery", startRecovery},
 	{"gossip", startGossip},
 	{"proxy", startProxy},
+	{"admin", startAdmin},
 	{"listen", startListener},
 }
 
@@ -126,7 +131,7 @@ func (n *node) onShutdown(name string, fn func(ctx context.Context) error) {
 // serve runs a node until ctx ends or a part fails. hup delivers reload
 // requests (SIGHUP). ready, if not nil, sees the node once it serves.
 func serve(ctx context.Context, cfg Config, log zerolog.Logger, hup <-chan os.Signal, ready func(*node)) error {
-	n := &node{cfg: cfg, log: log, now: time.Now, registry: prometheus.NewRegistry(), failed: make(chan error, 1)}
+	n := &node{cfg: cfg, log: log, now: time.Now, registry: prometheus.NewRegistry(), failed: make(chan error, 1), started: time.Now()}
 	for _, s := range startSteps {
 		if err := s.run(ctx, n); err != nil {
 			n.shutdown()
@@ -184,6 +189,10 @@ func (n *node) reload() error {
 		n.log.Error().Err(err).Msg("reload refused; the routes in force stay")
 		return err
 	}
+	// The fleet's drain state outlives a reload.
+	for _, d := range n.gossip.Drains() {
+		_ = n.proxy.SetDrain(d.Pool, d.Name, d.On)
+	}
 	return nil
 }
 
@@ -209,6 +218,10 @@ func startProxy(_ context.Context, n *node) error {
 		return err
 	}
 	n.proxy = p
+	n.proxyPtr.Store(p)
+	for _, d := range n.gossip.Drains() { // drains learnt before the proxy existed
+		_ = p.SetDrain(d.Pool, d.Name, d.On)
+	}
 	n.onShutdown("proxy", func(context.Context) error { return p.Close() })
 	return nil
 }

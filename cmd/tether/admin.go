@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tetherproxy/tether/gossip"
+	"github.com/tetherproxy/tether/stickydb"
+	"github.com/tetherproxy/tether/web"
+)
+
+// startAdmin serves the admin UI, JSON API, /metrics, /healthz and /readyz.
+func startAdmin(_ context.Context, n *node) error {
+	wc := web.DefaultConfig()
+	wc.Listen, wc.Token = n.cfg.AdminListen, n.cfg.AdminToken
+	wc.Registry, wc.Logger, wc.Now = n.registry, &n.log, n.now
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := web.New(wc, web.Sources{
+		Core:      adminCore{n.db, n.gossip},
+		Members:   adminMembers{n},
+		Backends:  adminBackends{n},
+		Transport: adminTransport{n.gossip},
+		Node:      web.NodeInfo{Version: version, Started: n.started, Ready: n.ready},
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	n.admin = srv
+	n.onShutdown("admin", func(ctx context.Context) error { return srv.Shutdown(ctx) })
+	return nil
+}
+
+// adminCore is the DB, with the operator's changes made through the gossip
+// store so that they leave at once.
+type adminCore struct {
+	*stickydb.DB
+	g *gossip.Node
+}
+
+func (c adminCore) Delete(k stickydb.Key, now time.Time) (stickydb.Binding, error) {
+	return c.g.Store().Delete(k, now)
+}
+
+func (c adminCore) Rebind(k stickydb.Key, from, to string, now time.Time) (stickydb.Binding, bool, error) {
+	return c.g.Store().Rebind(k, from, to, now)
+}
+
+// adminMembers lists the fleet: the live members memberlist reports, and
+// the peers the core still remembers that are gone.
+type adminMembers struct{ n *node }
+
+func (m adminMembers) Members() []web.Member {
+	var out []web.Member
+	alive := map[string]bool{}
+	for _, mb := range m.n.gossip.Members() {
+		alive[mb.Name] = true
+		out = append(out, web.Member{Name: mb.Name, Addr: mb.Addr, State: "alive"})
+	}
+	for _, p := range m.n.db.Table() {
+		if !alive[p.Name] {
+			out = append(out, web.Member{Name: p.Name, State: "dead"})
+		}
+	}
+	return out
+}
+
+// adminBackends shows the proxy's replicas; a drain goes to the whole fleet.
+type adminBackends struct{ n *node }
+
+func (b adminBackends) Backends() []web.BackendStatus {
+	var out []web.BackendStatus
+	for _, s := range b.n.proxy.Backends() {
+		out = append(out, web.BackendStatus{Pool: s.Pool, Hosts: s.Hosts, Name: s.Name, URL: s.URL, Weight: s.Weight,
+			Healthy: s.Healthy, Draining: s.Draining, LastError: s.Reason})
+	}
+	return out
+}
+
+func (b adminBackends) SetDrain(pool, name string, on bool) error {
+	// Refuse an unknown replica here, before the fleet hears of it.
+	if err := b.n.proxy.SetDrain(pool, name, on); err != nil {
+		return err
+	}
+	b.n.gossip.SetDrain(pool, name, on)
+	return nil
+}
+
+func (b adminBackends) Reload() error { return b.n.reload() }
+
+type adminTransport struct{ g *gossip.Node }
+
+func (t adminTransport) PeerStats() []web.PeerStats {
+	var out []web.PeerStats
+	st := t.g.Stats()
+	errs := map[string][2]uint64{}
+	for _, s := range st.Senders {
+		errs[s.Name] = [2]uint64{s.DecodeErrors, s.CapBreaches}
+	}
+	for _, p := range st.Peers {
+		e := errs[p.Name]
+		out = append(out, web.PeerStats{Peer: p.Name, GroupsSent: p.GroupsSent, GroupsReceived: p.GroupsReceived,
+			DecodeErrors: e[0], CapBreaches: e[1]})
+	}
+	return out
+}
