@@ -178,7 +178,7 @@ type Caps struct {
 	MaxNames        int // distinct replica/node names per message; default 4,096
 	MaxHosts        int // distinct hosts per message; default 8,192
 	MaxOrigins      int // origins in a vector or request; default 1,024
-	MaxPairs        int // epochs per origin in a vector; default 16
+	MaxPairs        int // epochs per origin in a vector; default 64 (the core keeps at most 48)
 	MaxCopies       int // full copies being received at once; default 4
 }
 
@@ -222,7 +222,7 @@ func DefaultConfig() Config {
 			MaxNames:        4096,
 			MaxHosts:        8192,
 			MaxOrigins:      1024,
-			MaxPairs:        16,
+			MaxPairs:        64,
 			MaxCopies:       4,
 		},
 		RequestRate:      50,

@@ -72,6 +72,7 @@ type Config struct {
 	MaxBindingsPerOrigin int           // live bindings one origin may create; default 4,000,000
 	MaxSeqJump           uint64        // how far ahead of our knowledge a sequence may be; default 1<<24
 	MaxFutureEpoch       time.Duration // how far in the future an epoch may be; default 1m
+	MaxEpochs            int           // epoch pairs kept per origin in a vector; default 48
 
 	// Durable says that own events are written to a log before they leave
 	// the node. Then OwnEvents for sending, answers to peers and the vector
@@ -98,6 +99,7 @@ func DefaultConfig(node string) Config {
 		MaxBindingsPerOrigin: 4_000_000,
 		MaxSeqJump:           1 << 24,
 		MaxFutureEpoch:       time.Minute,
+		MaxEpochs:            48,
 	}
 }
 
@@ -146,6 +148,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxFutureEpoch == 0 {
 		c.MaxFutureEpoch = d.MaxFutureEpoch
+	}
+	if c.MaxEpochs == 0 {
+		c.MaxEpochs = d.MaxEpochs
 	}
 	return c
 }

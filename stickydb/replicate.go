@@ -666,6 +666,7 @@ func (db *DB) known(origin string) Vector {
 func (db *DB) prune(nowMs, cutoff int64) {
 	rs := &db.rs
 	rs.vv.Prune(cutoff)
+	rs.vv.Trim(db.cfg.MaxEpochs)
 	for name, p := range rs.peers {
 		if !p.live && max(p.leftAt, p.heard) <= cutoff {
 			delete(rs.peers, name)
@@ -680,6 +681,7 @@ func (db *DB) prune(nowMs, cutoff int64) {
 		}
 		if p.vector != nil {
 			p.vector.Prune(cutoff)
+			p.vector.Trim(db.cfg.MaxEpochs)
 		}
 	}
 	for origin, ps := range rs.vv {

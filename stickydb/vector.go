@@ -75,16 +75,38 @@ func (v Vector) Merge(o Vector) {
 }
 
 // Prune removes the pairs whose epoch is over: those followed by an epoch
-// that began before cutoff (now - TTL - skew), whose events are all expired.
-// The newest pair of each origin is always kept.
+// that began before cutoff (now - TTL - hold - skew), whose events are all
+// expired, and those that counted no event and are followed by a later
+// epoch (a node restarted before it made anything: nothing of that epoch
+// can exist). The newest pair of each origin is always kept. So a node
+// restarted many times within a TTL keeps a short entry as long as its
+// incarnations make few events.
 func (v Vector) Prune(cutoff int64) {
 	for origin, ps := range v {
 		keep := 0
 		for keep < len(ps)-1 && ps[keep+1].Epoch <= cutoff {
 			keep++
 		}
-		if keep > 0 {
-			v[origin] = slices.Clone(ps[keep:])
+		out := ps[keep:]
+		if slices.ContainsFunc(out[:len(out)-1], func(p EpochSeq) bool { return p.Seq == 0 }) {
+			out = slices.DeleteFunc(slices.Clone(out[:len(out)-1]), func(p EpochSeq) bool { return p.Seq == 0 })
+			out = append(out, ps[len(ps)-1])
+		} else if keep > 0 {
+			out = slices.Clone(out)
+		} else {
+			continue
+		}
+		v[origin] = out
+	}
+}
+
+// Trim keeps at most max pairs per origin, the newest: a bound on what a
+// misbehaving origin that starts epoch after epoch can make every vector
+// carry. Events of a trimmed epoch can then only arrive in a full copy.
+func (v Vector) Trim(max int) {
+	for origin, ps := range v {
+		if len(ps) > max {
+			v[origin] = slices.Clone(ps[len(ps)-max:])
 		}
 	}
 }

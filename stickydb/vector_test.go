@@ -196,3 +196,17 @@ func TestPaperVector8_12_16_4(t *testing.T) {
 		}
 	})
 }
+
+func TestVectorPruneDropsEmptySupersededEpochs(t *testing.T) {
+	v := Vector{"n": {{1, 0}, {2, 5}, {3, 0}, {4, 0}}, "m": {{7, 0}}}
+	v.Prune(0)
+	want := Vector{"n": {{2, 5}, {4, 0}}, "m": {{7, 0}}}
+	if !v.Equal(want) {
+		t.Fatalf("got %v, want %v", v, want)
+	}
+	v = Vector{"n": {{1, 1}, {2, 1}, {3, 1}}}
+	v.Trim(2)
+	if !v.Equal(Vector{"n": {{2, 1}, {3, 1}}}) {
+		t.Fatalf("trim: %v", v)
+	}
+}
