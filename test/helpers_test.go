@@ -147,4 +147,3 @@ func waitConverged(t *testing.T, f *fleet.Fleet, within time.Duration) time.Dura
 	t.Fatalf("not converged within %v: %s", within, strings.Join(last, "; "))
 	return 0
 }
-

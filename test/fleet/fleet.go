@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -59,15 +60,29 @@ func repoRoot() (string, error) {
 	}
 }
 
-// FreePort returns a loopback host:port that was free a moment ago.
+// FreePort returns a loopback host:port that was free for TCP and UDP a
+// moment ago. It picks below Linux's ephemeral range (32768-60999), so the
+// kernel does not hand the port to someone else's outgoing connection in
+// the meantime; Start still retries a node whose port was taken.
 func FreePort(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	for i := 0; i < 1000; i++ {
+		port := 20000 + rand.IntN(12000)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	tb.Fatal("fleet: no free port")
+	return ""
 }
 
 // Options shape a fleet.
@@ -144,11 +159,31 @@ func Start(tb testing.TB, bin string, o Options) *Fleet {
 	}
 	tb.Cleanup(f.StopAll)
 	for _, n := range f.Nodes {
-		if err := n.WaitReady(30 * time.Second); err != nil {
+		err := n.WaitReady(30 * time.Second)
+		for try := 0; err != nil && try < 3 && strings.Contains(n.LogTail(5), "address already in use"); try++ {
+			// Another test took a port between FreePort and the bind.
+			n.Proxy, n.Admin = FreePort(tb), FreePort(tb)
+			n.setEnv("TETHER_LISTEN", n.Proxy)
+			n.setEnv("TETHER_ADMIN_LISTEN", n.Admin)
+			if err = n.Start(); err == nil {
+				err = n.WaitReady(30 * time.Second)
+			}
+		}
+		if err != nil {
 			tb.Fatalf("%s: %v\n%s", n.Name, err, n.LogTail(40))
 		}
 	}
 	return f
+}
+
+func (n *Node) setEnv(k, v string) {
+	for i, kv := range n.env {
+		if strings.HasPrefix(kv, k+"=") {
+			n.env[i] = k + "=" + v
+			return
+		}
+	}
+	n.env = append(n.env, k+"="+v)
 }
 
 // Start (re)starts the node's process.
