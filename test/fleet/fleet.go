@@ -162,9 +162,10 @@ func Start(tb testing.TB, bin string, o Options) *Fleet {
 		err := n.WaitReady(30 * time.Second)
 		for try := 0; err != nil && try < 3 && strings.Contains(n.LogTail(5), "address already in use"); try++ {
 			// Another test took a port between FreePort and the bind.
-			n.Proxy, n.Admin = FreePort(tb), FreePort(tb)
+			n.Proxy, n.Admin, n.Gossip = FreePort(tb), FreePort(tb), FreePort(tb)
 			n.setEnv("TETHER_LISTEN", n.Proxy)
 			n.setEnv("TETHER_ADMIN_LISTEN", n.Admin)
+			n.setEnv("TETHER_GOSSIP_BIND", n.Gossip) // it joins the others, who learn the new address
 			if err = n.Start(); err == nil {
 				err = n.WaitReady(30 * time.Second)
 			}
