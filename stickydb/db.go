@@ -244,15 +244,15 @@ func (db *DB) Rebind(k Key, from, to string, now time.Time) (b Binding, changed 
 // which lives TTL + MaxSkew so that no bind still travelling can bring the
 // old binding back. It returns ErrNotFound when k has no live binding.
 func (db *DB) Delete(k Key, now time.Time) (Binding, error) {
-	b, _, err := db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
+	b, made, err := db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
 		if !ok || e.deleted() || e.expiry() <= nowMs {
 			return e, 0
 		}
 		exp := nowMs + db.ttlMs + db.skewMs
 		return newEntry(exp+db.refreshMs, exp, e.gen+1, 0, db.self), KindDelete
 	}, "")
-	if err == nil && !b.Deleted {
-		err = ErrNotFound
+	if err == nil && !made {
+		err = ErrNotFound // no live binding: nothing deleted (a tombstone already, or none)
 	}
 	return b, err
 }

@@ -93,6 +93,9 @@ func TestDeleteLeavesTombstoneAndNextBindWins(t *testing.T) {
 	if _, ok := db.Touch(k, t0); ok {
 		t.Fatal("hit on a tombstone")
 	}
+	if _, err := db.Delete(k, t0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete of a tombstone: %v, want ErrNotFound", err)
+	}
 	// An old bind still travelling does not bring it back.
 	old := Group{Origin: "n2", Epoch: 5, From: 1, To: 1, Sender: "n2", Events: []Event{{Seq: 1, Kind: KindBind, Key: k,
 		Binding: Binding{Replica: "x", Expiry: t0.Add(20 * time.Minute).UnixMilli(), Generation: 1, Origin: "n2"}}}}

@@ -472,7 +472,7 @@ type GapRecord struct {
 	At         int64 // unix ms
 	Origin     string
 	Epoch      int64
-	From, To   uint64 // the missing range
+	From, To   uint64 // what was missing: From is the first unknown event, To the highest known to exist
 	Asked      string
 	Stage      string // "origin", "third", "full"
 	AnsweredBy string // the sender whose group or copy closed the gap; "" while open
