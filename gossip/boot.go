@@ -8,7 +8,9 @@ import (
 )
 
 // boot is the start-up work of the run loop after joining: the epoch check
-// and the initial full copy.
+// and the initial full copy. Readiness waits for the copy (or for
+// CatchUpTimeout): the peers' vectors need not count every binding a copy
+// brings (bindings restored from a snapshot, merged from other copies).
 type boot struct {
 	epochChecked bool
 	copyDone     bool
@@ -43,7 +45,7 @@ func (n *Node) startup(now time.Time) {
 	if b.copyDone {
 		return
 	}
-	if !n.cfg.InitialCopy || n.ready.ready.Load() || n.stats.fullCopiesReceived.Load() > 0 {
+	if !n.cfg.InitialCopy || n.stats.fullCopiesReceived.Load() > 0 {
 		b.copyDone = true
 		return
 	}

@@ -1,7 +1,6 @@
 package stickydb
 
 import (
-	"hash/maphash"
 	"math"
 	"math/bits"
 	"sync"
@@ -28,7 +27,6 @@ type DB struct {
 
 	shards    []shard
 	shardMask uint64
-	seed      maphash.Seed
 	names     *names
 
 	live     atomic.Int64   // entries in the table, tombstones included
@@ -90,7 +88,6 @@ func New(cfg Config, now time.Time) (*DB, error) {
 		shardMask: uint64(n - 1),
 		names:     newNames(),
 		byOrigin:  make([]atomic.Int64, 1<<16),
-		seed:      maphash.MakeSeed(),
 	}
 	for i := range db.shards {
 		db.shards[i].m = make(map[Key]entry)
@@ -129,13 +126,9 @@ func (db *DB) Config() Config { return db.cfg }
 // expired entries included.
 func (db *DB) Len() int { return int(db.live.Load()) }
 
-// shardOf picks k's shard with the runtime's AES-based hash (maphash),
-// seeded per process: the shard choice is local, so it need not be the
-// same on every node, and it is several times faster than Key.Hash.
-func (db *DB) shardOf(k Key) *shard {
-	h := maphash.String(db.seed, k.host) ^ maphash.Bytes(db.seed, k.ip[:])*0x9e3779b97f4a7c15
-	return &db.shards[(h^h>>29)&db.shardMask]
-}
+// shardOf picks k's shard by Key.Hash (see there why it is the same on
+// every node).
+func (db *DB) shardOf(k Key) *shard { return &db.shards[k.Hash()&db.shardMask] }
 
 // Hit is what a request needs from a live binding.
 type Hit struct {

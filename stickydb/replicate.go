@@ -366,7 +366,7 @@ func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 	}
 	k.host = ic.host(k.host)
 	kh := k.Hash()
-	s := db.shardOf(k)
+	s := &db.shards[kh&db.shardMask]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.m[k]
