@@ -26,6 +26,8 @@ import (
 //     finds the row (replica, origin B, generation as A's API says), and
 //     deletes it with the two-step button; every node's API then answers
 //     404 for it within a deadline;
+//   - with live refresh on, a binding made through node C appears on the
+//     open page without a reload;
 //   - the Vectors page shows B's origin at the sequence A's API reports;
 //   - on node A's Backends page it drains the binding's replica (two-step):
 //     every node's /api/v1/backends shows the drain (gossip), and new
@@ -195,7 +197,24 @@ func browserFleet(t *testing.T, token string, clientIndex int) {
 	})
 	t.Logf("delete through %s's page: 404 on every node in %v", a.Name, took.Round(time.Millisecond))
 
+	// Live refresh shows what the fleet does: with "live" on, a binding
+	// made through node C appears on node A's open page, no reload.
+	late := fleet.NewClient(fleet.ClientAddr(clientIndex+1000), false)
+	t.Cleanup(late.Close)
+	lateRow := fmt.Sprintf(`#bindings-table tr[data-client=%q][data-host=%q][data-origin=%q]`, late.Addr, appHost, c.Name)
 	run(t, br, f, []step{
+		{"live refresh", []chromedp.Action[chromedp.Void]{
+			chromedp.Navigate(fmt.Sprintf("%s/bindings?client=%s&host=%s", admin, late.Addr, appHost)),
+			chromedp.WaitVisible(chromedp.CSS("#bindings-empty")),
+			chromedp.Click(chromedp.CSS("#live-toggle")),
+			chromedp.Func(func(context.Context, *chromedp.Target) error {
+				_, err := late.Backend(ctx, c.Proxy, appHost)
+				return err
+			}),
+			chromedp.WaitVisible(chromedp.CSS(lateRow)),
+			chromedp.Click(chromedp.CSS("#live-toggle")),
+			chromedp.WaitVisible(chromedp.CSS(`#live-toggle:not(:checked)`)),
+		}},
 		{"vectors", []chromedp.Action[chromedp.Void]{
 			webtest.Nav(chromedp.Click(chromedp.CSS("#nav-vectors"))),
 			chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#vector-matrix td[data-row=%q][data-origin=%q][data-seq="%d"]`, a.Name, b.Name, seqB))),
