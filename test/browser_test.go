@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/tetherproxy/tether/test/fleet"
+	"github.com/tetherproxy/tether/web"
 	"github.com/tetherproxy/tether/web/webtest"
 	"go.uber.org/goleak"
 )
@@ -51,12 +52,12 @@ func TestBrowserFleet(t *testing.T) {
 			// (browser, fleet, clients) has ended its goroutines.
 			before := goleak.IgnoreCurrent()
 			t.Cleanup(func() { goleak.VerifyNone(t, before) })
-			browserFleet(t, v.token, 120_000+i)
+			browserFleet(t, v.name, v.token, 120_000+i)
 		})
 	}
 }
 
-func browserFleet(t *testing.T, token string, clientIndex int) {
+func browserFleet(t *testing.T, variant, token string, clientIndex int) {
 	start := time.Now()
 	reps, spec := backends(t, "r1", "r2")
 	env := map[string]string{"TETHER_BACKENDS": spec}
@@ -116,18 +117,21 @@ func browserFleet(t *testing.T, token string, clientIndex int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var vec struct {
-		Vector map[string][]struct{ Seq uint64 } `json:"vector"`
+	vec, err := apis[0].Vector()
+	if err != nil || len(vec.Vector[b.Name]) == 0 {
+		t.Fatalf("%s's vector has no %s: %+v %v", a.Name, b.Name, vec.Vector, err)
 	}
-	if _, err := apis[0].Do(http.MethodGet, "/api/v1/vector", nil, &vec); err != nil || len(vec.Vector[b.Name]) == 0 {
-		t.Fatalf("%s's vector has no %s: %+v %v", a.Name, b.Name, vec, err)
+	var seqB web.Pair // B's newest epoch, the one the matrix cell shows
+	for _, p := range vec.Vector[b.Name] {
+		if p.Epoch >= seqB.Epoch {
+			seqB = p
+		}
 	}
-	seqB := vec.Vector[b.Name][len(vec.Vector[b.Name])-1].Seq
 
 	browserStart := time.Now()
 	br := webtest.NewBrowser(t, 60*time.Second)
 	t.Logf("chromium started in %v", time.Since(browserStart).Round(time.Millisecond))
-	br.Dir = artifactsDir(t, filepath.Join("browser-fleet", map[bool]string{false: "open", true: "token"}[token != ""]))
+	br.Dir = artifactsDir(t, filepath.Join("browser-fleet", variant))
 	admin := "http://" + a.Admin
 	row := fmt.Sprintf(`#bindings-table tr[data-client=%q][data-host=%q]`, client, appHost)
 	backendRow := func(name string) string { return fmt.Sprintf(`tr[data-pool="default"][data-backend=%q]`, name) }
@@ -217,7 +221,7 @@ func browserFleet(t *testing.T, token string, clientIndex int) {
 		}},
 		{"vectors", []chromedp.Action[chromedp.Void]{
 			webtest.Nav(chromedp.Click(chromedp.CSS("#nav-vectors"))),
-			chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#vector-matrix td[data-row=%q][data-origin=%q][data-seq="%d"]`, a.Name, b.Name, seqB))),
+			chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#vector-matrix td[data-row=%q][data-origin=%q][data-epoch="%d"][data-seq="%d"]`, a.Name, b.Name, seqB.Epoch, seqB.Seq))),
 			br.Shot("vectors"),
 		}},
 		{"drain", []chromedp.Action[chromedp.Void]{
