@@ -349,7 +349,9 @@ func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int
 		}
 	} else {
 		if db.cfg.MaxBindings > 0 && db.live.Load() >= int64(db.cfg.MaxBindings) {
-			db.evictOne(s, nowMs)
+			if !db.evictOne(s, nowMs) {
+				db.evictElsewhere(s, nowMs)
+			}
 		}
 		db.live.Add(1)
 		db.byOrigin[e.origin].Add(1)
@@ -360,7 +362,7 @@ func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int
 // evictOne removes, from a sample of the shard, the entry that expires
 // soonest (expired ones first). Sampling keeps the cost constant; the
 // binding table has no expiry index to keep the hot path lean.
-func (db *DB) evictOne(s *shard, nowMs int64) {
+func (db *DB) evictOne(s *shard, nowMs int64) bool {
 	const sample = 16
 	var victim Key
 	var soonest int64
@@ -376,6 +378,26 @@ func (db *DB) evictOne(s *shard, nowMs int64) {
 	if n > 0 {
 		db.remove(s, victim)
 		db.stats.evictions.Add(1)
+	}
+	return n > 0
+}
+
+// evictElsewhere evicts from another shard when the new key's own shard is
+// empty (a small cap against many shards). It only tries shards whose lock
+// is free at once (TryLock), since it already holds one: two writers each
+// holding a shard and waiting for the other's would deadlock.
+func (db *DB) evictElsewhere(own *shard, nowMs int64) {
+	start := int(db.rs.sweepNext.Load())
+	for i := 0; i < len(db.shards); i++ {
+		o := &db.shards[(start+i)&int(db.shardMask)]
+		if o == own || !o.mu.TryLock() {
+			continue
+		}
+		ok := db.evictOne(o, nowMs)
+		o.mu.Unlock()
+		if ok {
+			return
+		}
 	}
 }
 

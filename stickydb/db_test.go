@@ -199,3 +199,17 @@ func TestFindPagesAndFilters(t *testing.T) {
 		t.Fatal("bad cursor accepted")
 	}
 }
+
+// Reported by the chaos suite: with a small cap against many shards, a new
+// key's shard is often empty; the cap must still hold.
+func TestMaxBindingsHoldsWithEmptyShards(t *testing.T) {
+	db := newTestDB(t, "n1", t0, func(c *Config) { c.MaxBindings = 100; c.Shards = 256 })
+	for i := 0; i < 1000; i++ {
+		if _, _, err := db.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), "a", t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := db.Len(); n > 100 {
+		t.Fatalf("%d bindings held over a cap of 100", n)
+	}
+}

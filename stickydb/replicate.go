@@ -349,7 +349,12 @@ func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 		db.stats.eventsExpired.Add(1)
 		return false, nil
 	}
-	if r.Expiry > nowMs+db.ttlMs+2*db.skewMs {
+	// An expiry further ahead than any honest node can announce (TTL plus a
+	// tombstone's skew margin, plus the sender's clock running up to
+	// MaxFutureEpoch ahead) is a peer trying to make a binding outlive its
+	// TTL. The bound is generous on purpose: an event refused here is never
+	// sent again (the vector moves past it), so an honest one must never be.
+	if r.Expiry > nowMs+db.ttlMs+db.skewMs+db.cfg.MaxFutureEpoch.Milliseconds() {
 		db.stats.eventsRejected.Add(1)
 		return false, ErrExpiryOverCap
 	}
