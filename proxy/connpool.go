@@ -24,6 +24,7 @@ var (
 	errUnsolicitedData   = errors.New("proxy: replica sent data on an idle connection")
 	errUnexpectedUpgrade = errors.New("proxy: replica switched protocols without an upgrade request")
 	errTooMany1xx        = errors.New("proxy: too many 1xx informational responses")
+	errInvalidRequest    = errors.New("proxy: request has a header field or query http.Transport would refuse")
 )
 
 const (

@@ -121,17 +121,13 @@ func (p *Proxy) forwardFast(rw *respWriter, r *http.Request, b *backend) {
 func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn *tokens) (*fastConn, *http.Response, error) {
 	ctx := r.Context()
 	cp := b.conns
-	start := rw.start
-	first := start.Add(watchAfter)
-	last := start.Add(p.cfg.ResponseHeaderTimeout)
-	if !first.Before(last) {
-		first = last
-	}
 	for try := 0; ; try++ {
+		now := time.Now()
 		var c *fastConn
 		if try == 0 {
-			for c = cp.get(start); c != nil; c = cp.get(start) {
-				_ = c.nc.SetDeadline(first)
+			first, _ := p.deadlines(now)
+			for c = cp.get(now); c != nil; c = cp.get(now) {
+				_ = c.nc.SetDeadline(first) // also lets the probe run: an old deadline would fail it
 				if c.probe() {
 					c.reused = true
 					break
@@ -144,8 +140,11 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 			if c, err = cp.dial(ctx); err != nil {
 				return nil, nil, err
 			}
+			now = time.Now()
+			first, _ := p.deadlines(now)
 			_ = c.nc.SetDeadline(first)
 		}
+		first, last := p.deadlines(now)
 		read := c.cr.n
 		res, err := p.exchange(ctx, rw, r, b, conn, c, first, last)
 		if err == nil {
@@ -156,7 +155,7 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 		if ce := ctx.Err(); ce != nil {
 			return nil, nil, ce
 		}
-		if try == 0 && c.reused && c.cr.n == read && !isTimeout(err) {
+		if try == 0 && c.reused && c.cr.n == read && !isTimeout(err) && err != errInvalidRequest {
 			cp.closeIdle()
 			continue
 		}
@@ -164,9 +163,21 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 	}
 }
 
+// deadlines returns the deadline of a request's write and first wait
+// (first) and of its response headers (last), for a request sent at now.
+func (p *Proxy) deadlines(now time.Time) (first, last time.Time) {
+	last = now.Add(p.cfg.ResponseHeaderTimeout)
+	if p.cfg.ResponseHeaderTimeout <= watchAfter {
+		return last, last
+	}
+	return now.Add(watchAfter), last
+}
+
 // exchange writes r on c and reads the final response's headers.
 func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b *backend, conn *tokens, c *fastConn, first, last time.Time) (*http.Response, error) {
-	p.writeRequest(c.bw, r, b, conn)
+	if err := p.writeRequest(c.bw, r, b, conn); err != nil {
+		return nil, err
+	}
 	if err := c.bw.Flush(); err != nil {
 		return nil, err
 	}
@@ -224,8 +235,13 @@ var (
 
 // writeRequest writes what ReverseProxy (Rewrite with SetURL and
 // SetXForwarded, the client's Host kept) and http.Request.Write would send
-// for r. Errors stick in bw and come out of Flush.
-func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn *tokens) {
+// for r. Write errors stick in bw and come out of Flush; a header name or
+// value that http.Transport would refuse (not from net/http's server,
+// which refuses them itself) is errInvalidRequest.
+func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn *tokens) error {
+	if hasCTL(r.URL.RawQuery) {
+		return errInvalidRequest
+	}
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
 	path, rawPath := joinURLPath(b.url, r.URL)
@@ -245,6 +261,9 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn
 	h := r.Header
 	if ua := h["User-Agent"]; len(ua) > 0 && !conn.has("User-Agent") {
 		if v := textproto.TrimString(ua[0]); v != "" {
+			if hasCTL(v) {
+				return errInvalidRequest
+			}
 			writeField(bw, "User-Agent", v)
 		}
 	}
@@ -259,8 +278,15 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn
 		if conn.has(k) {
 			continue
 		}
+		if !validFieldName(k) {
+			return errInvalidRequest
+		}
 		for _, v := range vv {
-			writeField(bw, k, textproto.TrimString(v))
+			v = textproto.TrimString(v)
+			if hasCTL(v) {
+				return errInvalidRequest
+			}
+			writeField(bw, k, v)
 		}
 	}
 	if valuesHaveToken(h["Te"], "trailers") {
@@ -271,7 +297,11 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn
 		if peer, ok := peerAddr(r.RemoteAddr); ok && p.trusted.Contains(peer) {
 			trusted = true
 			for _, v := range h["Forwarded"] {
-				writeField(bw, "Forwarded", textproto.TrimString(v))
+				v = textproto.TrimString(v)
+				if hasCTL(v) {
+					return errInvalidRequest
+				}
+				writeField(bw, "Forwarded", v)
 			}
 		}
 	}
@@ -279,12 +309,21 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn
 		bw.WriteString("X-Forwarded-For: ")
 		if prior := h["X-Forwarded-For"]; trusted && len(prior) > 0 {
 			for _, v := range prior {
+				if hasCTL(v) {
+					return errInvalidRequest
+				}
 				bw.WriteString(v)
 				bw.WriteString(", ")
 			}
 		}
+		if hasCTL(ip) {
+			return errInvalidRequest
+		}
 		bw.WriteString(ip)
 		bw.WriteString("\r\n")
+	}
+	if hasCTL(r.Host) {
+		return errInvalidRequest
 	}
 	writeField(bw, "X-Forwarded-Host", r.Host)
 	if r.TLS == nil {
@@ -292,7 +331,46 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn
 	} else {
 		bw.WriteString("X-Forwarded-Proto: https\r\n\r\n")
 	}
+	return nil
 }
+
+// hasCTL: a control character other than tab (or DEL), which no header
+// value, query or Host may carry (httpguts.ValidHeaderFieldValue).
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// validFieldName: a non-empty token (httpguts.ValidHeaderFieldName).
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c >= 0x80 || !tokenChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenChar marks the characters of an RFC 9110 token.
+var tokenChar = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
 
 func writeField(bw *bufio.Writer, k, v string) {
 	bw.WriteString(k)
@@ -351,8 +429,12 @@ func (p *Proxy) copyResponseFast(rw *respWriter, r *http.Request, c *fastConn, r
 			c.stop = context.AfterFunc(r.Context(), c.abort)
 		}
 	}
-	if flushEach {
-		rw.Flush() // the headers go out now, as ReverseProxy's latency writer does
+	if flushEach && c.br.Buffered() == 0 {
+		// Nothing of the body yet: the headers go out now, as
+		// ReverseProxy's latency writer sends them (its flush timer
+		// races the first write; with body bytes at hand the write
+		// wins, and net/http sniffs a missing Content-Type from them).
+		rw.Flush()
 	}
 	buf := p.buffers.Get()
 	err := p.copyBody(rw, res.Body, buf, flushEach, r.Context())

@@ -193,7 +193,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	rw := getWriter(w)
-	rw.start = start
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		rw.body = &trackBody{rc: r.Body}
 		r.Body = rw.body

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // respWriter wraps the client's ResponseWriter for one request: it records
@@ -17,8 +16,7 @@ import (
 type respWriter struct {
 	http.ResponseWriter
 	status  int
-	written bool      // a final status (>= 200, or 101) went out
-	start   time.Time // when the request came (the real clock)
+	written bool // a final status (>= 200, or 101) went out
 
 	be      *backend // the replica being tried
 	err     error    // the error ErrorHandler saw, if any
@@ -38,7 +36,7 @@ func getWriter(w http.ResponseWriter) *respWriter {
 }
 
 func putWriter(rw *respWriter) {
-	rw.ResponseWriter, rw.status, rw.written, rw.start = nil, 0, false, time.Time{}
+	rw.ResponseWriter, rw.status, rw.written = nil, 0, false
 	rw.be, rw.err, rw.retry, rw.retried = nil, nil, false, false
 	rw.body = nil
 	writerPool.Put(rw)
