@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"pgregory.net/rapid"
 )
 
 // captureBackend answers each request with the response its path names
@@ -243,4 +245,66 @@ func TestFastMatchesStdlib(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Property: for random GET and HEAD requests — paths with escapes, clean
+// and unclean queries, hop-by-hop fields, Connection lists naming random
+// fields in random case, forwarding fields from trusted and untrusted
+// peers — the replica gets the same request line and fields from both
+// paths.
+func TestFastMatchesStdlibProperty(t *testing.T) {
+	cb := startCaptureBackend(t)
+	routes := Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"c": cb.URL() + "/p"})}}
+	trusted := func(c *Config) { c.TrustedProxies = Trusted{netip.MustParsePrefix("127.0.0.2/32")} }
+	fast := newRig(t, routes, trusted)
+	std := newRig(t, routes, func(c *Config) { trusted(c); c.Forwarding = ForwardStdlib })
+	names := []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Upgrade", "Proxy-Authorization",
+		"User-Agent", "X-Forwarded-For", "Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto", "Accept", "Cookie",
+		"X-A", "X-B", "x-lower", "Content-Length", "Expect"}
+	pathChars := []string{"a", "b", "/", "%2F", "%20", "-", ".", "~", "%41", "é"}
+	queryChars := []string{"a", "=", "&", "%41", "%zz", ";", "+", "%", ""}
+	rapid.Check(t, func(rt *rapid.T) {
+		method := rapid.SampledFrom([]string{"GET", "HEAD"}).Draw(rt, "method")
+		path := "/"
+		for _, c := range rapid.SliceOfN(rapid.SampledFrom(pathChars), 0, 8).Draw(rt, "path") {
+			path += c
+		}
+		path = strings.ReplaceAll(path, "é", "%C3%A9")
+		target := path
+		if rapid.Bool().Draw(rt, "hasQuery") {
+			target += "?"
+			for _, c := range rapid.SliceOfN(rapid.SampledFrom(queryChars), 0, 8).Draw(rt, "query") {
+				target += c
+			}
+		}
+		headers := []string{"Host: " + rapid.SampledFrom([]string{"q.example", "Q.Example:81", "[::1]:8"}).Draw(rt, "host")}
+		for i, n := range rapid.SliceOfN(rapid.SampledFrom(names), 0, 8).Draw(rt, "names") {
+			v := rapid.SampledFrom([]string{"1", "trailers", "198.51.100.7", "for=1.2.3.4", " x ", "", "0"}).Draw(rt, fmt.Sprint("v", i))
+			if n == "Connection" {
+				var toks []string
+				for _, tok := range rapid.SliceOfN(rapid.SampledFrom(names), 1, 4).Draw(rt, fmt.Sprint("toks", i)) {
+					if rapid.Bool().Draw(rt, fmt.Sprint("upper", i, tok)) {
+						tok = strings.ToUpper(tok)
+					}
+					toks = append(toks, tok)
+				}
+				v = strings.Join(toks, " ,")
+			}
+			if n == "Content-Length" {
+				v = "0"
+			}
+			headers = append(headers, n+": "+v)
+		}
+		from := rapid.SampledFrom([]string{"127.0.0.2", "127.0.0.3"}).Draw(rt, "from")
+		fs := rawExchange(t, fast.url[len("http://"):], from, method, target, headers)
+		fLine, fHead := cb.last(t)
+		ss := rawExchange(t, std.url[len("http://"):], from, method, target, headers)
+		sLine, sHead := cb.last(t)
+		if fLine != sLine || !slices.Equal(fHead, sHead) {
+			rt.Fatalf("%s %s %q from %s:\nfast   %q %q\nstdlib %q %q", method, target, headers, from, fLine, fHead, sLine, sHead)
+		}
+		if !slices.Equal(fs.statuses, ss.statuses) {
+			rt.Fatalf("statuses: fast %v, stdlib %v", fs.statuses, ss.statuses)
+		}
+	})
 }
