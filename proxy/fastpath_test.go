@@ -278,13 +278,19 @@ func TestFastMatchesStdlibProperty(t *testing.T) {
 			}
 		}
 		headers := []string{"Host: " + rapid.SampledFrom([]string{"q.example", "Q.Example:81", "[::1]:8"}).Draw(rt, "host")}
-		for i, n := range rapid.SliceOfN(rapid.SampledFrom(names), 0, 8).Draw(rt, "names") {
+		present := rapid.SliceOfN(rapid.SampledFrom(names), 0, 8).Draw(rt, "names")
+		for i, n := range present {
 			v := rapid.SampledFrom([]string{"1", "trailers", "198.51.100.7", "for=1.2.3.4", " x ", "", "0"}).Draw(rt, fmt.Sprint("v", i))
 			if n == "Connection" {
+				// Mostly fields the request has, in any case.
 				var toks []string
-				for _, tok := range rapid.SliceOfN(rapid.SampledFrom(names), 1, 4).Draw(rt, fmt.Sprint("toks", i)) {
-					if rapid.Bool().Draw(rt, fmt.Sprint("upper", i, tok)) {
+				for j := range rapid.IntRange(1, 4).Draw(rt, fmt.Sprint("ntoks", i)) {
+					tok := rapid.SampledFrom(append(present, names...)[:len(present)+2]).Draw(rt, fmt.Sprint("tok", i, j))
+					switch rapid.IntRange(0, 2).Draw(rt, fmt.Sprint("case", i, j)) {
+					case 1:
 						tok = strings.ToUpper(tok)
+					case 2:
+						tok = strings.ToLower(tok)
 					}
 					toks = append(toks, tok)
 				}
