@@ -200,6 +200,7 @@ type fastConn struct {
 	abort  func()                // closes nc: what a cancelled request runs
 	probe  func() (alive bool)   // see probeFunc
 	stop   func() (stopped bool) // context.AfterFunc's, while a watch is armed
+	body   plainBody             // the body being read, for a plain response
 }
 
 func (c *fastConn) close() { _ = c.nc.Close() }

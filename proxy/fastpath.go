@@ -105,20 +105,25 @@ func queryIsClean(s string) bool {
 func (p *Proxy) forwardFast(rw *respWriter, r *http.Request, b *backend) {
 	var conn tokens
 	conn.parse(r.Header["Connection"])
-	c, res, err := p.roundTripFast(rw, r, b, &conn)
+	c, res, ph, err := p.roundTripFast(rw, r, b, &conn)
 	if err != nil {
 		p.errorHandler(rw, r, err)
+		return
+	}
+	if res == nil {
+		p.copyPlain(rw, r, c, ph)
 		return
 	}
 	p.copyResponseFast(rw, r, c, res)
 }
 
 // roundTripFast sends r on a pooled or new connection and reads the
-// response headers (forwarding 1xx responses). A reused connection that
+// response headers (forwarding 1xx responses): a plain head straight into
+// the client's header (res nil, see parseHead), any other into res. A reused connection that
 // fails before any byte of the response came (the replica closed it while
 // it was idle) is dropped with the rest of the idle pool and the request
 // is sent once more on a new connection: GET and HEAD are safe to repeat.
-func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn *tokens) (*fastConn, *http.Response, error) {
+func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn *tokens) (*fastConn, *http.Response, plainHead, error) {
 	ctx := r.Context()
 	cp := b.conns
 	for try := 0; ; try++ {
@@ -138,7 +143,7 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 		if c == nil {
 			var err error
 			if c, err = cp.dial(ctx); err != nil {
-				return nil, nil, err
+				return nil, nil, plainHead{}, err
 			}
 			now = time.Now()
 			first, _ := p.deadlines(now)
@@ -146,20 +151,20 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 		}
 		first, last := p.deadlines(now)
 		read := c.cr.n
-		res, err := p.exchange(ctx, rw, r, b, conn, c, first, last)
+		res, ph, err := p.exchange(ctx, rw, r, b, conn, c, first, last)
 		if err == nil {
-			return c, res, nil
+			return c, res, ph, nil
 		}
 		c.unwatch()
 		c.close()
 		if ce := ctx.Err(); ce != nil {
-			return nil, nil, ce
+			return nil, nil, plainHead{}, ce
 		}
 		if try == 0 && c.reused && c.cr.n == read && !isTimeout(err) && err != errInvalidRequest {
 			cp.closeIdle()
 			continue
 		}
-		return nil, nil, err
+		return nil, nil, plainHead{}, err
 	}
 }
 
@@ -174,26 +179,29 @@ func (p *Proxy) deadlines(now time.Time) (first, last time.Time) {
 }
 
 // exchange writes r on c and reads the final response's headers.
-func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b *backend, conn *tokens, c *fastConn, first, last time.Time) (*http.Response, error) {
+func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b *backend, conn *tokens, c *fastConn, first, last time.Time) (*http.Response, plainHead, error) {
 	if err := p.writeRequest(c.bw, r, b, conn); err != nil {
-		return nil, err
+		return nil, plainHead{}, err
 	}
 	if err := c.bw.Flush(); err != nil {
-		return nil, err
+		return nil, plainHead{}, err
 	}
 	_, err := c.br.Peek(1)
 	if err != nil && first.Before(last) && isTimeout(err) {
 		// Slow replica: watch the client from now on, wait up to the
 		// header timeout.
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, plainHead{}, ctx.Err()
 		}
 		c.stop = context.AfterFunc(ctx, c.abort)
 		_ = c.nc.SetReadDeadline(last)
 		_, err = c.br.Peek(1)
 	}
 	if err != nil {
-		return nil, err
+		return nil, plainHead{}, err
+	}
+	if ph, ok := parseHead(c.br, r.Method, rw.Header()); ok {
+		return nil, ph, nil
 	}
 	n1xx := 0
 	for {
@@ -204,15 +212,15 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 		res, err := http.ReadResponse(c.br, r)
 		c.cr.lim = math.MaxInt64
 		if err != nil {
-			return nil, err
+			return nil, plainHead{}, err
 		}
 		if res.StatusCode < 100 || res.StatusCode > 199 || res.StatusCode == http.StatusSwitchingProtocols {
-			return res, nil
+			return res, plainHead{}, nil
 		}
 		// An informational response: pass it on as ReverseProxy does
 		// (its Got1xxResponse trace hook), then read the next.
 		if n1xx++; n1xx > max1xx {
-			return nil, errTooMany1xx
+			return nil, plainHead{}, errTooMany1xx
 		}
 		h := rw.Header()
 		copyHeaderShared(h, res.Header)
@@ -429,11 +437,10 @@ func (p *Proxy) copyResponseFast(rw *respWriter, r *http.Request, c *fastConn, r
 			c.stop = context.AfterFunc(r.Context(), c.abort)
 		}
 	}
-	if flushEach && c.br.Buffered() == 0 {
-		// Nothing of the body yet: the headers go out now, as
-		// ReverseProxy's latency writer sends them (its flush timer
-		// races the first write; with body bytes at hand the write
-		// wins, and net/http sniffs a missing Content-Type from them).
+	if flushEach {
+		// The headers go out now, as ReverseProxy's latency writer sends
+		// them: its flush timer (set to fire at once) races the first
+		// write there, and mostly wins.
 		rw.Flush()
 	}
 	buf := p.buffers.Get()
@@ -466,6 +473,55 @@ func (p *Proxy) copyResponseFast(rw *respWriter, r *http.Request, c *fastConn, r
 		for _, v := range vv {
 			h.Add(k, v)
 		}
+	}
+}
+
+// copyPlain sends the body of a plain response (its head is already in
+// the client's header) and returns c to its pool when it ended cleanly.
+func (p *Proxy) copyPlain(rw *respWriter, r *http.Request, c *fastConn, ph plainHead) {
+	rw.WriteHeader(ph.status)
+	flushEach := p.cfg.FlushInterval < 0 || ph.eventStream
+	var err error
+	switch {
+	case ph.length == 0:
+	case ph.length <= int64(c.br.Buffered()):
+		// The whole body is in the buffer: hand it over from there.
+		if flushEach {
+			rw.Flush() // headers first (see copyResponseFast)
+		}
+		b, _ := c.br.Peek(int(ph.length))
+		_, err = rw.Write(b)
+		_, _ = c.br.Discard(len(b))
+		if flushEach && err == nil {
+			rw.Flush()
+		}
+	default:
+		// Still on its way: read it without a deadline, watching the
+		// client.
+		_ = c.nc.SetDeadline(time.Time{})
+		if c.stop == nil {
+			c.stop = context.AfterFunc(r.Context(), c.abort)
+		}
+		if flushEach {
+			rw.Flush() // headers first (see copyResponseFast)
+		}
+		c.body = plainBody{br: c.br, n: ph.length}
+		buf := p.buffers.Get()
+		err = p.copyBody(rw, &c.body, buf, flushEach, r.Context())
+		p.buffers.Put(buf)
+	}
+	if err != nil {
+		c.unwatch()
+		c.close()
+		if r.Context().Value(http.ServerContextKey) != nil {
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	if c.unwatch() && !ph.close && c.br.Buffered() == 0 {
+		c.pool.put(c, time.Now())
+	} else {
+		c.close()
 	}
 }
 
@@ -535,22 +591,26 @@ type tokens struct {
 
 func (t *tokens) parse(values []string) {
 	for _, v := range values {
-		for len(v) > 0 {
-			var f string
-			if i := strings.IndexByte(v, ','); i >= 0 {
-				f, v = v[:i], v[i+1:]
-			} else {
-				f, v = v, ""
-			}
-			if f = textproto.TrimString(f); f == "" {
-				continue
-			}
-			if t.n < len(t.fixed) {
-				t.fixed[t.n] = f
-				t.n++
-			} else {
-				t.more = append(t.more, f)
-			}
+		t.parseOne(v)
+	}
+}
+
+func (t *tokens) parseOne(v string) {
+	for len(v) > 0 {
+		var f string
+		if i := strings.IndexByte(v, ','); i >= 0 {
+			f, v = v[:i], v[i+1:]
+		} else {
+			f, v = v, ""
+		}
+		if f = textproto.TrimString(f); f == "" {
+			continue
+		}
+		if t.n < len(t.fixed) {
+			t.fixed[t.n] = f
+			t.n++
+		} else {
+			t.more = append(t.more, f)
 		}
 	}
 }
@@ -598,17 +658,23 @@ func asciiFold(f, k string) bool {
 // comma-separated token equal, ASCII case-insensitively, to token.
 func valuesHaveToken(values []string, token string) bool {
 	for _, v := range values {
-		for len(v) > 0 {
-			var f string
-			if i := strings.IndexByte(v, ','); i >= 0 {
-				f, v = v[:i], v[i+1:]
-			} else {
-				f, v = v, ""
-			}
-			f = strings.Trim(f, " \t")
-			if asciiFold(f, token) {
-				return true
-			}
+		if valueHasToken(v, token) {
+			return true
+		}
+	}
+	return false
+}
+
+func valueHasToken(v, token string) bool {
+	for len(v) > 0 {
+		var f string
+		if i := strings.IndexByte(v, ','); i >= 0 {
+			f, v = v[:i], v[i+1:]
+		} else {
+			f, v = v, ""
+		}
+		if asciiFold(strings.Trim(f, " \t"), token) {
+			return true
 		}
 	}
 	return false
