@@ -196,6 +196,7 @@ type fastConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+	dl     time.Time // the read and write deadline in force (zero: none)
 	reused bool
 	abort  func()                // closes nc: what a cancelled request runs
 	probe  func() (alive bool)   // see probeFunc
@@ -204,6 +205,12 @@ type fastConn struct {
 }
 
 func (c *fastConn) close() { _ = c.nc.Close() }
+
+// setDeadline sets the read and write deadline, and remembers it.
+func (c *fastConn) setDeadline(t time.Time) {
+	_ = c.nc.SetDeadline(t)
+	c.dl = t
+}
 
 // unwatch disarms the cancellation watch; false when it already fired
 // (the connection is closed).

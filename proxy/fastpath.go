@@ -129,10 +129,10 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 	for try := 0; ; try++ {
 		now := time.Now()
 		var c *fastConn
+		var first, last time.Time
 		if try == 0 {
-			first, _ := p.deadlines(now)
 			for c = cp.get(now); c != nil; c = cp.get(now) {
-				_ = c.nc.SetDeadline(first) // also lets the probe run: an old deadline would fail it
+				first, last = p.armDeadline(c, now) // before the probe: an expired deadline fails it
 				if c.probe() {
 					c.reused = true
 					break
@@ -146,10 +146,8 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 				return nil, nil, plainHead{}, err
 			}
 			now = time.Now()
-			first, _ := p.deadlines(now)
-			_ = c.nc.SetDeadline(first)
+			first, last = p.armDeadline(c, now)
 		}
-		first, last := p.deadlines(now)
 		read := c.cr.n
 		res, ph, err := p.exchange(ctx, rw, r, b, conn, c, first, last)
 		if err == nil {
@@ -168,14 +166,25 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 	}
 }
 
-// deadlines returns the deadline of a request's write and first wait
-// (first) and of its response headers (last), for a request sent at now.
-func (p *Proxy) deadlines(now time.Time) (first, last time.Time) {
+// armDeadline gives c the deadline of a request sent at now: first for
+// its write and the first wait, last for its response headers. first is
+// now+watchAfter, or the deadline c already has when that falls between
+// now+watchAfter/2 and now+watchAfter: a busy connection then sets its
+// deadline once every watchAfter/2 rather than once a request. (A
+// deadline that strikes early only arms the watch sooner.) When
+// ResponseHeaderTimeout is no longer than watchAfter, first is last.
+func (p *Proxy) armDeadline(c *fastConn, now time.Time) (first, last time.Time) {
 	last = now.Add(p.cfg.ResponseHeaderTimeout)
 	if p.cfg.ResponseHeaderTimeout <= watchAfter {
+		c.setDeadline(last)
 		return last, last
 	}
-	return now.Add(watchAfter), last
+	first = now.Add(watchAfter)
+	if !c.dl.IsZero() && !c.dl.After(first) && !c.dl.Before(now.Add(watchAfter/2)) {
+		return c.dl, last
+	}
+	c.setDeadline(first)
+	return first, last
 }
 
 // exchange writes r on c and reads the final response's headers.
@@ -194,7 +203,7 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 			return nil, plainHead{}, ctx.Err()
 		}
 		c.stop = context.AfterFunc(ctx, c.abort)
-		_ = c.nc.SetReadDeadline(last)
+		c.setDeadline(last)
 		_, err = c.br.Peek(1)
 	}
 	if err != nil {
@@ -206,7 +215,7 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 	n1xx := 0
 	for {
 		if !headerBuffered(c.br) {
-			_ = c.nc.SetReadDeadline(last) // headers arriving in pieces
+			c.setDeadline(last) // headers arriving in pieces
 		}
 		c.cr.lim = c.cr.n + maxResponseHeaderBytes
 		res, err := http.ReadResponse(c.br, r)
@@ -267,20 +276,26 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn
 	bw.WriteString(r.Host)
 	bw.WriteString("\r\n")
 	h := r.Header
-	if ua := h["User-Agent"]; len(ua) > 0 && !conn.has("User-Agent") {
-		if v := textproto.TrimString(ua[0]); v != "" {
-			if hasCTL(v) {
-				return errInvalidRequest
-			}
-			writeField(bw, "User-Agent", v)
-		}
-	}
+	teTrailers := false
 	for k, vv := range h {
 		switch k {
+		case "User-Agent": // its first value only, as Request.Write has it
+			if len(vv) > 0 && !conn.has(k) {
+				if v := textproto.TrimString(vv[0]); v != "" {
+					if hasCTL(v) {
+						return errInvalidRequest
+					}
+					writeField(bw, k, v)
+				}
+			}
+			continue
+		case "Te":
+			teTrailers = valuesHaveToken(vv, "trailers")
+			continue
 		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-			"Te", "Trailer", "Transfer-Encoding", "Upgrade", // hop-by-hop
+			"Trailer", "Transfer-Encoding", "Upgrade", // hop-by-hop
 			"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", // Rewrite's own
-			"Host", "User-Agent", "Content-Length": // written apart, or not at all
+			"Host", "Content-Length": // not written
 			continue
 		}
 		if conn.has(k) {
@@ -297,7 +312,7 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn
 			writeField(bw, k, v)
 		}
 	}
-	if valuesHaveToken(h["Te"], "trailers") {
+	if teTrailers {
 		bw.WriteString("Te: trailers\r\n")
 	}
 	trusted := false
@@ -315,8 +330,8 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn
 	}
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		bw.WriteString("X-Forwarded-For: ")
-		if prior := h["X-Forwarded-For"]; trusted && len(prior) > 0 {
-			for _, v := range prior {
+		if trusted {
+			for _, v := range h["X-Forwarded-For"] {
 				if hasCTL(v) {
 					return errInvalidRequest
 				}
@@ -432,7 +447,7 @@ func (p *Proxy) copyResponseFast(rw *respWriter, r *http.Request, c *fastConn, r
 	if res.Body != http.NoBody && (res.ContentLength < 0 || int64(c.br.Buffered()) < res.ContentLength) {
 		// The body is still on its way: read it without a deadline,
 		// watching the client.
-		_ = c.nc.SetDeadline(time.Time{})
+		c.setDeadline(time.Time{})
 		if c.stop == nil {
 			c.stop = context.AfterFunc(r.Context(), c.abort)
 		}
@@ -498,7 +513,7 @@ func (p *Proxy) copyPlain(rw *respWriter, r *http.Request, c *fastConn, ph plain
 	default:
 		// Still on its way: read it without a deadline, watching the
 		// client.
-		_ = c.nc.SetDeadline(time.Time{})
+		c.setDeadline(time.Time{})
 		if c.stop == nil {
 			c.stop = context.AfterFunc(r.Context(), c.abort)
 		}

@@ -55,6 +55,7 @@ func parseHead(br *bufio.Reader, method string, h http.Header) (ph plainHead, ok
 	// First pass: check every line, find the framing fields.
 	var (
 		lines    [maxPlainLines][2]int // name end, line end (offsets in rest)
+		odd      uint64                // lines whose name is not in canonical form
 		n        int
 		clSeen   bool
 		connAt   [4]int // lines of Connection fields
@@ -68,8 +69,12 @@ func parseHead(br *bufio.Reader, method string, h http.Header) (ph plainHead, ok
 		}
 		l := rest[off : off+i]
 		colon := bytes.IndexByte(l, ':')
-		if colon <= 0 || !validFieldNameBytes(l[:colon]) || hasCTLBytes(l[colon+1:]) {
-			return ph, false // no name, a folded line, a bad name or value
+		if colon <= 0 || hasCTLBytes(l[colon+1:]) {
+			return ph, false // no name, a folded line, a bad value
+		}
+		valid, canonical := checkFieldName(l[:colon])
+		if !valid {
+			return ph, false
 		}
 		name, value := l[:colon], trimOWS(l[colon+1:])
 		switch {
@@ -97,6 +102,9 @@ func parseHead(br *bufio.Reader, method string, h http.Header) (ph plainHead, ok
 			}
 		}
 		lines[n] = [2]int{off + colon, off + i}
+		if !canonical {
+			odd |= 1 << n
+		}
 		n++
 		off += i + 2
 	}
@@ -127,7 +135,10 @@ func parseHead(br *bufio.Reader, method string, h http.Header) (ph plainHead, ok
 		if j > 0 {
 			start = lines[j-1][1] + 2
 		}
-		k := textproto.CanonicalMIMEHeaderKey(s[start:lines[j][0]])
+		k := s[start:lines[j][0]]
+		if odd&(1<<j) != 0 {
+			k = textproto.CanonicalMIMEHeaderKey(k)
+		}
 		switch k {
 		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
 			"Te", "Trailer", "Transfer-Encoding", "Upgrade":
@@ -185,16 +196,24 @@ func hasCTLBytes(b []byte) bool {
 	return false
 }
 
-func validFieldNameBytes(k []byte) bool {
+// checkFieldName reports whether k is a token (a valid field name) and
+// whether it is already in textproto's canonical form (upper case at the
+// start and after each hyphen, lower case elsewhere).
+func checkFieldName(k []byte) (valid, canonical bool) {
 	if len(k) == 0 {
-		return false
+		return false, false
 	}
+	canonical, upper := true, true
 	for _, c := range k {
 		if c >= 0x80 || !tokenChar[c] {
-			return false
+			return false, false
 		}
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			canonical = false
+		}
+		upper = c == '-'
 	}
-	return true
+	return true, canonical
 }
 
 // foldEq compares a field name with a canonical one, ASCII
