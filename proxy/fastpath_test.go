@@ -105,6 +105,12 @@ func withoutBody(resp string) string {
 	}
 }
 
+func (cb *captureBackend) count() int {
+	cb.mu.Lock()
+	defer cb.mu.Unlock()
+	return len(cb.heads)
+}
+
 // last returns the request line and the sorted header lines of the last
 // request the backend got.
 func (cb *captureBackend) last(t *testing.T) (string, []string) {
@@ -302,7 +308,17 @@ func TestFastMatchesStdlibProperty(t *testing.T) {
 			headers = append(headers, n+": "+v)
 		}
 		from := rapid.SampledFrom([]string{"127.0.0.2", "127.0.0.3"}).Draw(rt, "from")
+		before := cb.count()
 		fs := rawExchange(t, fast.url[len("http://"):], from, method, target, headers)
+		if cb.count() == before {
+			// net/http's server answered itself (417 for an Expect it
+			// does not know): so must it on the other path.
+			ss := rawExchange(t, std.url[len("http://"):], from, method, target, headers)
+			if cb.count() != before || !slices.Equal(fs.statuses, ss.statuses) {
+				rt.Fatalf("%s %s %q: fast answered %v without the replica, stdlib %v", method, target, headers, fs.statuses, ss.statuses)
+			}
+			return
+		}
 		fLine, fHead := cb.last(t)
 		ss := rawExchange(t, std.url[len("http://"):], from, method, target, headers)
 		sLine, sHead := cb.last(t)
@@ -406,16 +422,18 @@ func TestFastResponsesMatchStdlibProperty(t *testing.T) {
 		fs := rawExchange(t, fast.url[len("http://"):], "127.0.0.3", method, path, headers)
 		ss := rawExchange(t, std.url[len("http://"):], "127.0.0.3", method, path, headers)
 		untyped := !strings.Contains(strings.ToLower(resp), "\r\ncontent-type:")
-		if untyped && (framing == "chunked" || framing == "close" || framing == "length+chunked") {
+		if framing == "chunked" || framing == "close" || framing == "length+chunked" {
 			// Headers flushed before the first body write or not: a race
 			// in ReverseProxy (see streamedUntyped), which decides whether
-			// net/http sniffs a Content-Type and, for an empty body,
-			// whether it can send Content-Length: 0.
+			// net/http sniffs a missing Content-Type and, for an empty
+			// body, whether it can send Content-Length: 0.
 			for _, h := range []http.Header{fs.header, ss.header} {
 				if h.Get("Content-Length") == "0" {
 					h.Del("Content-Length")
 				}
-				h.Del("Content-Type")
+				if untyped {
+					h.Del("Content-Type")
+				}
 			}
 		}
 		for _, h := range []http.Header{fs.header, ss.header} {
