@@ -196,7 +196,8 @@ type fastConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
-	dl     time.Time // the read and write deadline in force (zero: none)
+	rdl    time.Time // the read deadline in force (zero: none)
+	wdl    time.Time // the write deadline in force
 	reused bool
 	abort  func()                // closes nc: what a cancelled request runs
 	probe  func() (alive bool)   // see probeFunc
@@ -206,10 +207,10 @@ type fastConn struct {
 
 func (c *fastConn) close() { _ = c.nc.Close() }
 
-// setDeadline sets the read and write deadline, and remembers it.
-func (c *fastConn) setDeadline(t time.Time) {
-	_ = c.nc.SetDeadline(t)
-	c.dl = t
+// setReadDeadline sets the read deadline, and remembers it.
+func (c *fastConn) setReadDeadline(t time.Time) {
+	_ = c.nc.SetReadDeadline(t)
+	c.rdl = t
 }
 
 // unwatch disarms the cancellation watch; false when it already fired

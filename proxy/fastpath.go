@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"math"
 	"net"
@@ -158,7 +159,8 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 		if ce := ctx.Err(); ce != nil {
 			return nil, nil, plainHead{}, ce
 		}
-		if try == 0 && c.reused && c.cr.n == read && !isTimeout(err) && err != errInvalidRequest {
+		var we *writeError
+		if try == 0 && (errors.As(err, &we) || c.reused && c.cr.n == read && !isTimeout(err)) && err != errInvalidRequest {
 			cp.closeIdle()
 			continue
 		}
@@ -166,26 +168,42 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 	}
 }
 
-// armDeadline gives c the deadline of a request sent at now: first for
-// its write and the first wait, last for its response headers. first is
-// now+watchAfter, or the deadline c already has when that falls between
-// now+watchAfter/2 and now+watchAfter: a busy connection then sets its
-// deadline once every watchAfter/2 rather than once a request. (A
-// deadline that strikes early only arms the watch sooner.) When
+// armDeadline gives c the deadlines of a request sent at now. Reading:
+// first for the first wait, last for the response headers; first is
+// now+watchAfter, or the read deadline c already has when that falls
+// between now+watchAfter/2 and now+watchAfter (a read deadline that
+// strikes early only arms the watch sooner), so a busy connection sets it
+// once every watchAfter/2 rather than once a request. When
 // ResponseHeaderTimeout is no longer than watchAfter, first is last.
+// Writing: a deadline between now+ResponseHeaderTimeout/2 and last, only
+// against a replica that stops reading; never a short one, which a
+// request stalled by a busy machine between here and its write would
+// run into.
 func (p *Proxy) armDeadline(c *fastConn, now time.Time) (first, last time.Time) {
-	last = now.Add(p.cfg.ResponseHeaderTimeout)
-	if p.cfg.ResponseHeaderTimeout <= watchAfter {
-		c.setDeadline(last)
+	rht := p.cfg.ResponseHeaderTimeout
+	last = now.Add(rht)
+	if c.wdl.IsZero() || c.wdl.After(last) || c.wdl.Before(now.Add(rht/2)) {
+		_ = c.nc.SetWriteDeadline(last)
+		c.wdl = last
+	}
+	if rht <= watchAfter {
+		c.setReadDeadline(last)
 		return last, last
 	}
 	first = now.Add(watchAfter)
-	if !c.dl.IsZero() && !c.dl.After(first) && !c.dl.Before(now.Add(watchAfter/2)) {
-		return c.dl, last
+	if !c.rdl.IsZero() && !c.rdl.After(first) && !c.rdl.Before(now.Add(watchAfter/2)) {
+		return c.rdl, last
 	}
-	c.setDeadline(first)
+	c.setReadDeadline(first)
 	return first, last
 }
+
+// writeError marks an error that came from sending the request: nothing
+// of it can have been answered, so it may go again on a new connection.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
 
 // exchange writes r on c and reads the final response's headers.
 func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b *backend, conn *tokens, c *fastConn, first, last time.Time) (*http.Response, plainHead, error) {
@@ -193,7 +211,7 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 		return nil, plainHead{}, err
 	}
 	if err := c.bw.Flush(); err != nil {
-		return nil, plainHead{}, err
+		return nil, plainHead{}, &writeError{err}
 	}
 	_, err := c.br.Peek(1)
 	if err != nil && first.Before(last) && isTimeout(err) {
@@ -203,7 +221,7 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 			return nil, plainHead{}, ctx.Err()
 		}
 		c.stop = context.AfterFunc(ctx, c.abort)
-		c.setDeadline(last)
+		c.setReadDeadline(last)
 		_, err = c.br.Peek(1)
 	}
 	if err != nil {
@@ -215,7 +233,7 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 	n1xx := 0
 	for {
 		if !headerBuffered(c.br) {
-			c.setDeadline(last) // headers arriving in pieces
+			c.setReadDeadline(last) // headers arriving in pieces
 		}
 		c.cr.lim = c.cr.n + maxResponseHeaderBytes
 		res, err := http.ReadResponse(c.br, r)
@@ -239,16 +257,12 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 }
 
 // headerBuffered reports whether a whole header block (up to its blank
-// line) is in the read buffer, so reading it cannot block.
+// line) is in the read buffer, so reading it cannot block. A head with
+// bare LF line ends is taken as never whole: it gets the long deadline.
 func headerBuffered(br *bufio.Reader) bool {
 	buf, _ := br.Peek(br.Buffered())
-	return bytes.Contains(buf, lfcrlf) || bytes.Contains(buf, lflf)
+	return bytes.Contains(buf, crlfcrlf)
 }
-
-var (
-	lfcrlf = []byte("\n\r\n")
-	lflf   = []byte("\n\n")
-)
 
 // writeRequest writes what ReverseProxy (Rewrite with SetURL and
 // SetXForwarded, the client's Host kept) and http.Request.Write would send
@@ -447,7 +461,7 @@ func (p *Proxy) copyResponseFast(rw *respWriter, r *http.Request, c *fastConn, r
 	if res.Body != http.NoBody && (res.ContentLength < 0 || int64(c.br.Buffered()) < res.ContentLength) {
 		// The body is still on its way: read it without a deadline,
 		// watching the client.
-		c.setDeadline(time.Time{})
+		c.setReadDeadline(time.Time{})
 		if c.stop == nil {
 			c.stop = context.AfterFunc(r.Context(), c.abort)
 		}
@@ -513,7 +527,7 @@ func (p *Proxy) copyPlain(rw *respWriter, r *http.Request, c *fastConn, ph plain
 	default:
 		// Still on its way: read it without a deadline, watching the
 		// client.
-		c.setDeadline(time.Time{})
+		c.setReadDeadline(time.Time{})
 		if c.stop == nil {
 			c.stop = context.AfterFunc(r.Context(), c.abort)
 		}
