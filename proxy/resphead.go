@@ -130,6 +130,8 @@ func parseHead(br *bufio.Reader, method string, h http.Header) (ph plainHead, ok
 		ph.eventStream = isEventStream(value(typeLine))
 	}
 	vals := make([]string, n)
+	fresh := len(h) == 0 // then a name can only repeat within this head
+	var seen [maxPlainLines]string
 	for j := 0; j < n; j++ {
 		start := 0
 		if j > 0 {
@@ -148,12 +150,22 @@ func parseHead(br *bufio.Reader, method string, h http.Header) (ph plainHead, ok
 			continue
 		}
 		v := value(j)
-		if old, ok := h[k]; ok {
-			h[k] = append(old, v)
-		} else {
-			vals[j] = v
-			h[k] = vals[j : j+1 : j+1]
+		repeat := !fresh
+		for _, o := range seen[:j] {
+			if o == k {
+				repeat = true
+				break
+			}
 		}
+		seen[j] = k
+		if repeat {
+			if old, ok := h[k]; ok {
+				h[k] = append(old, v)
+				continue
+			}
+		}
+		vals[j] = v
+		h[k] = vals[j : j+1 : j+1]
 	}
 	_, _ = br.Discard(end + 4)
 	return ph, true
