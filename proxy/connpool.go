@@ -23,7 +23,6 @@ var (
 	errResponseTooLarge  = errors.New("proxy: replica's response headers exceed the limit")
 	errUnsolicitedData   = errors.New("proxy: replica sent data on an idle connection")
 	errUnexpectedUpgrade = errors.New("proxy: replica switched protocols without an upgrade request")
-	errTooMany1xx        = errors.New("proxy: too many 1xx informational responses")
 	errInvalidRequest    = errors.New("proxy: request has a header field or query http.Transport would refuse")
 )
 
@@ -31,9 +30,6 @@ const (
 	// maxResponseHeaderBytes is http.Transport's default
 	// MaxResponseHeaderBytes, the bound on one response's header block.
 	maxResponseHeaderBytes = 10 << 20
-	// max1xx is http.Transport's bound on informational responses before
-	// the final one.
-	max1xx = 5
 	// connReadBuffer and connWriteBuffer size each connection's buffers: a
 	// typical response header fits one read; a longer one is read in
 	// several, a longer request header written in several.

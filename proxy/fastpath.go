@@ -120,10 +120,11 @@ func (p *Proxy) forwardFast(rw *respWriter, r *http.Request, b *backend) {
 
 // roundTripFast sends r on a pooled or new connection and reads the
 // response headers (forwarding 1xx responses): a plain head straight into
-// the client's header (res nil, see parseHead), any other into res. A reused connection that
-// fails before any byte of the response came (the replica closed it while
-// it was idle) is dropped with the rest of the idle pool and the request
-// is sent once more on a new connection: GET and HEAD are safe to repeat.
+// the client's header (res nil, see parseHead), any other into res. A
+// request whose sending failed, or whose reused connection failed before
+// any byte of the response came (the replica closed it while it was
+// idle), is sent once more on a new connection, the idle pool dropped:
+// GET and HEAD are safe to repeat.
 func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn *tokens) (*fastConn, *http.Response, plainHead, error) {
 	ctx := r.Context()
 	cp := b.conns
@@ -230,7 +231,6 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 	if ph, ok := parseHead(c.br, r.Method, rw.Header()); ok {
 		return nil, ph, nil
 	}
-	n1xx := 0
 	for {
 		if !headerBuffered(c.br) {
 			c.setReadDeadline(last) // headers arriving in pieces
@@ -245,10 +245,9 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 			return res, plainHead{}, nil
 		}
 		// An informational response: pass it on as ReverseProxy does
-		// (its Got1xxResponse trace hook), then read the next.
-		if n1xx++; n1xx > max1xx {
-			return nil, plainHead{}, errTooMany1xx
-		}
+		// (its Got1xxResponse trace hook), then read the next. As there,
+		// their number is not bounded, their time is: all of them and the
+		// final response's headers come within ResponseHeaderTimeout.
 		h := rw.Header()
 		copyHeaderShared(h, res.Header)
 		rw.WriteHeader(res.StatusCode)
