@@ -20,7 +20,11 @@ type backend struct {
 	url  *url.URL
 	hash uint64 // stickydb.NameHash(name)
 	rp   *httputil.ReverseProxy
-	m    backendMetrics
+	// conns is the fast path's keep-alive pool (fastpath.go); nil when the
+	// replica takes ReverseProxy only (https, Forwarding "stdlib", a
+	// periodic FlushInterval).
+	conns *connPool
+	m     backendMetrics
 
 	healthy  atomic.Bool
 	draining atomic.Bool

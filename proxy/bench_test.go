@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,7 +39,9 @@ func benchBackend(b *testing.B) (string, func()) {
 	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }
 }
 
-func benchProxy(b *testing.B, backendURL string) *Proxy {
+func benchProxy(b *testing.B, backendURL string) *Proxy { return benchProxyWith(b, backendURL, nil) }
+
+func benchProxyWith(b *testing.B, backendURL string, mod func(*Config)) *Proxy {
 	db, err := stickydb.New(stickydb.DefaultConfig("bench"), time.Now())
 	if err != nil {
 		b.Fatal(err)
@@ -47,6 +51,9 @@ func benchProxy(b *testing.B, backendURL string) *Proxy {
 	cfg.Bindings = db
 	cfg.Routes = Routes{Pools: []Pool{{Name: DefaultPool, Backends: []Backend{{Name: "a", URL: u, Weight: 1}},
 		Health: HealthCheck{Interval: time.Hour, Timeout: time.Second, Rise: 1, Fall: 1}}}}
+	if mod != nil {
+		mod(&cfg)
+	}
 	p, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -64,27 +71,157 @@ func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) WriteHeader(c int)           { d.code = c }
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
+// rawBackend is a replica that answers every request on a keep-alive
+// connection with the same fixed response and allocates nothing per
+// request, so that a benchmark's allocs/op are the proxy's alone.
+func rawBackend(b *testing.B) (string, func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend: a\r\nContent-Length: 2\r\n\r\nok")
+	var conns sync.WaitGroup
+	conns.Add(1)
+	go func() {
+		defer conns.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					for { // the request head: up to a blank line
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), func() { ln.Close(); conns.Wait() }
+}
+
+// rawClient sends GET / with Host bench.example on one keep-alive
+// connection and reads the response, allocating nothing per request.
+type rawClient struct {
+	c   net.Conn
+	br  *bufio.Reader
+	req []byte
+}
+
+func newRawClient(b *testing.B, addr string) *rawClient {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &rawClient{c: c, br: bufio.NewReader(c),
+		req: []byte("GET / HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")}
+}
+
+// do returns the status code; the body must have a Content-Length.
+func (rc *rawClient) do() (int, error) {
+	if _, err := rc.c.Write(rc.req); err != nil {
+		return 0, err
+	}
+	status, n := 0, -1
+	for {
+		line, err := rc.br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if status == 0 && len(line) > 12 {
+			status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+		}
+		if len(line) > 16 && strings.EqualFold(string(line[:15]), "content-length:") {
+			n, _ = strconv.Atoi(strings.TrimSpace(string(line[15:])))
+		}
+	}
+	if n < 0 {
+		return status, fmt.Errorf("no Content-Length")
+	}
+	_, err := rc.br.Discard(n)
+	return status, err
+}
+
+func (rc *rawClient) close() { rc.c.Close() }
+
+var forwardings = []string{ForwardFast, ForwardStdlib}
+
 // BenchmarkServeHTTPHit: the proxy's handler for a bound client, called
 // directly (no client socket), forwarding over a real loopback connection
-// to a real replica. allocs/op is the proxy's whole cost per request,
-// ReverseProxy and http.Transport included.
+// to a replica that allocates nothing: allocs/op is the proxy's whole cost
+// per request, forwarding included, in each Forwarding mode.
 func BenchmarkServeHTTPHit(b *testing.B) {
-	be, stop := benchBackend(b)
+	be, stop := rawBackend(b)
 	defer stop()
-	p := benchProxy(b, be)
-	defer p.Close()
-	req, _ := http.NewRequest(http.MethodGet, "http://bench.example/", nil)
-	req.RemoteAddr = "192.0.2.1:5555"
-	w := &discardWriter{h: http.Header{}}
-	p.ServeHTTP(w, req) // bind
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		clear(w.h)
-		p.ServeHTTP(w, req)
-		if w.code != 200 {
-			b.Fatalf("status %d", w.code)
-		}
+	for _, fw := range forwardings {
+		b.Run(fw, func(b *testing.B) {
+			p := benchProxyWith(b, be, func(c *Config) { c.Forwarding = fw })
+			defer p.Close()
+			req, _ := http.NewRequest(http.MethodGet, "http://bench.example/", nil)
+			req.RemoteAddr = "192.0.2.1:5555"
+			req.Header.Set("User-Agent", "bench")
+			req.Header.Set("Accept", "*/*")
+			w := &discardWriter{h: http.Header{}}
+			p.ServeHTTP(w, req) // bind
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				clear(w.h)
+				p.ServeHTTP(w, req)
+				if w.code != 200 {
+					b.Fatalf("status %d", w.code)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkServerHit: one keep-alive client through the proxy's
+// http.Server to a replica, both sides allocation-free: allocs/op is
+// net/http's server plus the proxy, the whole per-request cost of a node.
+func BenchmarkServerHit(b *testing.B) {
+	be, stop := rawBackend(b)
+	defer stop()
+	for _, fw := range forwardings {
+		b.Run(fw, func(b *testing.B) {
+			p := benchProxyWith(b, be, func(c *Config) { c.Forwarding = fw })
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := p.NewServer()
+			go func() { _ = srv.Serve(ln) }()
+			defer func() { _ = srv.Close(); _ = p.Close() }()
+			rc := newRawClient(b, ln.Addr().String())
+			defer rc.close()
+			if code, err := rc.do(); err != nil || code != 200 {
+				b.Fatalf("status %d, %v", code, err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if code, err := rc.do(); err != nil || code != 200 {
+					b.Fatalf("status %d, %v", code, err)
+				}
+			}
+		})
 	}
 }
 

@@ -52,6 +52,15 @@ type Config struct {
 	FlushInterval time.Duration
 	// BufferSize is the size of the pooled copy buffers. Default 32 KiB.
 	BufferSize int
+	// Forwarding is how requests reach replicas. "fast" (the default):
+	// GET and HEAD requests without a body or an upgrade, to http://
+	// replicas, go over tether's own HTTP/1.1 client (fastpath.go: the
+	// same request and response ReverseProxy would send, a keep-alive
+	// pool per replica, no goroutine handoffs); every other request goes
+	// through httputil.ReverseProxy and http.Transport. "stdlib": every
+	// request goes through httputil.ReverseProxy. A FlushInterval above 0
+	// implies "stdlib".
+	Forwarding string
 
 	// Server settings for NewServer, against slow or idle clients.
 	// ReadHeaderTimeout default 10s, IdleTimeout (keep-alive) default 120s,
@@ -73,6 +82,7 @@ func DefaultConfig() Config {
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,
 		BufferSize:            32 << 10,
+		Forwarding:            ForwardFast,
 		ReadHeaderTimeout:     10 * time.Second,
 		IdleTimeout:           120 * time.Second,
 		MaxHeaderBytes:        64 << 10,
@@ -95,6 +105,9 @@ func (c *Config) fill() {
 	}
 	if c.BufferSize == 0 {
 		c.BufferSize = d.BufferSize
+	}
+	if c.Forwarding == "" {
+		c.Forwarding = d.Forwarding
 	}
 	if c.ReadHeaderTimeout == 0 {
 		c.ReadHeaderTimeout = d.ReadHeaderTimeout
@@ -127,6 +140,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: BufferSize %d < 512", ErrConfig, c.BufferSize)
 	case c.MaxHeaderBytes < 1024:
 		return fmt.Errorf("%w: MaxHeaderBytes %d < 1024", ErrConfig, c.MaxHeaderBytes)
+	case c.Forwarding != ForwardFast && c.Forwarding != ForwardStdlib:
+		return fmt.Errorf("%w: Forwarding %q: want %q or %q", ErrConfig, c.Forwarding, ForwardFast, ForwardStdlib)
 	}
 	for _, p := range c.TrustedProxies {
 		if !p.IsValid() {

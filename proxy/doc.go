@@ -23,12 +23,28 @@
 // its response is 502 (504 on a header timeout); error bodies are one line
 // of plain text.
 //
-// Each replica has its own httputil.ReverseProxy (Rewrite with SetURL and
-// SetXForwarded; the client's Host is kept), so a request needs no context
-// value to find its target; all share one tuned http.Transport (keep-alive
-// pool per replica, dial and response-header timeouts, no transparent
-// compression) and a pool of copy buffers. Upgrades (WebSocket) and
-// streamed responses pass through ReverseProxy's own handling.
+// # Forwarding
+//
+// Two paths reach a replica (Config.Forwarding). The fast path
+// (fastpath.go, the default) takes GET and HEAD requests without a body or
+// an upgrade to http:// replicas — most of a web application's traffic —
+// and forwards them on the request's own goroutine over a keep-alive pool
+// per replica (connpool.go): it writes the request ReverseProxy would
+// write, straight from the incoming one, and reads the response with the
+// standard library's parser (http.ReadResponse) or, for the plain kind of
+// response, a stricter subset parser into the client's header
+// (resphead.go). No request copy, no transport goroutines to hand the
+// request to and back: about a third less CPU per request than
+// ReverseProxy on the end-to-end benchmark, with the same bytes on both
+// sides (tests compare the two paths request for request).
+//
+// Every other request takes httputil.ReverseProxy: one per replica
+// (Rewrite with SetURL and SetXForwarded; the client's Host is kept), so a
+// request needs no context value to find its target; all share one tuned
+// http.Transport (keep-alive pool per replica, dial and response-header
+// timeouts, no transparent compression) and a pool of copy buffers.
+// Upgrades (WebSocket) and request bodies pass through ReverseProxy's own
+// handling.
 //
 // # Configuration apart from state
 //

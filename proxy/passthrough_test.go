@@ -128,7 +128,9 @@ func TestWebSocketEcho(t *testing.T) {
 
 // A streamed response reaches the client chunk by chunk: the replica waits
 // for the client to see the first chunk before it sends the second.
-func TestStreamingFlushes(t *testing.T) {
+func TestStreamingFlushes(t *testing.T) { eachForwarding(t, testStreamingFlushes) }
+
+func testStreamingFlushes(t *testing.T, fw string) {
 	seen := make(chan struct{})
 	stream := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -141,7 +143,7 @@ func TestStreamingFlushes(t *testing.T) {
 		}
 		fmt.Fprint(w, "data: two\n\n")
 	}))
-	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"s": stream})}}, nil)
+	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"s": stream})}}, withForwarding(fw, nil))
 	req, _ := http.NewRequest(http.MethodGet, r.url+"/events", nil)
 	res, err := clientFrom(t, "127.0.0.6").Do(req)
 	if err != nil {
@@ -162,7 +164,9 @@ func TestStreamingFlushes(t *testing.T) {
 
 // A replica that fails before its response: 502; one too slow to send
 // headers: 504. Short plain-text bodies; metrics count them.
-func TestBackendFailureStatuses(t *testing.T) {
+func TestBackendFailureStatuses(t *testing.T) { eachForwarding(t, testBackendFailureStatuses) }
+
+func testBackendFailureStatuses(t *testing.T, fw string) {
 	hang := make(chan struct{})
 	defer close(hang)
 	bad := serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -188,9 +192,9 @@ func TestBackendFailureStatuses(t *testing.T) {
 			}
 		}
 	}))
-	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"bad": bad})}}, func(c *Config) {
+	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"bad": bad})}}, withForwarding(fw, func(c *Config) {
 		c.ResponseHeaderTimeout = 200 * time.Millisecond
-	})
+	}))
 	c := clientFrom(t, "127.0.0.7")
 	if code, _, body := r.get(c, "f.example", "/drop"); code != http.StatusBadGateway || body != "tether: backend failed\n" {
 		t.Fatalf("dropped: %d %q", code, body)

@@ -140,6 +140,15 @@ func (p *Proxy) Close() error {
 			}
 		}
 	}
+	if t := p.table.Load(); t != nil {
+		for _, pl := range t.pools {
+			for _, b := range pl.backends {
+				if b.conns != nil {
+					b.conns.close()
+				}
+			}
+		}
+	}
 	p.transport.CloseIdleConnections()
 	p.checker.CloseIdleConnections()
 	return nil
@@ -241,7 +250,11 @@ func (p *Proxy) forward(rw *respWriter, r *http.Request, b *backend) {
 			panic(e)
 		}
 	}()
-	b.rp.ServeHTTP(rw, r)
+	if fastEligible(r, b) {
+		p.forwardFast(rw, r, b)
+	} else {
+		b.rp.ServeHTTP(rw, r)
+	}
 }
 
 // reject answers a request that reaches no replica: a one-line plain-text

@@ -79,6 +79,9 @@ func (p *Proxy) install(r Routes) (added, removed, kept int) {
 	p.table.Store(t)
 	for _, b := range old {
 		p.stopChecker(b)
+		if b.conns != nil {
+			b.conns.close()
+		}
 		// A replica kept by name with a new URL shares its metric series
 		// with the one it replaces: keep those.
 		if pl := t.poolNamed(b.pool); pl == nil || pl.byName[b.name] == nil {
@@ -105,6 +108,9 @@ func (p *Proxy) newBackend(pool, name string, u *url.URL, id string) *backend {
 	b.m = p.m.forBackend(pool, name)
 	b.m.healthy.Set(1)
 	b.rp = p.newReverseProxy(b)
+	if p.cfg.Forwarding == ForwardFast && u.Scheme == "http" && p.cfg.FlushInterval <= 0 && asciiOnly(u.Host) {
+		b.conns = newConnPool(hostPort(u), &p.cfg)
+	}
 	return b
 }
 

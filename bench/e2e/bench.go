@@ -49,7 +49,10 @@ func (o *options) validate() error {
 		return fmt.Errorf("-clients %d: want 1..4096", o.clients)
 	}
 	for _, r := range o.rows {
-		if !slices.Contains(allRows, r) {
+		if r == baseRow && o.tetherBase == "" {
+			return fmt.Errorf("-rows: %s needs -tether-base", baseRow)
+		}
+		if !slices.Contains(allRows, r) && r != baseRow {
 			return fmt.Errorf("-rows: unknown row %q (rows: %v)", r, allRows)
 		}
 	}

@@ -22,7 +22,11 @@ func TestBenchRuns(t *testing.T) {
 	}
 	o := defaultOptions()
 	o.tether = fake
-	o.rows = []string{"direct", "tether-1", "haproxy-2"}
+	o.tetherBase = filepath.Join(dir, "tether-old")
+	if err := os.Link(fake, o.tetherBase); err != nil {
+		t.Fatal(err)
+	}
+	o.rows = []string{"direct", "tether-1", baseRow, "haproxy-2"}
 	o.rounds = 2
 	o.duration = 300 * time.Millisecond
 	o.warmup = 100 * time.Millisecond
@@ -43,6 +47,7 @@ func TestBenchRuns(t *testing.T) {
 	wants := []string{
 		"| direct (one backend, no proxy) | ",
 		"| tether, 1 node | tether not runnable: " + fake + " has no `serve` command yet |",
+		"| tether, 1 node, baseline (tether-old) | tether not runnable: " + o.tetherBase + " has no `serve` command yet |",
 	}
 	if haproxyErr == nil {
 		// 8 clients and the readiness probe, in both processes' tables.

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +30,7 @@ import (
 // options are the flags.
 type options struct {
 	tether       string
+	tetherBase   string // a second tether binary for the baseline row ("" = none)
 	haproxy      string
 	rows         []string
 	ref          string // the HAProxy row ratios are taken against
@@ -63,6 +65,7 @@ func main() {
 	o := defaultOptions()
 	rows := strings.Join(o.rows, ",")
 	flag.StringVar(&o.tether, "tether", o.tether, "tether binary (`tether serve` is started with TETHER_* variables)")
+	flag.StringVar(&o.tetherBase, "tether-base", "", "a second tether binary, run as one more row (\"tether-1-base\", after tether-1): before/after in one run")
 	flag.StringVar(&o.haproxy, "haproxy", o.haproxy, "haproxy binary")
 	flag.StringVar(&rows, "rows", rows, "rows to run, of "+strings.Join(allRows, ","))
 	flag.StringVar(&o.ref, "ref", o.ref, "the HAProxy row that ratios are taken against")
@@ -81,6 +84,10 @@ func main() {
 	flag.StringVar(&o.workDir, "workdir", "", "parent of the run's directory of configs and logs (default: the temp dir)")
 	flag.Parse()
 	o.rows = strings.Split(rows, ",")
+	if o.tetherBase != "" && !slices.Contains(o.rows, baseRow) {
+		i := slices.Index(o.rows, "tether-1") + 1 // 0 when absent: first
+		o.rows = slices.Insert(o.rows, i, baseRow)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o, os.Stdout, os.Stderr); err != nil {

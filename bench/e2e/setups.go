@@ -37,6 +37,10 @@ type setup struct {
 // Row keys, in table order.
 var allRows = []string{"direct", "tether-1", "tether-3", "haproxy-1", "haproxy-2"}
 
+// baseRow is the optional row of a second tether binary (-tether-base),
+// one node, run beside the others: a before/after comparison in one run.
+const baseRow = "tether-1-base"
+
 // lab holds what every setup shares.
 type lab struct {
 	dir      string
@@ -65,9 +69,13 @@ func (l *lab) newSetup(ctx context.Context, key string) *setup {
 	case "direct":
 		return &setup{key: key, label: "direct (one backend, no proxy)", targets: []string{l.backends[0].addr}}
 	case "tether-1":
-		return l.tether(ctx, key, 1)
+		return l.tether(ctx, key, 1, l.o.tether)
 	case "tether-3":
-		return l.tether(ctx, key, 3)
+		return l.tether(ctx, key, 3, l.o.tether)
+	case baseRow:
+		s := l.tether(ctx, key, 1, l.o.tetherBase)
+		s.label = "tether, 1 node, baseline (" + filepath.Base(l.o.tetherBase) + ")"
+		return s
 	case "haproxy-1":
 		return l.haproxy(ctx, key, 1)
 	case "haproxy-2":
@@ -78,14 +86,14 @@ func (l *lab) newSetup(ctx context.Context, key string) *setup {
 
 // tether starts n `tether serve` nodes with the environment of the
 // external contract, joined into one fleet, and waits until each proxies.
-func (l *lab) tether(ctx context.Context, key string, n int) *setup {
+func (l *lab) tether(ctx context.Context, key string, n int, bin string) *setup {
 	s := &setup{key: key, label: fmt.Sprintf("tether, %d node(s)", n)}
 	if n > 1 {
 		s.label = fmt.Sprintf("tether, %d-node fleet", n)
 	} else {
 		s.label = "tether, 1 node"
 	}
-	if _, err := os.Stat(l.o.tether); err != nil {
+	if _, err := os.Stat(bin); err != nil {
 		s.err = fmt.Errorf("tether not runnable: %v (run `make build`)", err)
 		return s
 	}
@@ -113,7 +121,7 @@ func (l *lab) tether(ctx context.Context, key string, n int) *setup {
 		if i > 0 {
 			env = append(env, "TETHER_JOIN="+ports[2])
 		}
-		p, err := l.start(name, env, l.o.tether, "serve")
+		p, err := l.start(name, env, bin, "serve")
 		if err != nil {
 			s.err = fmt.Errorf("tether not runnable: %v", err)
 			return s
@@ -125,7 +133,7 @@ func (l *lab) tether(ctx context.Context, key string, n int) *setup {
 	for i, p := range s.procs {
 		if err := waitServing(ctx, p, s.targets[i], l.o.host, l.o.readyTimeout); err != nil {
 			if log, _ := os.ReadFile(p.log); strings.Contains(string(log), `unknown command "serve"`) {
-				err = fmt.Errorf("%s has no `serve` command yet", l.o.tether)
+				err = fmt.Errorf("%s has no `serve` command yet", bin)
 			}
 			s.err = fmt.Errorf("tether not runnable: %v", err)
 			return s

@@ -75,6 +75,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"too many cells", func(o *options) { o.rounds = 100 }, "cells"},
 		{"zero duration", func(o *options) { o.duration = 0 }, "-duration"},
 		{"no clients", func(o *options) { o.clients = 0 }, "-clients"},
+		{"baseline row without binary", func(o *options) { o.rows = []string{baseRow} }, "-tether-base"},
+		{"baseline row", func(o *options) { o.rows, o.tetherBase = []string{"tether-1", baseRow}, "/bin/old" }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
