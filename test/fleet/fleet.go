@@ -27,15 +27,25 @@ import (
 // Build compiles cmd/tether into dir and returns the binary's path. Call it
 // once per test binary (TestMain).
 func Build(dir string) (string, error) {
+	return BuildWith(dir, os.Getenv("FLEET_NORACE") == "")
+}
+
+// BuildWith compiles cmd/tether into dir, with the race detector or not,
+// and with the given build tags (the chaos suite: "faultinject").
+func BuildWith(dir string, race bool, tags ...string) (string, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "tether")
-	cmd := exec.Command("go", "build", "-race", "-o", bin, "./cmd/tether")
-	if os.Getenv("FLEET_NORACE") != "" {
-		cmd = exec.Command("go", "build", "-o", bin, "./cmd/tether")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
 	}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.Command("go", append(args, "./cmd/tether")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
@@ -91,6 +101,9 @@ type Options struct {
 	Backends string            // TETHER_BACKENDS
 	DataDir  bool              // give every node a data dir (disk mode)
 	Env      map[string]string // extra TETHER_* settings for every node
+	// NodeEnv, when set, gives node i settings of its own (after Env),
+	// e.g. a data dir for some nodes only.
+	NodeEnv func(i int, n *Node) map[string]string
 }
 
 // Node is one tether process.
@@ -149,6 +162,12 @@ func Start(tb testing.TB, bin string, o Options) *Fleet {
 		env["TETHER_JOIN"] = strings.Join(join, ",")
 		for k, v := range o.Env {
 			env[k] = v
+		}
+		if o.NodeEnv != nil {
+			for k, v := range o.NodeEnv(i, n) {
+				env[k] = v
+			}
+			n.DataDir = env["TETHER_DATA_DIR"]
 		}
 		for k, v := range env {
 			n.env = append(n.env, k+"="+v)
