@@ -3,6 +3,7 @@ package chaos
 import (
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,16 +44,26 @@ func TestChaos(t *testing.T) {
 		FaultMin: 2 * time.Second, FaultMax: 4 * time.Second, Quiet: time.Second,
 		ConvergeBound: 60 * time.Second,
 		MaxGoroutines: 300, MaxRSS: 256 << 20,
+		LogDir: *flagLogs,
 	}
 	if *flagRace {
 		cfg.MaxRSS = 768 << 20
 	}
-	if *flagDuration > 0 {
+	if *flagPlan != "" {
+		cfg.Plan = nil
+		for _, step := range strings.Split(*flagPlan, ",") {
+			cfg.Plan = append(cfg.Plan, strings.Split(step, "+"))
+		}
+		cfg.Duration = time.Hour
+	} else if *flagDuration > 0 {
 		cfg.Duration = *flagDuration
 		cfg.FaultMin, cfg.FaultMax, cfg.Quiet = 2*time.Second, 12*time.Second, 2*time.Second
 	} else {
 		cfg.Duration = 10 * time.Minute // the plan ends it long before
 		cfg.Plan = shortPlan(seed)
+	}
+	if *flagHold > 0 {
+		cfg.FaultMin, cfg.FaultMax = *flagHold, *flagHold
 	}
 	t.Logf("seed %d (rerun with -args -seed %d)", seed, seed)
 	rep := Run(t, cfg)

@@ -285,8 +285,10 @@ func (c *Cluster) Reload() {
 // Refusals counts the reloads the node refused so far (its log).
 func (n *Node) Refusals() int { return strings.Count(n.Log(), "reload refused") }
 
-// Ready reports whether the node answers /readyz with 200.
-func (n *Node) Ready(ctx context.Context) bool {
+// Ready reports whether the node answers /readyz with 200 within timeout.
+func (n *Node) Ready(ctx context.Context, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Admin+"/readyz", nil)
 	resp, err := readyClient.Do(req)
 	if err != nil {
@@ -296,4 +298,4 @@ func (n *Node) Ready(ctx context.Context) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-var readyClient = &http.Client{Timeout: 500 * time.Millisecond}
+var readyClient = &http.Client{}

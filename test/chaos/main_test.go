@@ -15,6 +15,9 @@ var (
 	flagSeed     = flag.Uint64("seed", 0, "random seed (0: from the clock; the report prints it)")
 	flagRace     = flag.Bool("race", false, "build tether with the race detector")
 	flagReport   = flag.String("report", "", "also write the figures to this file")
+	flagLogs     = flag.String("logs", "", "copy every node's log into this directory at the end")
+	flagHold     = flag.Duration("hold", 0, "hold every fault exactly this long (0: drawn, 2-4 s short form, 2-12 s long form)")
+	flagPlan     = flag.String("plan", "", "run these steps instead: nemeses joined by + within a step, steps by commas (e.g. loss,partition-2way+backend-crash)")
 )
 
 var bin string

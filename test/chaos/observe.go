@@ -100,11 +100,11 @@ func (c *Cluster) WaitConvergedWhy(ctx context.Context, timeout time.Duration) (
 	var last, why string
 	for {
 		if why == "" && time.Since(start) > time.Second {
-			why = last
+			why = last + "\n  " + c.diagnose()
 		}
 		ready := true
 		for _, n := range c.Nodes {
-			if !n.Ready(ctx) {
+			if !n.Ready(ctx, 3*time.Second) {
 				ready, last = false, n.Name+" not ready"
 				break
 			}
@@ -214,3 +214,46 @@ func (w *Workload) ProbeReplication(ctx context.Context, id int, via *Node) (tim
 
 // probeBase: probe clients, apart from the workload's.
 const probeBase = 3 << 20
+
+// diagnose says, per node, which peers membership sees alive and which
+// gaps are open (origin, range, stage, who was asked, age): why a fleet
+// has not converged yet.
+func (c *Cluster) diagnose() string {
+	var out []string
+	for _, n := range c.Nodes {
+		var members []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		}
+		var gaps []struct {
+			At         int64  `json:"at"`
+			Origin     string `json:"origin"`
+			From, To   uint64
+			Asked      string `json:"asked"`
+			Stage      string `json:"stage"`
+			AnsweredBy string `json:"answered_by"`
+		}
+		if err := n.JSON("/api/v1/members", &members); err != nil {
+			out = append(out, n.Name+": "+err.Error())
+			continue
+		}
+		_ = n.JSON("/api/v1/gaps", &gaps)
+		var alive, other []string
+		for _, m := range members {
+			if m.State == "alive" {
+				alive = append(alive, m.Name)
+			} else {
+				other = append(other, m.Name+"="+m.State)
+			}
+		}
+		var open []string
+		for _, g := range gaps {
+			if g.AnsweredBy == "" && len(open) < 4 {
+				open = append(open, fmt.Sprintf("%s %d-%d %s@%s %v ago", g.Origin, g.From, g.To, g.Stage, g.Asked,
+					time.Since(time.UnixMilli(g.At)).Round(100*time.Millisecond)))
+			}
+		}
+		out = append(out, fmt.Sprintf("%s: alive %v %v; open gaps %v", n.Name, alive, other, open))
+	}
+	return strings.Join(out, "\n  ")
+}

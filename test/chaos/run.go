@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -36,6 +38,9 @@ type Config struct {
 	FaultMin, FaultMax time.Duration // how long a fault stays
 	Quiet              time.Duration // healthy time between two steps
 	ConvergeBound      time.Duration // after a heal, the fleet must agree within this
+
+	// LogDir, when set, receives a copy of every node's log at the end.
+	LogDir string
 
 	// Resource bounds, checked at the end with the traffic stopped.
 	MaxGoroutines float64
@@ -174,6 +179,13 @@ func Run(tb testing.TB, cfg Config) *Report {
 	r.finalResources()
 	rep := r.report(time.Since(start))
 	rep.Canary = r.canary()
+	if cfg.LogDir != "" {
+		for _, n := range r.c.Nodes {
+			if err := os.WriteFile(filepath.Join(cfg.LogDir, n.Name+".log"), []byte(n.Log()), 0o644); err != nil {
+				r.fail("copy log: %v", err)
+			}
+		}
+	}
 	r.mu.Lock()
 	rep.Failures = slices.Clone(r.failures)
 	r.mu.Unlock()

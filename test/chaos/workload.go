@@ -288,7 +288,7 @@ func (w *Workload) probeRotation(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if !n.Down() && n.Ready(ctx) {
+				if !n.Down() && n.Ready(ctx, 500*time.Millisecond) {
 					mu.Lock()
 					in = append(in, n)
 					mu.Unlock()
