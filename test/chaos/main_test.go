@@ -13,7 +13,7 @@ import (
 var (
 	flagDuration = flag.Duration("duration", 0, "fault phase of the long form (make chaos); 0 runs the short form: every nemesis once, plus two combinations")
 	flagSeed     = flag.Uint64("seed", 0, "random seed (0: from the clock; the report prints it)")
-	flagRace     = flag.Bool("race", false, "build tether with the race detector")
+	flagRace     = flag.Bool("race", true, "build tether with the race detector (a data race in any node fails the run)")
 	flagReport   = flag.String("report", "", "also write the figures to this file")
 	flagLogs     = flag.String("logs", "", "copy every node's log into this directory at the end")
 	flagHold     = flag.Duration("hold", 0, "hold every fault exactly this long (0: drawn, 2-4 s short form, 2-12 s long form)")
