@@ -85,6 +85,10 @@ func (r *runner) kill(rng *rand.Rand, disk bool) (string, func() error, error) {
 			continue
 		}
 		r.readNet(n) // its counters die with it
+		r.mu.Lock()
+		delete(r.netPrev, n)
+		delete(r.cntPrev, n)
+		r.mu.Unlock()
 		r.c.Kill(n)
 		return n.Name, func() error {
 			start := time.Now()

@@ -71,8 +71,9 @@ type Report struct {
 	RestartDisk string
 	RestartEp   string
 	Panics      []string
-	Resources   map[string]string // per node: peak and final
-	Failures    []string          // checks that failed
+	Resources   map[string]string  // per node: peak and final
+	Failures    []string           // checks that failed
+	Counters    map[string]float64 // replication counters, summed over every process
 	Canary      string
 }
 
@@ -96,6 +97,8 @@ type runner struct {
 	convMax  time.Duration
 	net      NetStats
 	netPrev  map[*Node]NetStats
+	counts   map[string]float64           // replication counters over all processes
+	cntPrev  map[*Node]map[string]float64 // last read per node
 	res      map[string]*resTrack
 
 	restartDisk, restartEpoch, probes Durations
@@ -123,7 +126,8 @@ func (r *runner) logf(format string, args ...any) {
 func Run(tb testing.TB, cfg Config) *Report {
 	start := time.Now()
 	r := &runner{cfg: cfg, tb: tb, tl: NewTimeline(), rng: rand.New(rand.NewPCG(cfg.Seed, 0xc4a05)),
-		faults: map[string]int{}, converge: map[string]*Durations{}, netPrev: map[*Node]NetStats{}, res: map[string]*resTrack{}}
+		faults: map[string]int{}, converge: map[string]*Durations{}, netPrev: map[*Node]NetStats{}, res: map[string]*resTrack{},
+		counts: map[string]float64{}, cntPrev: map[*Node]map[string]float64{}}
 	skews := make([]int64, cfg.Nodes)
 	for i := range skews {
 		skews[i] = -2000 + r.rng.Int64N(4001) // ±2 s per node
@@ -345,6 +349,7 @@ func (r *runner) readNet(n *Node) {
 	if err != nil {
 		return
 	}
+	r.readCounters(n)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	prev := r.netPrev[n]
@@ -359,6 +364,39 @@ func (r *runner) readNet(n *Node) {
 	r.net.StreamsLost += st.StreamsLost - prev.StreamsLost
 	r.net.StreamsCut += st.StreamsCut - prev.StreamsCut
 	r.netPrev[n] = st
+}
+
+// countedSeries are the replication counters the report sums over every
+// process of the run (they restart from 0 with a process).
+var countedSeries = []string{
+	`tether_replication_requests_total{kind="origin"}`, `tether_replication_requests_total{kind="third"}`,
+	`tether_replication_requests_total{kind="full"}`, `tether_replication_requests_total{kind="watchdog"}`,
+	`tether_replication_full_copies_total`, `tether_replication_groups_total{outcome="discarded"}`,
+	`tether_gossip_refused_total{reason="request_rate"}`, `tether_gossip_refused_total{reason="work_queue_full"}`,
+	`tether_gossip_refused_total{reason="outbox_full"}`, `tether_gossip_refused_total{reason="unsolicited"}`,
+	`tether_replication_refused_total{reason="future_epoch"}`, `tether_replication_events_total{outcome="rejected"}`,
+}
+
+// readCounters adds the node's counters since the last read.
+func (r *runner) readCounters(n *Node) {
+	m, err := Metrics(n.Node)
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.cntPrev[n]
+	if prev == nil || m[countedSeries[0]] < prev[countedSeries[0]] || m[countedSeries[4]] < prev[countedSeries[4]] {
+		prev = map[string]float64{} // restarted
+	}
+	cur := map[string]float64{}
+	for _, s := range countedSeries {
+		cur[s] = m[s]
+		if d := m[s] - prev[s]; d > 0 {
+			r.counts[s] += d
+		}
+	}
+	r.cntPrev[n] = cur
 }
 
 // sample reads every running node's goroutines and memory every 2 s.
@@ -483,7 +521,7 @@ func (r *runner) report(took time.Duration) *Report {
 		Settle: w.Settle.Summary(), Probe: r.probes.Summary(), ProbeMax: r.probes.Max(),
 		Converge: map[string]string{}, ConvergeMax: r.convMax,
 		RestartDisk: r.restartDisk.Summary(), RestartEp: r.restartEpoch.Summary(),
-		Resources: map[string]string{},
+		Resources: map[string]string{}, Counters: r.counts,
 	}
 	for o := Same; o <= Violation; o++ {
 		rep.Outcomes[o.String()] = w.Outcome(o)
@@ -541,6 +579,10 @@ func (rep *Report) String() string {
 	fmt.Fprintf(&b, "convergence after heal (digest + vector equal on every node, ready):\n")
 	for _, k := range keys {
 		fmt.Fprintf(&b, "  %-32s %s\n", k, rep.Converge[k])
+	}
+	fmt.Fprintf(&b, "replication counters (all processes):\n")
+	for _, k := range countedSeries {
+		fmt.Fprintf(&b, "  %-58s %.0f\n", k, rep.Counters[k])
 	}
 	fmt.Fprintf(&b, "restart to ready: disk %s; epoch %s\n", rep.RestartDisk, rep.RestartEp)
 	fmt.Fprintf(&b, "panics/races in logs: %d\n", len(rep.Panics))
