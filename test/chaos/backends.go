@@ -127,8 +127,8 @@ type Routes struct {
 }
 
 // Health settings of the pool: a replica is down after 2 failed checks
-// (0.5 s apart) and back after 2 passed ones. A failed connection takes
-// it down at once anyway.
+// (0.5 s apart, 1 s timeout each) and back after 2 passed ones. A failed
+// connection takes it down at once anyway.
 const (
 	healthInterval = 500 * time.Millisecond
 	healthRise     = 2
@@ -147,7 +147,7 @@ func NewRoutes(tb testing.TB, bs *Backends, members ...string) *Routes {
 // reads half a file).
 func (r *Routes) Set(members ...string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "health: {interval: %v, timeout: 250ms, rise: %d, fall: 2}\n", healthInterval, healthRise)
+	fmt.Fprintf(&b, "health: {interval: %v, timeout: 1s, rise: %d, fall: 2}\n", healthInterval, healthRise)
 	b.WriteString("pools:\n  - name: default\n    backends:\n")
 	for _, m := range members {
 		fmt.Fprintf(&b, "      - {name: %s, url: %q}\n", m, r.bs.URL(m))

@@ -44,7 +44,7 @@ func TestChaos(t *testing.T) {
 		FaultMin: 2 * time.Second, FaultMax: 4 * time.Second, Quiet: time.Second,
 		ConvergeBound: 60 * time.Second,
 		MaxGoroutines: 300, MaxRSS: 256 << 20,
-		LogDir: *flagLogs,
+		LogDir: *flagLogs, NoReadiness: *flagNoReady,
 	}
 	if *flagRace {
 		cfg.MaxRSS = 768 << 20

@@ -9,8 +9,9 @@ import (
 
 // Window kinds: why a replica may lose its clients.
 const (
-	Crashed = "crashed" // the replica process was down
-	Removed = "removed" // the replica was not in the routes file
+	Crashed    = "crashed"     // the replica process was down
+	Removed    = "removed"     // the replica was not in the routes file
+	MarkedDown = "marked-down" // one node's health checks held the replica down (key: node/replica)
 )
 
 // Excuse margins: how long after a replica came back (or was put back in
@@ -20,6 +21,7 @@ const (
 const (
 	crashMargin  = 3*healthInterval*healthRise + 2*time.Second
 	removeMargin = 2 * time.Second
+	downMargin   = time.Second // the health poll's period and latency
 )
 
 type window struct{ from, to time.Time } // to zero: still open
@@ -46,8 +48,11 @@ func (t *Timeline) Close(kind, replica string, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	margin := crashMargin
-	if kind == Removed {
+	switch kind {
+	case Removed:
 		margin = removeMargin
+	case MarkedDown:
+		margin = downMargin
 	}
 	ws := t.w[kind+"/"+replica]
 	for i := range ws {
@@ -74,16 +79,17 @@ func (t *Timeline) Excused(kind, replica string, from, to time.Time) bool {
 type Outcome int
 
 const (
-	Same          Outcome = iota // the replica it had
-	First                        // its first replica
-	MoveCrashed                  // moved off a replica that crashed meanwhile (allowed)
-	MoveRemoved                  // moved off a replica taken out of the routes (allowed)
-	MoveUnsettled                // moved before its binding was on every node (allowed, counted)
-	Violation                    // moved off a healthy replica whose binding every node held
+	Same           Outcome = iota // the replica it had
+	First                         // its first replica
+	MoveCrashed                   // moved off a replica that crashed meanwhile (allowed)
+	MoveRemoved                   // moved off a replica taken out of the routes (allowed)
+	MoveMarkedDown                // moved by a node whose health checks held the replica down, though it ran (allowed, counted)
+	MoveUnsettled                 // moved before its binding was on every node (allowed, counted)
+	Violation                     // moved off a healthy replica whose binding every node held
 )
 
 var outcomeNames = [...]string{"same", "first", "moved: replica crashed", "moved: replica removed",
-	"moved: binding not yet on every node", "VIOLATION"}
+	"moved: node's health checks failed, replica up", "moved: binding not yet on every node", "VIOLATION"}
 
 func (o Outcome) String() string { return outcomeNames[o] }
 
@@ -99,11 +105,13 @@ type ClientState struct {
 	settledAt time.Time // zero until every node was seen holding cur
 }
 
-// Observe takes one successful request (start..end) that reached replica
-// `got`, classifies it and updates the state. Moves are judged against the
-// span from the start of the last request that saw the old replica to the
-// end of this one: whatever moved the client happened in between.
-func (c *ClientState) Observe(tl *Timeline, got string, start, end time.Time) (Outcome, string) {
+// Observe takes one successful request (start..end), served through node,
+// that reached replica `got`, classifies it and updates the state. Moves
+// are judged against the span from the start of the last request that saw
+// the old replica to the end of this one: whatever moved the client
+// happened in between, and on the node that served the moving request
+// (a binding changes only in a request of its client).
+func (c *ClientState) Observe(tl *Timeline, node, got string, start, end time.Time) (Outcome, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -121,6 +129,8 @@ func (c *ClientState) Observe(tl *Timeline, got string, start, end time.Time) (O
 		o = MoveCrashed
 	case tl.Excused(Removed, from, c.lastStart, end):
 		o = MoveRemoved
+	case tl.Excused(MarkedDown, node+"/"+from, c.lastStart, end):
+		o = MoveMarkedDown
 	case c.settledAt.IsZero() || !c.settledAt.Before(start):
 		o = MoveUnsettled
 	default:

@@ -16,6 +16,10 @@ func TestObserve(t *testing.T) {
 	tl.Open(Removed, "e", at(100))
 	tl.Close(Removed, "e", at(101))
 	tl.Open(Crashed, "c", at(200)) // still down
+	tl.Open(MarkedDown, "n1/b", at(50))
+	tl.Close(MarkedDown, "n1/b", at(51))
+	tl.Open(MarkedDown, "n2/a", at(60))
+	tl.Close(MarkedDown, "n2/a", at(61))
 
 	type obs struct {
 		got        string
@@ -37,6 +41,8 @@ func TestObserve(t *testing.T) {
 		{"moved back after moving off a crash", []obs{{"a", 1, 1.1, 0}, {"b", 20, 20.1, 2}, {"a", 30, 30.1, 25}}, []Outcome{First, MoveCrashed, Violation}},
 		{"replica removed", []obs{{"e", 99, 99.1, 0}, {"a", 100.5, 100.6, 99.5}}, []Outcome{First, MoveRemoved}},
 		{"replica still down", []obs{{"c", 150, 150.1, 0}, {"a", 300, 300.1, 160}}, []Outcome{First, MoveCrashed}},
+		{"the serving node held it down", []obs{{"b", 45, 45.1, 0}, {"a", 50.5, 50.6, 46}}, []Outcome{First, MoveMarkedDown}},
+		{"another node held it down", []obs{{"a", 55, 55.1, 0}, {"b", 60.5, 60.6, 56}}, []Outcome{First, Violation}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,7 +54,7 @@ func TestObserve(t *testing.T) {
 						t.Fatalf("step %d: settle refused", i)
 					}
 				}
-				got, detail := c.Observe(tl, o.got, at(o.start), at(o.end))
+				got, detail := c.Observe(tl, "n1", o.got, at(o.start), at(o.end))
 				if got != tt.want[i] {
 					t.Fatalf("step %d (%s at %v): %v, want %v (%s)", i, o.got, o.start, got, tt.want[i], detail)
 				}
@@ -63,9 +69,9 @@ func TestSettleRace(t *testing.T) {
 	t0 := time.Now()
 	tl := NewTimeline()
 	var c ClientState
-	c.Observe(tl, "a", t0, t0)
+	c.Observe(tl, "n1", "a", t0, t0)
 	_, since, _ := c.Current()
-	c.Observe(tl, "b", t0.Add(time.Second), t0.Add(time.Second))
+	c.Observe(tl, "n1", "b", t0.Add(time.Second), t0.Add(time.Second))
 	if c.Settle("a", since, t0.Add(2*time.Second)) {
 		t.Fatal("settled a binding the client no longer has")
 	}

@@ -17,6 +17,7 @@ var (
 	flagReport   = flag.String("report", "", "also write the figures to this file")
 	flagLogs     = flag.String("logs", "", "copy every node's log into this directory at the end")
 	flagHold     = flag.Duration("hold", 0, "hold every fault exactly this long (0: drawn, 2-4 s short form, 2-12 s long form)")
+	flagNoReady  = flag.Bool("no-readiness", false, "send clients to every running node, ready or not (no load balancer checking /readyz)")
 	flagPlan     = flag.String("plan", "", "run these steps instead: nemeses joined by + within a step, steps by commas (e.g. loss,partition-2way+backend-crash)")
 )
 

@@ -38,6 +38,9 @@ type Config struct {
 	Quiet              time.Duration // healthy time between two steps
 	ConvergeBound      time.Duration // after a heal, the fleet must agree within this
 
+	// NoReadiness sends clients to every running node, ready or not.
+	NoReadiness bool
+
 	// LogDir, when set, receives a copy of every node's log at the end.
 	LogDir string
 
@@ -135,6 +138,7 @@ func Run(tb testing.TB, cfg Config) *Report {
 	r.c = StartCluster(tb, cfg.Bin, ClusterOptions{Nodes: cfg.Nodes, DiskNodes: cfg.DiskNodes, Skews: skews, Seed: cfg.Seed})
 	r.logf("fleet of %d up (disk mode: %d), clock skews ms %v", cfg.Nodes, cfg.DiskNodes, skews)
 	r.w = NewWorkload(r.c, r.tl)
+	r.w.NoReadiness = cfg.NoReadiness
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for i := 0; i < cfg.Clients; i++ {

@@ -36,6 +36,9 @@ type Workload struct {
 
 	rotation atomic.Pointer[[]*Node]
 	arrivals atomic.Bool
+	// NoReadiness puts every running node in rotation, ready or not: what
+	// happens without a load balancer that checks /readyz.
+	NoReadiness bool
 
 	Requests, OK                  atomic.Int64
 	Errors                        sync.Map // kind -> *atomic.Int64
@@ -110,8 +113,9 @@ func (w *Workload) SetArrivals(on bool) { w.arrivals.Store(on) }
 // until ctx ends.
 func (w *Workload) Run(ctx context.Context, workers int, rate float64, seed uint64) *sync.WaitGroup {
 	var wg sync.WaitGroup
-	wg.Add(3 + workers)
+	wg.Add(4 + workers)
 	go func() { defer wg.Done(); w.probeRotation(ctx) }()
+	go func() { defer wg.Done(); w.pollHealth(ctx) }()
 	go func() { defer wg.Done(); w.verify(ctx) }()
 	go func() {
 		defer wg.Done()
@@ -195,7 +199,7 @@ func (w *Workload) Request(ctx context.Context, cl *Client, n *Node) {
 		return
 	}
 	w.OK.Add(1)
-	o, detail := cl.Observe(w.tl, backend, start, end)
+	o, detail := cl.Observe(w.tl, n.Name, backend, start, end)
 	w.outcomes[o].Add(1)
 	switch o {
 	case Violation:
@@ -288,7 +292,7 @@ func (w *Workload) probeRotation(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if !n.Down() && n.Ready(ctx, 500*time.Millisecond) {
+				if !n.Down() && (w.NoReadiness || n.Ready(ctx, 500*time.Millisecond)) {
 					mu.Lock()
 					in = append(in, n)
 					mu.Unlock()
@@ -401,6 +405,47 @@ func (w *Workload) WaitSettled(ctx context.Context, timeout time.Duration) error
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// pollHealth reads every node's view of the replicas' health (admin API,
+// every 200 ms) into the timeline: a move made by a node whose health
+// checks held the old replica down is that node's judgement, not a lost
+// binding, even when the replica ran (a starved node's checks time out).
+func (w *Workload) pollHealth(ctx context.Context) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	down := map[string]bool{} // node/replica
+	for {
+		for _, n := range w.c.Nodes {
+			if n.Down() {
+				continue
+			}
+			polled := time.Now()
+			var bs []struct {
+				Name    string `json:"name"`
+				Healthy bool   `json:"healthy"`
+			}
+			if err := n.JSON("/api/v1/backends", &bs); err != nil {
+				continue
+			}
+			for _, b := range bs {
+				k := n.Name + "/" + b.Name
+				switch {
+				case !b.Healthy && !down[k]:
+					down[k] = true
+					w.tl.Open(MarkedDown, k, polled.Add(-time.Second)) // marked since the last poll at most, plus slack
+				case b.Healthy && down[k]:
+					down[k] = false
+					w.tl.Close(MarkedDown, k, time.Now())
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }
