@@ -33,8 +33,17 @@ lint: vet
 
 bench: bench-go bench-e2e
 
+# Go benchmarks, benchstat-friendly (one package at a time, -count 1; run
+# with BENCHCOUNT=6 and feed two runs to benchstat to compare).
+BENCHCOUNT ?= 1
 bench-go: deps
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 1 -cpu 1,2 ./stickydb/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -cpu 1,2 ./stickydb/
+	$(GO) test -run '^$$' -bench 'EncodeGroup|DecodeGroup|WireCost' -benchmem -count $(BENCHCOUNT) ./gossip/
+	$(GO) test -run '^$$' -bench 'Convergence' -benchtime 400x -count $(BENCHCOUNT) ./gossip/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -count $(BENCHCOUNT) ./recovery/
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./web/
+	$(GO) test -run '^$$' -bench 'ServeHTTPHit|SelectHit' -benchmem -count $(BENCHCOUNT) ./proxy/
+	$(GO) test -run '^$$' -bench 'Convergence' -benchtime 300x -count $(BENCHCOUNT) ./test/
 
 # End-to-end: direct, one tether node, a 3-node fleet, HAProxy (1 process, and
 # 2 sharing a stick table via peers), interleaved rounds, medians, written to

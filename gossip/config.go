@@ -72,7 +72,8 @@ type Config struct {
 	MaxPushEvents int
 
 	// ChunkRecords is the number of records per message of a full copy.
-	// Default 1,024 (~20 KB).
+	// Default 8,192 (~160 KB: memberlist opens a TCP connection per reliable
+	// message, so fewer, larger chunks copy a large table faster).
 	ChunkRecords int
 
 	// InitialCopy: once joined, ask one live peer for a full copy of its
@@ -181,7 +182,7 @@ type Caps struct {
 	MaxMessageBytes int // largest message accepted, bytes; default 8 MiB
 	MaxStateBytes   int // largest push/pull state accepted, bytes; default 1 MiB
 	MaxEvents       int // events per change-group message; default 4,096 (bigger groups are split)
-	MaxRecords      int // records per full-copy chunk; default 4,096
+	MaxRecords      int // records per full-copy chunk; default 16,384
 	MaxNames        int // distinct replica/node names per message; default 4,096
 	MaxHosts        int // distinct hosts per message; default 8,192
 	MaxOrigins      int // origins in a vector or request; default 1,024
@@ -220,12 +221,12 @@ func DefaultConfig() Config {
 		VectorInterval:    100 * time.Millisecond,
 		MaxUDPBytes:       1300,
 		MaxPushEvents:     16384,
-		ChunkRecords:      1024,
+		ChunkRecords:      8192,
 		Caps: Caps{
 			MaxMessageBytes: 8 << 20,
 			MaxStateBytes:   1 << 20,
 			MaxEvents:       4096,
-			MaxRecords:      4096,
+			MaxRecords:      16384,
 			MaxNames:        4096,
 			MaxHosts:        8192,
 			MaxOrigins:      1024,

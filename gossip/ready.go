@@ -75,6 +75,9 @@ func (n *Node) checkReady(now time.Time) {
 		case live == 0 && len(n.seeds()) == 0:
 			n.markReady("alone")
 			return
+		case n.cfg.InitialCopy && !n.boot.copyDone:
+			n.readyTimeout()
+			return
 		case known == 0:
 			n.readyTimeout()
 			return

@@ -1,7 +1,6 @@
 package stickydb
 
 import (
-	"hash/maphash"
 	"math"
 	"math/bits"
 	"sync"
@@ -28,7 +27,6 @@ type DB struct {
 
 	shards    []shard
 	shardMask uint64
-	seed      maphash.Seed
 	names     *names
 
 	live     atomic.Int64   // entries in the table, tombstones included
@@ -90,7 +88,6 @@ func New(cfg Config, now time.Time) (*DB, error) {
 		shardMask: uint64(n - 1),
 		names:     newNames(),
 		byOrigin:  make([]atomic.Int64, 1<<16),
-		seed:      maphash.MakeSeed(),
 	}
 	for i := range db.shards {
 		db.shards[i].m = make(map[Key]entry)
@@ -129,13 +126,9 @@ func (db *DB) Config() Config { return db.cfg }
 // expired entries included.
 func (db *DB) Len() int { return int(db.live.Load()) }
 
-// shardOf picks k's shard with the runtime's AES-based hash (maphash),
-// seeded per process: the shard choice is local, so it need not be the
-// same on every node, and it is several times faster than Key.Hash.
-func (db *DB) shardOf(k Key) *shard {
-	h := maphash.String(db.seed, k.host) ^ maphash.Bytes(db.seed, k.ip[:])*0x9e3779b97f4a7c15
-	return &db.shards[(h^h>>29)&db.shardMask]
-}
+// shardOf picks k's shard by Key.Hash (see there why it is the same on
+// every node).
+func (db *DB) shardOf(k Key) *shard { return &db.shards[k.Hash()&db.shardMask] }
 
 // Hit is what a request needs from a live binding.
 type Hit struct {
@@ -244,15 +237,15 @@ func (db *DB) Rebind(k Key, from, to string, now time.Time) (b Binding, changed 
 // which lives TTL + MaxSkew so that no bind still travelling can bring the
 // old binding back. It returns ErrNotFound when k has no live binding.
 func (db *DB) Delete(k Key, now time.Time) (Binding, error) {
-	b, _, err := db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
+	b, made, err := db.write(k, now, func(e entry, ok bool, nowMs int64) (entry, EventKind) {
 		if !ok || e.deleted() || e.expiry() <= nowMs {
 			return e, 0
 		}
 		exp := nowMs + db.ttlMs + db.skewMs
 		return newEntry(exp+db.refreshMs, exp, e.gen+1, 0, db.self), KindDelete
 	}, "")
-	if err == nil && !b.Deleted {
-		err = ErrNotFound
+	if err == nil && !made {
+		err = ErrNotFound // no live binding: nothing deleted (a tombstone already, or none)
 	}
 	return b, err
 }
@@ -356,7 +349,9 @@ func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int
 		}
 	} else {
 		if db.cfg.MaxBindings > 0 && db.live.Load() >= int64(db.cfg.MaxBindings) {
-			db.evictOne(s, nowMs)
+			if !db.evictOne(s, nowMs) {
+				db.evictElsewhere(s, nowMs)
+			}
 		}
 		db.live.Add(1)
 		db.byOrigin[e.origin].Add(1)
@@ -367,7 +362,7 @@ func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int
 // evictOne removes, from a sample of the shard, the entry that expires
 // soonest (expired ones first). Sampling keeps the cost constant; the
 // binding table has no expiry index to keep the hot path lean.
-func (db *DB) evictOne(s *shard, nowMs int64) {
+func (db *DB) evictOne(s *shard, nowMs int64) bool {
 	const sample = 16
 	var victim Key
 	var soonest int64
@@ -383,6 +378,26 @@ func (db *DB) evictOne(s *shard, nowMs int64) {
 	if n > 0 {
 		db.remove(s, victim)
 		db.stats.evictions.Add(1)
+	}
+	return n > 0
+}
+
+// evictElsewhere evicts from another shard when the new key's own shard is
+// empty (a small cap against many shards). It only tries shards whose lock
+// is free at once (TryLock), since it already holds one: two writers each
+// holding a shard and waiting for the other's would deadlock.
+func (db *DB) evictElsewhere(own *shard, nowMs int64) {
+	start := int(db.rs.sweepNext.Load())
+	for i := 0; i < len(db.shards); i++ {
+		o := &db.shards[(start+i)&int(db.shardMask)]
+		if o == own || !o.mu.TryLock() {
+			continue
+		}
+		ok := db.evictOne(o, nowMs)
+		o.mu.Unlock()
+		if ok {
+			return
+		}
 	}
 }
 

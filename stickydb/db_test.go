@@ -93,6 +93,9 @@ func TestDeleteLeavesTombstoneAndNextBindWins(t *testing.T) {
 	if _, ok := db.Touch(k, t0); ok {
 		t.Fatal("hit on a tombstone")
 	}
+	if _, err := db.Delete(k, t0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete of a tombstone: %v, want ErrNotFound", err)
+	}
 	// An old bind still travelling does not bring it back.
 	old := Group{Origin: "n2", Epoch: 5, From: 1, To: 1, Sender: "n2", Events: []Event{{Seq: 1, Kind: KindBind, Key: k,
 		Binding: Binding{Replica: "x", Expiry: t0.Add(20 * time.Minute).UnixMilli(), Generation: 1, Origin: "n2"}}}}
@@ -194,5 +197,19 @@ func TestFindPagesAndFilters(t *testing.T) {
 	}
 	if _, err := db.Find(Query{Cursor: "garbage"}, t0); err == nil {
 		t.Fatal("bad cursor accepted")
+	}
+}
+
+// Reported by the chaos suite: with a small cap against many shards, a new
+// key's shard is often empty; the cap must still hold.
+func TestMaxBindingsHoldsWithEmptyShards(t *testing.T) {
+	db := newTestDB(t, "n1", t0, func(c *Config) { c.MaxBindings = 100; c.Shards = 256 })
+	for i := 0; i < 1000; i++ {
+		if _, _, err := db.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), "a", t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := db.Len(); n > 100 {
+		t.Fatalf("%d bindings held over a cap of 100", n)
 	}
 }

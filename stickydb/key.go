@@ -2,6 +2,7 @@ package stickydb
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"net/netip"
 )
 
@@ -42,11 +43,29 @@ func (k Key) Valid() bool { return k.host != "" }
 func (k Key) String() string { return k.Client().String() + " " + k.host }
 
 // Hash is a deterministic 64-bit hash of the key, the same on every node and
-// every platform. It picks the shard and seeds rendezvous hashing.
+// every platform. It seeds rendezvous hashing and picks the shard: being
+// the same everywhere, a full copy or a snapshot, walked shard by shard,
+// arrives shard by shard, and the receiver fills one shard's map at a time
+// instead of touching the whole table for every record. It reads the host
+// 8 bytes at a time with one multiply each, then avalanches with mix64.
 func (k Key) Hash() uint64 {
-	h := fnv1a(k.host)
-	h = mix64(h ^ binary.LittleEndian.Uint64(k.ip[:8]))
-	return mix64(h ^ binary.LittleEndian.Uint64(k.ip[8:]))
+	const m = 0x9e3779b97f4a7c15
+	s := k.host
+	h := uint64(len(s)) * m
+	for len(s) >= 8 {
+		w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		h = (bits.RotateLeft64(h, 23) ^ w) * m
+		s = s[8:]
+	}
+	var w uint64
+	for i := len(s) - 1; i >= 0; i-- {
+		w = w<<8 | uint64(s[i])
+	}
+	h = (bits.RotateLeft64(h, 23) ^ w) * m
+	h = (bits.RotateLeft64(h, 23) ^ binary.LittleEndian.Uint64(k.ip[:8])) * m
+	h = (bits.RotateLeft64(h, 23) ^ binary.LittleEndian.Uint64(k.ip[8:])) * m
+	return mix64(h)
 }
 
 // validHost accepts what a normalised Host can be: a DNS name or an IP

@@ -349,7 +349,12 @@ func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 		db.stats.eventsExpired.Add(1)
 		return false, nil
 	}
-	if r.Expiry > nowMs+db.ttlMs+2*db.skewMs {
+	// An expiry further ahead than any honest node can announce (TTL plus a
+	// tombstone's skew margin, plus the sender's clock running up to
+	// MaxFutureEpoch ahead) is a peer trying to make a binding outlive its
+	// TTL. The bound is generous on purpose: an event refused here is never
+	// sent again (the vector moves past it), so an honest one must never be.
+	if r.Expiry > nowMs+db.ttlMs+db.skewMs+db.cfg.MaxFutureEpoch.Milliseconds() {
 		db.stats.eventsRejected.Add(1)
 		return false, ErrExpiryOverCap
 	}
@@ -366,7 +371,7 @@ func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 	}
 	k.host = ic.host(k.host)
 	kh := k.Hash()
-	s := db.shardOf(k)
+	s := &db.shards[kh&db.shardMask]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.m[k]
@@ -472,7 +477,7 @@ type GapRecord struct {
 	At         int64 // unix ms
 	Origin     string
 	Epoch      int64
-	From, To   uint64 // the missing range
+	From, To   uint64 // what was missing: From is the first unknown event, To the highest known to exist
 	Asked      string
 	Stage      string // "origin", "third", "full"
 	AnsweredBy string // the sender whose group or copy closed the gap; "" while open

@@ -341,3 +341,23 @@ func TestSenderNotYetLiveIsKept(t *testing.T) {
 		t.Fatalf("after Tick the vector entry of b is %d, want 1", got)
 	}
 }
+
+// Reported by the chaos suite: a tombstone from a node whose clock runs
+// ahead by more than MaxSkew (skews of ±2 s per node) must not be refused:
+// the receiver's vector moves past it and nothing would ever repair it.
+func TestTombstoneFromClockAhead(t *testing.T) {
+	aNow := t0.Add(3067 * time.Millisecond)
+	a := newTestDB(t, "a", aNow)
+	b := newTestDB(t, "b", t0)
+	k := mustKey(t, "10.0.0.1", "shop.test")
+	a.BindIfAbsent(k, "r1", aNow)
+	if _, err := a.Delete(k, aNow); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := b.Receive(a.OwnEvents(0, 100), t0); err != nil || res.Rejected != 0 {
+		t.Fatalf("receive: %+v %v", res, err)
+	}
+	if got, _ := b.Lookup(k); !got.Deleted {
+		t.Fatalf("b holds %+v after a's delete", got)
+	}
+}

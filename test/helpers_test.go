@@ -19,7 +19,7 @@ const appHost = "shop.test"
 
 // backends starts n demo replicas and returns them with their
 // TETHER_BACKENDS value.
-func backends(t *testing.T, names ...string) ([]*demobackend.Running, string) {
+func backends(t testing.TB, names ...string) ([]*demobackend.Running, string) {
 	t.Helper()
 	var out []*demobackend.Running
 	var spec []string
@@ -37,7 +37,7 @@ func backends(t *testing.T, names ...string) ([]*demobackend.Running, string) {
 
 // routesFile writes a routes file whose default pool holds the replicas,
 // with the given weights (nil: all 1), and returns its path.
-func routesFile(t *testing.T, path string, reps []*demobackend.Running, weights []int) string {
+func routesFile(t testing.TB, path string, reps []*demobackend.Running, weights []int) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("pools:\n  - name: default\n    backends:\n")

@@ -4,6 +4,7 @@
 package test
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -14,6 +15,11 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		// Benchmarks measure the binary as shipped, not the race detector.
+		os.Setenv("FLEET_NORACE", "1")
+	}
 	dir, err := os.MkdirTemp("", "tether-test-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

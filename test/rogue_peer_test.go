@@ -147,7 +147,7 @@ func TestRoguePeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	targets := map[string]*memberlist.Node{}
-	eventually(t, 10*time.Second, func() bool {
+	waitFor(t, 10*time.Second, func() bool {
 		for _, m := range ml.Members() {
 			targets[m.Name] = m
 		}
@@ -162,7 +162,7 @@ func TestRoguePeer(t *testing.T) {
 			}
 		}
 		return true
-	}, "the rogue did not become a member everywhere")
+	}, func() string { return "the rogue did not become a member everywhere" })
 
 	before := map[string]float64{}
 	rss, heap := map[string]float64{}, map[string]float64{}
@@ -196,8 +196,8 @@ func TestRoguePeer(t *testing.T) {
 	// The rogue's push/pull state (4 billion names) is refused first, before
 	// any other attack: every node counts it against the rogue.
 	for _, n := range f.Nodes {
-		eventually(t, 20*time.Second, func() bool { return read(n, "cap") > before[n.Name+"/cap"] },
-			n.Name+" did not count the rogue's push/pull state as over a cap")
+		waitFor(t, 20*time.Second, func() bool { return read(n, "cap") > before[n.Name+"/cap"] },
+			func() string { return n.Name + " did not count the rogue's push/pull state as over a cap" })
 		before[n.Name+"/cap"] = read(n, "cap")
 	}
 
@@ -257,10 +257,12 @@ func TestRoguePeer(t *testing.T) {
 		send(targets[n.Name], valid)
 	}
 	for _, n := range f.Nodes {
-		eventually(t, 10*time.Second, func() bool {
+		waitFor(t, 10*time.Second, func() bool {
 			code, _, _ := n.Get("/api/v1/bindings/" + appHost + "/" + control.String())
 			return code == http.StatusOK
-		}, n.Name+" did not accept the rogue's well-formed group: the crafted bytes are wrong")
+		}, func() string {
+			return n.Name + " did not accept the rogue's well-formed group: the crafted bytes are wrong"
+		})
 	}
 	for _, a := range attacks {
 		for _, n := range f.Nodes {
@@ -284,10 +286,10 @@ func TestRoguePeer(t *testing.T) {
 	// Every kind of refusal shows in /metrics on every node.
 	for _, n := range f.Nodes {
 		for _, k := range []string{"decode", "cap", "future", "jump", "rate", "unsolicited", "anonymous"} {
-			eventually(t, 20*time.Second, func() bool { return read(n, k) > before[n.Name+"/"+k] }, func() string {
+			waitFor(t, 20*time.Second, func() bool { return read(n, k) > before[n.Name+"/"+k] }, func() string {
 				c := counters[k]
 				return fmt.Sprintf("%s: %s{%s} did not move (still %v)", n.Name, c.family, strings.Join(c.labels, ","), read(n, k))
-			}())
+			})
 		}
 		if d := read(n, "decode") - before[n.Name+"/decode"]; d < 80 {
 			t.Errorf("%s: %v decode errors counted against the rogue, sent at least 80", n.Name, d)
@@ -331,22 +333,25 @@ func TestRoguePeer(t *testing.T) {
 		if after > rss[n.Name]+rssBound {
 			t.Errorf("%s: memory grew from %.0f to %.0f MiB", n.Name, rss[n.Name]/(1<<20), after/(1<<20))
 		}
-		eventually(t, 20*time.Second, func() bool {
+		waitFor(t, 20*time.Second, func() bool {
 			return metricSum(t, n, "go_memstats_heap_inuse_bytes") < heap[n.Name]+32<<20
-		}, fmt.Sprintf("%s: live heap stays over %.0f MiB + 32 MiB", n.Name, heap[n.Name]/(1<<20)))
+		}, func() string {
+			return fmt.Sprintf("%s: live heap stays over %.0f MiB + 32 MiB", n.Name, heap[n.Name]/(1<<20))
+		})
 		if strings.Contains(n.Log(), "panic:") {
 			t.Errorf("%s panicked", n.Name)
 		}
 	}
 }
 
-// eventually polls cond every 50 ms until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func() bool, msg string) {
+// waitFor polls cond every 50 ms until it holds, or fails the test with
+// msg() (evaluated then, so it shows the last state) after timeout.
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool, msg func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal(msg)
+			t.Fatal(msg())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

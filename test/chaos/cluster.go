@@ -79,27 +79,30 @@ func StartCluster(tb testing.TB, bin string, o ClusterOptions) *Cluster {
 		env[k] = v
 	}
 	c.Nodes = make([]*Node, o.Nodes)
-	c.Fleet = fleet.Start(tb, bin, fleet.Options{
-		Nodes: o.Nodes,
-		Env:   env,
-		NodeEnv: func(i int, fn *fleet.Node) map[string]string {
-			n := &Node{Node: fn, Index: i, Disk: i < o.DiskNodes}
-			n.fault = FaultState{Seed: o.Seed + uint64(i)}
-			if i < len(o.Skews) {
-				n.fault.SkewMs = o.Skews[i]
-			}
-			c.Nodes[i] = n
-			if err := c.writeState(n); err != nil {
-				tb.Fatal(err)
-			}
-			if n.Disk {
-				return map[string]string{"TETHER_DATA_DIR": filepath.Join(c.faultDir, fn.Name+"-data")}
-			}
-			return nil
-		},
+	for i := range c.Nodes {
+		// fleet names node i "node<i>"; its state file must exist before
+		// the process starts (the skew is read first).
+		n := &Node{Node: &fleet.Node{Name: fmt.Sprintf("node%d", i)}, Index: i, Disk: i < o.DiskNodes}
+		n.fault = FaultState{Seed: o.Seed + uint64(i)}
+		if i < len(o.Skews) {
+			n.fault.SkewMs = o.Skews[i]
+		}
+		if err := c.writeState(n); err != nil {
+			tb.Fatal(err)
+		}
+		c.Nodes[i] = n
+	}
+	c.Fleet = fleet.StartEach(tb, bin, o.Nodes, fleet.Options{Env: env}, func(i int) map[string]string {
+		if c.Nodes[i].Disk {
+			return map[string]string{"TETHER_DATA_DIR": filepath.Join(c.faultDir, c.Nodes[i].Name+"-data")}
+		}
+		return nil
 	})
-	for _, n := range c.Nodes {
-		n.Node = c.Fleet.Nodes[n.Index] // the same pointer; ports may have been retried
+	for i, n := range c.Nodes {
+		n.Node = c.Fleet.Nodes[i]
+		if n.Name != fmt.Sprintf("node%d", i) {
+			tb.Fatalf("fleet named node %d %q, the fault state was written for node%d", i, n.Name, i)
+		}
 	}
 	// Peers' gossip addresses are final only now: give every node the map,
 	// so that a cut also covers sends by address alone.

@@ -101,9 +101,9 @@ type Options struct {
 	Backends string            // TETHER_BACKENDS
 	DataDir  bool              // give every node a data dir (disk mode)
 	Env      map[string]string // extra TETHER_* settings for every node
-	// NodeEnv, when set, gives node i settings of its own (after Env),
-	// e.g. a data dir for some nodes only.
-	NodeEnv func(i int, n *Node) map[string]string
+	// NotReady lists nodes Start does not wait to be ready (only alive:
+	// /healthz), e.g. a node that cannot join.
+	NotReady map[int]bool
 }
 
 // Node is one tether process.
@@ -128,6 +128,14 @@ type Fleet struct {
 // Start launches a fleet and waits until every node is ready.
 func Start(tb testing.TB, bin string, o Options) *Fleet {
 	tb.Helper()
+	return StartEach(tb, bin, o.Nodes, o, nil)
+}
+
+// StartEach is Start with per-node settings: env(i), when not nil, adds to
+// (or overrides) node i's variables.
+func StartEach(tb testing.TB, bin string, nodes int, o Options, env func(i int) map[string]string) *Fleet {
+	tb.Helper()
+	o.Nodes = nodes
 	f := &Fleet{tb: tb}
 	dir := tb.TempDir()
 	var seeds []string
@@ -141,7 +149,7 @@ func Start(tb testing.TB, bin string, o Options) *Fleet {
 		f.Nodes = append(f.Nodes, n)
 	}
 	for i, n := range f.Nodes {
-		env := map[string]string{
+		vars := map[string]string{
 			"TETHER_NODE_NAME":    n.Name,
 			"TETHER_LISTEN":       n.Proxy,
 			"TETHER_ADMIN_LISTEN": n.Admin,
@@ -151,7 +159,7 @@ func Start(tb testing.TB, bin string, o Options) *Fleet {
 			"TETHER_LOG_LEVEL":    "info",
 		}
 		if n.DataDir != "" {
-			env["TETHER_DATA_DIR"] = n.DataDir
+			vars["TETHER_DATA_DIR"] = n.DataDir
 		}
 		var join []string
 		for j, s := range seeds {
@@ -159,17 +167,16 @@ func Start(tb testing.TB, bin string, o Options) *Fleet {
 				join = append(join, s)
 			}
 		}
-		env["TETHER_JOIN"] = strings.Join(join, ",")
+		vars["TETHER_JOIN"] = strings.Join(join, ",")
 		for k, v := range o.Env {
-			env[k] = v
+			vars[k] = v
 		}
-		if o.NodeEnv != nil {
-			for k, v := range o.NodeEnv(i, n) {
-				env[k] = v
+		if env != nil {
+			for k, v := range env(i) {
+				vars[k] = v
 			}
-			n.DataDir = env["TETHER_DATA_DIR"]
 		}
-		for k, v := range env {
+		for k, v := range vars {
 			n.env = append(n.env, k+"="+v)
 		}
 		if err := n.Start(); err != nil {
@@ -177,8 +184,12 @@ func Start(tb testing.TB, bin string, o Options) *Fleet {
 		}
 	}
 	tb.Cleanup(f.StopAll)
-	for _, n := range f.Nodes {
-		err := n.WaitReady(30 * time.Second)
+	for i, n := range f.Nodes {
+		wait := n.WaitReady
+		if o.NotReady[i] {
+			wait = n.WaitAlive
+		}
+		err := wait(30 * time.Second)
 		for try := 0; err != nil && try < 3 && strings.Contains(n.LogTail(5), "address already in use"); try++ {
 			// Another test took a port between FreePort and the bind.
 			n.Proxy, n.Admin, n.Gossip = FreePort(tb), FreePort(tb), FreePort(tb)
@@ -186,7 +197,7 @@ func Start(tb testing.TB, bin string, o Options) *Fleet {
 			n.setEnv("TETHER_ADMIN_LISTEN", n.Admin)
 			n.setEnv("TETHER_GOSSIP_BIND", n.Gossip) // it joins the others, who learn the new address
 			if err = n.Start(); err == nil {
-				err = n.WaitReady(30 * time.Second)
+				err = wait(30 * time.Second)
 			}
 		}
 		if err != nil {
@@ -274,15 +285,20 @@ func (f *Fleet) StopAll() {
 }
 
 // WaitReady polls /readyz until it answers 200.
-func (n *Node) WaitReady(timeout time.Duration) error {
+func (n *Node) WaitReady(timeout time.Duration) error { return n.waitFor("/readyz", timeout) }
+
+// WaitAlive polls /healthz until it answers 200.
+func (n *Node) WaitAlive(timeout time.Duration) error { return n.waitFor("/healthz", timeout) }
+
+func (n *Node) waitFor(path string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		code, _, err := n.Get("/readyz")
+		code, _, err := n.Get(path)
 		if err == nil && code == http.StatusOK {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v (last: %d %v)", timeout, code, err)
+			return fmt.Errorf("%s not 200 after %v (last: %d %v)", path, timeout, code, err)
 		}
 		n.mu.Lock()
 		done := n.done
