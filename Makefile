@@ -79,9 +79,9 @@ CHAOS_DURATION ?= 10m
 CHAOS_SEED     ?= 0
 CHAOS_FLAGS    ?=
 chaos: deps
-	@mkdir -p bin/chaos-logs
+	@mkdir -p $(CURDIR)/bin/chaos-logs
 	$(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./test/chaos/ -args \
-	  -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) -report bin/chaos-report.txt -logs bin/chaos-logs $(CHAOS_FLAGS)
+	  -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) -report $(CURDIR)/bin/chaos-report.txt -logs $(CURDIR)/bin/chaos-logs $(CHAOS_FLAGS)
 
 demo: build
 	./$(BIN) demo
