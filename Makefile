@@ -68,6 +68,21 @@ fuzz: deps
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f); \
 	  done; done
 
+# The long chaos run (test/chaos): a 5-node fleet built with -tags
+# faultinject (and the race detector), nemeses drawn from the seed,
+# sometimes two at once, for CHAOS_DURATION; the figures go to stdout and
+# bin/chaos-report.txt, every node's log to bin/chaos-logs/. Rerun a run
+# with its seed (printed first). `make test` runs the short form: every
+# nemesis once, about 2 minutes. E.g.
+#   make chaos CHAOS_DURATION=30m CHAOS_SEED=42 CHAOS_FLAGS=-race=false
+CHAOS_DURATION ?= 10m
+CHAOS_SEED     ?= 0
+CHAOS_FLAGS    ?=
+chaos: deps
+	@mkdir -p $(CURDIR)/bin/chaos-logs
+	$(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./test/chaos/ -args \
+	  -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) -report $(CURDIR)/bin/chaos-report.txt -logs $(CURDIR)/bin/chaos-logs $(CHAOS_FLAGS)
+
 demo: build
 	./$(BIN) demo
 

@@ -149,6 +149,13 @@ type Config struct {
 	// Default 1s.
 	LeaveTimeout time.Duration
 
+	// ReconnectInterval and ReconnectTimeout: a member that failed (not
+	// one that left) is joined again at its last address every interval,
+	// for up to the timeout, so that a partition longer than memberlist's
+	// gossip to the dead (5 s) heals (reconnect.go). Defaults 2s and 1h.
+	ReconnectInterval time.Duration
+	ReconnectTimeout  time.Duration
+
 	// Memberlist tunes failure detection and anti-entropy.
 	Memberlist MemberlistConfig
 
@@ -226,17 +233,19 @@ func DefaultConfig() Config {
 			MaxPairs:        64,
 			MaxCopies:       4,
 		},
-		RequestRate:      50,
-		RequestBurst:     100,
-		FullCopyInterval: 5 * time.Second,
-		FullCopyBurst:    2,
-		CopyTimeout:      30 * time.Second,
-		Workers:          2,
-		WorkQueue:        1024,
-		OutboxDepth:      256,
-		CatchUpTimeout:   60 * time.Second,
-		SweepInterval:    100 * time.Millisecond,
-		LeaveTimeout:     time.Second,
+		RequestRate:       50,
+		RequestBurst:      100,
+		FullCopyInterval:  5 * time.Second,
+		FullCopyBurst:     2,
+		CopyTimeout:       30 * time.Second,
+		Workers:           2,
+		WorkQueue:         1024,
+		OutboxDepth:       256,
+		CatchUpTimeout:    60 * time.Second,
+		SweepInterval:     100 * time.Millisecond,
+		LeaveTimeout:      time.Second,
+		ReconnectInterval: 2 * time.Second,
+		ReconnectTimeout:  time.Hour,
 		Memberlist: MemberlistConfig{
 			ProbeInterval:       500 * time.Millisecond,
 			ProbeTimeout:        250 * time.Millisecond,
@@ -300,6 +309,8 @@ func (c Config) withDefaults() Config {
 	setD(&c.CatchUpTimeout, d.CatchUpTimeout)
 	setD(&c.SweepInterval, d.SweepInterval)
 	setD(&c.LeaveTimeout, d.LeaveTimeout)
+	setD(&c.ReconnectInterval, d.ReconnectInterval)
+	setD(&c.ReconnectTimeout, d.ReconnectTimeout)
 	m, dm := &c.Memberlist, d.Memberlist
 	setD(&m.ProbeInterval, dm.ProbeInterval)
 	setD(&m.ProbeTimeout, dm.ProbeTimeout)
@@ -368,6 +379,8 @@ func (c Config) validate(watchdog time.Duration) error {
 		return cfgErr("CatchUpTimeout", "must be > 0, got %v", c.CatchUpTimeout)
 	case c.LeaveTimeout <= 0:
 		return cfgErr("LeaveTimeout", "must be > 0, got %v", c.LeaveTimeout)
+	case c.ReconnectInterval <= 0 || c.ReconnectTimeout <= 0:
+		return cfgErr("ReconnectInterval/ReconnectTimeout", "must be > 0, got %v, %v", c.ReconnectInterval, c.ReconnectTimeout)
 	}
 	m := c.Memberlist
 	switch {

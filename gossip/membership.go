@@ -173,6 +173,7 @@ func (n *Node) memberUp(node *memberlist.Node) {
 	}
 	n.memberMu.Lock()
 	n.members[node.Name] = *node
+	delete(n.gone, node.Name)
 	n.memberMu.Unlock()
 	n.signalMembers()
 }
@@ -183,6 +184,7 @@ func (n *Node) memberDown(node *memberlist.Node) {
 	}
 	n.memberMu.Lock()
 	delete(n.members, node.Name)
+	n.memberFailed(node)
 	n.memberMu.Unlock()
 	n.signalMembers()
 }

@@ -49,6 +49,7 @@ type Node struct {
 
 	memberMu sync.Mutex
 	members  map[string]memberlist.Node // alive peers as memberlist reports them
+	gone     map[string]goneMember      // failed peers to reconnect to (reconnect.go)
 
 	peers   peerTable
 	copies  copyTable
@@ -94,6 +95,7 @@ func New(cfg Config, db *stickydb.DB) (*Node, error) {
 		stop:     make(chan struct{}),
 		work:     make(chan func(), cfg.WorkQueue),
 		members:  map[string]memberlist.Node{},
+		gone:     map[string]goneMember{},
 	}
 	n.ready.done = make(chan struct{})
 	if cfg.Logger != nil {
@@ -127,9 +129,10 @@ func (n *Node) Start() error {
 	}
 	n.ml = ml
 	n.addr = ml.LocalNode().Address()
-	n.wg.Add(2 + n.cfg.Workers)
+	n.wg.Add(3 + n.cfg.Workers)
 	go n.run()
 	go n.joinLoop()
+	go n.reconnectLoop()
 	for range n.cfg.Workers {
 		go n.worker()
 	}

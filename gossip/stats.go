@@ -49,6 +49,7 @@ type Stats struct {
 	StatesMerged   uint64 // push/pull vectors taken in
 	PersistErrors  uint64
 	JoinRetries    uint64
+	Reconnects     uint64 // failed members contacted again (reconnect.go)
 	CatchUpTimeout uint64 // became ready by CatchUpTimeout, not by catching up
 
 	Peers   []PeerStats
@@ -95,7 +96,7 @@ type counters struct {
 	fullCopiesSent, fullCopiesFailed, fullCopiesReceived, chunksReceived                      atomic.Uint64
 	copiesIncomplete, unsolicited                                                             atomic.Uint64
 	decodeErrors, capBreaches, coreRejects, unknownPeer, statesMerged                         atomic.Uint64
-	persistErrors, joinRetries, catchUpTimeout                                                atomic.Uint64
+	persistErrors, joinRetries, catchUpTimeout, reconnects                                    atomic.Uint64
 }
 
 type peerCounters struct {
@@ -122,6 +123,7 @@ func (n *Node) Stats() Stats {
 		DecodeErrors: c.decodeErrors.Load(), CapBreaches: c.capBreaches.Load(), CoreRejects: c.coreRejects.Load(),
 		UnknownPeer: c.unknownPeer.Load(), StatesMerged: c.statesMerged.Load(),
 		PersistErrors: c.persistErrors.Load(), JoinRetries: c.joinRetries.Load(), CatchUpTimeout: c.catchUpTimeout.Load(),
+		Reconnects: c.reconnects.Load(),
 	}
 	for _, p := range n.peers.all() {
 		pc := &p.c

@@ -161,6 +161,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !p.realClock {
 		start = time.Now()
 	}
+	if len(r.TransferEncoding) > 0 {
+		// net/http drops Content-Length when Transfer-Encoding is present
+		// but keeps the connection open, so the handler cannot tell a
+		// request that carried both (a CL.TE smuggling attempt, RFC 9112
+		// 6.3: "MUST close the connection after responding"). Close after
+		// every request with a transfer coding: bytes pipelined behind it
+		// are never read as a request.
+		w.Header().Set("Connection", "close")
+	}
 	host, ok := NormalizeHost(r.Host)
 	if !ok {
 		p.reject(w, r, http.StatusBadRequest, "tether: invalid or missing Host\n", start)

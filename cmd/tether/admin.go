@@ -15,7 +15,8 @@ func startAdmin(_ context.Context, n *node) error {
 	wc := web.DefaultConfig()
 	wc.Listen, wc.Token = n.cfg.AdminListen, n.cfg.AdminToken
 	wc.Registry, wc.Logger, wc.Now = n.registry, &n.log, n.now
-	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newGossipCollector(n.gossip))
 	srv, err := web.New(wc, web.Sources{
 		Core:      adminCore{n.db, n.gossip},
 		Members:   adminMembers{n},
@@ -93,6 +94,11 @@ func (b adminBackends) Reload() error { return b.n.reload() }
 
 type adminTransport struct{ g *gossip.Node }
 
+// notMember is the peer label of errors from senders that are not members
+// (or that named no sender): summed into one row, so that made-up names
+// cannot grow the metric's label set.
+const notMember = "(not a member)"
+
 func (t adminTransport) PeerStats() []web.PeerStats {
 	var out []web.PeerStats
 	st := t.g.Stats()
@@ -102,8 +108,17 @@ func (t adminTransport) PeerStats() []web.PeerStats {
 	}
 	for _, p := range st.Peers {
 		e := errs[p.Name]
+		delete(errs, p.Name)
 		out = append(out, web.PeerStats{Peer: p.Name, GroupsSent: p.GroupsSent, GroupsReceived: p.GroupsReceived,
 			DecodeErrors: e[0], CapBreaches: e[1]})
+	}
+	if len(errs) > 0 {
+		other := web.PeerStats{Peer: notMember}
+		for _, e := range errs {
+			other.DecodeErrors += e[0]
+			other.CapBreaches += e[1]
+		}
+		out = append(out, other)
 	}
 	return out
 }

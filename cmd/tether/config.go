@@ -40,6 +40,7 @@ type settings struct {
 	TTL             string `env:"TETHER_TTL" envDefault:"30m" flag:"ttl" help:"binding time-to-live"`
 	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"least gap between two change groups to one peer"`
 	DataDir         string `env:"TETHER_DATA_DIR" flag:"data-dir" help:"write-ahead log and snapshots; empty = epoch mode"`
+	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it the one closest to expiry is evicted (0 = no cap)"`
 	TrustedProxies  string `env:"TETHER_TRUSTED_PROXIES" flag:"trusted-proxies" help:"CIDRs whose X-Forwarded-For is believed, comma-separated"`
 	LogLevel        string `env:"TETHER_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
 	LogFormat       string `env:"TETHER_LOG_FORMAT" envDefault:"json" flag:"log-format" help:"json or console"`
@@ -66,6 +67,7 @@ type Config struct {
 	TTL            time.Duration
 	PushInterval   time.Duration
 	DataDir        string // "" = epoch mode
+	MaxBindings    int    // stickydb.Config.MaxBindings; 0 = no cap
 	TrustedProxies proxy.Trusted
 
 	LogLevel  zerolog.Level
@@ -189,6 +191,9 @@ func (s settings) parse(hostname func() (string, error)) (Config, error) {
 	}
 	if c.PushInterval >= c.TTL {
 		return c, bad("PushInterval", s.PushInterval, "must be shorter than TETHER_TTL (%v)", c.TTL)
+	}
+	if c.MaxBindings, err = strconv.Atoi(strings.TrimSpace(s.MaxBindings)); err != nil || c.MaxBindings < 0 {
+		return c, bad("MaxBindings", s.MaxBindings, "want a whole number >= 0 (0 = no cap)")
 	}
 	if s.DataDir != "" {
 		if fi, err := os.Stat(s.DataDir); err == nil && !fi.IsDir() {

@@ -26,7 +26,8 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if c.NodeName != "host-a" || c.Listen != ":8080" || c.AdminListen != "127.0.0.1:9090" ||
 		c.GossipBind != "0.0.0.0:7946" || c.TTL != 30*time.Minute || c.PushInterval != 20*time.Millisecond ||
-		c.LogLevel != zerolog.InfoLevel || c.LogFormat != "json" || c.DataDir != "" || c.GossipKey != nil {
+		c.LogLevel != zerolog.InfoLevel || c.LogFormat != "json" || c.DataDir != "" || c.GossipKey != nil ||
+		c.MaxBindings != 4_000_000 {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if len(c.Routes.Pools) != 1 || len(c.Routes.Pools[0].Backends) != 2 {
@@ -39,15 +40,17 @@ func TestConfigFlagsWin(t *testing.T) {
 	env["TETHER_LISTEN"] = "127.0.0.1:1111"
 	env["TETHER_TTL"] = "5m"
 	env["TETHER_NODE_NAME"] = "from-env"
+	env["TETHER_MAX_BINDINGS"] = "10"
 	key := "MDEyMzQ1Njc4OWFiY2RlZg==" // 16 bytes
 	c, err := loadConfig([]string{"--listen", "127.0.0.1:2222", "-ttl=7m", "--gossip-key", key,
 		"--join", "10.0.0.1:7946, node-b", "--trusted-proxies", "10.0.0.0/8,192.0.2.7",
-		"--admin-listen", "0.0.0.0:9090", "--admin-token", "0123456789abcdef0123"}, env, hostname, io.Discard)
+		"--admin-listen", "0.0.0.0:9090", "--admin-token", "0123456789abcdef0123", "--max-bindings", "0"}, env, hostname, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Listen != "127.0.0.1:2222" || c.TTL != 7*time.Minute || c.NodeName != "from-env" || len(c.GossipKey) != 16 ||
-		len(c.Join) != 2 || c.Join[1] != "node-b" || len(c.TrustedProxies) != 2 || c.TrustedProxies[1].Bits() != 32 {
+		len(c.Join) != 2 || c.Join[1] != "node-b" || len(c.TrustedProxies) != 2 || c.TrustedProxies[1].Bits() != 32 ||
+		c.MaxBindings != 0 {
 		t.Fatalf("got %+v", c)
 	}
 	if _, err := loadConfig([]string{"-h"}, env, hostname, io.Discard); !errors.Is(err, flag.ErrHelp) {
@@ -95,6 +98,8 @@ func TestConfigErrors(t *testing.T) {
 		{"gossip bind", "TETHER_GOSSIP_BIND", "0.0.0.0", []string{"TETHER_GOSSIP_BIND", "--gossip-bind"}},
 		{"gossip advertise", "TETHER_GOSSIP_ADVERTISE", "10.0.0.1:x", []string{"TETHER_GOSSIP_ADVERTISE", `bad port`}},
 		{"join", "TETHER_JOIN", "a:1,b:notaport", []string{"TETHER_JOIN", "--join", `peer "b:notaport"`}},
+		{"max bindings negative", "TETHER_MAX_BINDINGS", "-1", []string{"TETHER_MAX_BINDINGS", "--max-bindings", `"-1"`, ">= 0"}},
+		{"max bindings garbage", "TETHER_MAX_BINDINGS", "lots", []string{"TETHER_MAX_BINDINGS", `"lots"`}},
 		{"data dir is a file", "TETHER_DATA_DIR", aFile, []string{"TETHER_DATA_DIR", "--data-dir", "not a directory"}},
 		{"node name", "TETHER_NODE_NAME", "has space", []string{"TETHER_NODE_NAME", "--node-name", `"has space"`}},
 		{"log level", "TETHER_LOG_LEVEL", "loud", []string{"TETHER_LOG_LEVEL", "--log-level", `"loud"`}},

@@ -87,6 +87,8 @@ type node struct {
 	server     *http.Server
 	ln         net.Listener
 
+	wrapTransport transportWrapper // nil; set only by the faultinject test hook
+
 	failed chan error // a part that stopped on its own (e.g. the listener)
 
 	mu    sync.Mutex
@@ -132,6 +134,11 @@ func (n *node) onShutdown(name string, fn func(ctx context.Context) error) {
 // requests (SIGHUP). ready, if not nil, sees the node once it serves.
 func serve(ctx context.Context, cfg Config, log zerolog.Logger, hup <-chan os.Signal, ready func(*node)) error {
 	n := &node{cfg: cfg, log: log, now: time.Now, registry: prometheus.NewRegistry(), failed: make(chan error, 1), started: time.Now()}
+	if installFaults != nil { // only in -tags faultinject builds (faults.go)
+		if err := installFaults(n); err != nil {
+			return fmt.Errorf("start faults: %w", err)
+		}
+	}
 	for _, s := range startSteps {
 		if err := s.run(ctx, n); err != nil {
 			n.shutdown()
@@ -201,6 +208,7 @@ func startStore(_ context.Context, n *node) error {
 	c.TTL = n.cfg.TTL
 	c.RefreshThreshold = n.cfg.TTL / 4
 	c.Durable = n.cfg.DataDir != ""
+	c.MaxBindings = n.cfg.MaxBindings
 	db, err := stickydb.New(c, n.now())
 	if err != nil {
 		return err
@@ -266,5 +274,5 @@ func (n *node) summary() {
 		Int("pools", len(c.Routes.Pools)).Int("backends", backends).Str("routes_file", c.RoutesFile).
 		Dur("ttl", c.TTL).Dur("push_interval", c.PushInterval).Str("gossip_bind", c.GossipBind).
 		Strs("join", c.Join).Bool("gossip_encrypted", c.GossipKey != nil).Str("data_dir", c.DataDir).
-		Int("trusted_proxies", len(c.TrustedProxies)).Str("version", version).Msg("tether serving")
+		Int("max_bindings", c.MaxBindings).Int("trusted_proxies", len(c.TrustedProxies)).Str("version", version).Msg("tether serving")
 }

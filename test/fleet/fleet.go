@@ -27,15 +27,25 @@ import (
 // Build compiles cmd/tether into dir and returns the binary's path. Call it
 // once per test binary (TestMain).
 func Build(dir string) (string, error) {
+	return BuildWith(dir, os.Getenv("FLEET_NORACE") == "")
+}
+
+// BuildWith compiles cmd/tether into dir, with the race detector or not,
+// and with the given build tags (the chaos suite: "faultinject").
+func BuildWith(dir string, race bool, tags ...string) (string, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "tether")
-	cmd := exec.Command("go", "build", "-race", "-o", bin, "./cmd/tether")
-	if os.Getenv("FLEET_NORACE") != "" {
-		cmd = exec.Command("go", "build", "-o", bin, "./cmd/tether")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
 	}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.Command("go", append(args, "./cmd/tether")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tetherproxy/tether/gossip"
+)
+
+// gossipCollector exports what the gossip shell refused, whoever sent it:
+// the admin's per-peer families (tether_gossip_decode_errors_total,
+// tether_gossip_cap_breaches_total) only show members, so a message that
+// names no sender, a request over a peer's rate limit, or a full-copy
+// chunk nobody asked for would otherwise leave no trace in /metrics.
+type gossipCollector struct {
+	g       *gossip.Node
+	refused *prometheus.Desc
+}
+
+func newGossipCollector(g *gossip.Node) *gossipCollector {
+	return &gossipCollector{g: g, refused: prometheus.NewDesc("tether_gossip_refused_total",
+		"Gossip messages or requests refused, by reason: decode (did not decode, wrong version or type), "+
+			"over_cap (over a size or count cap), core (refused by the core's checks), request_rate (over the "+
+			"peer's range or full-copy request limit), unsolicited (copy messages nobody asked for), unknown_peer "+
+			"(from or to a non-member), work_queue_full, outbox_full.", []string{"reason"}, nil)}
+}
+
+func (c *gossipCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.refused }
+
+func (c *gossipCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.g.Stats()
+	for _, r := range []struct {
+		reason string
+		v      uint64
+	}{
+		{"decode", st.DecodeErrors}, {"over_cap", st.CapBreaches}, {"core", st.CoreRejects},
+		{"request_rate", st.RequestsRefused}, {"unsolicited", st.Unsolicited}, {"unknown_peer", st.UnknownPeer},
+		{"work_queue_full", st.WorkDropped}, {"outbox_full", st.OutboxDropped},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(r.v), r.reason)
+	}
+}
