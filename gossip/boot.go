@@ -25,7 +25,7 @@ type boot struct {
 const initialCopyWait = 2 * time.Second
 
 // startup (run loop) runs the start-up steps that need peers: a new epoch if
-// a peer knows one of ours at or after the current one, then the initial
+// a peer knows one of ours after the current one, then the initial
 // copy (Config.InitialCopy).
 func (n *Node) startup(now time.Time) {
 	b := &n.boot
@@ -35,7 +35,10 @@ func (n *Node) startup(now time.Time) {
 	if !b.epochChecked && n.peerVectorsKnown() {
 		b.epochChecked = true
 		cur, _ := n.db.Position()
-		if hi := n.db.HighestOwnEpoch(); hi >= cur {
+		// A later epoch than ours (a clock behind). The same epoch is ours,
+		// restored from disk: the core moves past any events of it a peer
+		// knows and we lost.
+		if hi := n.db.HighestOwnEpoch(); hi > cur {
 			e := max(now.UnixMilli(), hi+1)
 			newEpoch := n.cfg.NewEpoch
 			if newEpoch == nil {
@@ -44,7 +47,7 @@ func (n *Node) startup(now time.Time) {
 			if err := newEpoch(e); err != nil {
 				n.log.Error().Err(err).Int64("epoch", e).Msg("could not start an epoch after the peers' one")
 			} else {
-				n.log.Warn().Int64("peers_epoch", hi).Int64("epoch", e).Msg("a peer knows an epoch of ours at or after the current one (clock behind?); started a later one")
+				n.log.Warn().Int64("peers_epoch", hi).Int64("epoch", e).Msg("a peer knows a later epoch of ours (clock behind?); started a later one")
 			}
 		}
 	}

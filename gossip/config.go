@@ -84,7 +84,7 @@ type Config struct {
 	InitialCopy bool
 
 	// NewEpoch starts a new epoch of own events. Once joined, when a live
-	// peer's vector shows an epoch of this node at or after its current one
+	// peer's vector shows an epoch of this node after its current one
 	// (a restart with a clock behind), the node moves to max(now, that + 1)
 	// through it, so that no two epochs of a node share a number. In disk
 	// mode it must go through the log (recovery.Store.NewEpoch).

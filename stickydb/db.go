@@ -32,7 +32,8 @@ type DB struct {
 	live     atomic.Int64   // entries in the table, tombstones included
 	byOrigin []atomic.Int64 // live entries per origin id (index = name id)
 
-	stats counters
+	stats       counters
+	provisional atomic.Bool
 
 	mu sync.Mutex // replication state below; taken after a shard lock is released, or before one
 	rs replState
@@ -115,6 +116,16 @@ func (db *DB) Reserve(n int) {
 		s.mu.Unlock()
 	}
 }
+
+// SetProvisional marks the binds this node makes from now on as provisional
+// (on) or not (off). A node that has not caught up with its peers yet (just
+// restarted, still fetching the fleet's bindings) still serves, choosing
+// replicas by rendezvous hashing, but it may not know a client's binding
+// yet: its first bind of a key then takes generation 0, which loses every
+// conflict with a binding the fleet already has (generation 1 and up), so
+// the fleet's binding wins and no settled client is moved anywhere. Turn it
+// off once the node is ready.
+func (db *DB) SetProvisional(on bool) { db.provisional.Store(on) }
 
 // Node returns this node's name.
 func (db *DB) Node() string { return db.cfg.Node }
@@ -283,8 +294,11 @@ func (db *DB) use(e entry, nowMs int64) (entry, EventKind) {
 // live elsewhere).
 func (db *DB) fresh(old entry, existed bool, nowMs int64) entry {
 	gen := uint32(1)
-	if existed {
+	switch {
+	case existed:
 		gen = old.gen + 1
+	case db.provisional.Load():
+		gen = 0 // see SetProvisional
 	}
 	return newEntry(nowMs+db.ttlMs+db.refreshMs, nowMs+db.ttlMs, gen, 0, db.self)
 }

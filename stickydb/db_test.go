@@ -213,3 +213,39 @@ func TestMaxBindingsHoldsWithEmptyShards(t *testing.T) {
 		t.Fatalf("%d bindings held over a cap of 100", n)
 	}
 }
+
+// Reported by the chaos suite: a node that serves before it caught up must
+// not move a client the fleet already bound elsewhere.
+func TestProvisionalBindLosesToTheFleet(t *testing.T) {
+	fleetDB := newTestDB(t, "a", t0)
+	fresh := newTestDB(t, "b", t0)
+	fresh.SetProvisional(true)
+	k := mustKey(t, "10.0.0.1", "shop")
+	// Pick two replicas so that the fresh node's choice wins on score.
+	kh := k.Hash()
+	hi, lo := "r1", "r2"
+	if Score(kh, NameHash("r2")) > Score(kh, NameHash("r1")) {
+		hi, lo = "r2", "r1"
+	}
+	fleetDB.BindIfAbsent(k, lo, t0)
+	b, _, _ := fresh.BindIfAbsent(k, hi, t0)
+	if b.Generation != 0 {
+		t.Fatalf("provisional bind has generation %d", b.Generation)
+	}
+	if _, err := fresh.Receive(fleetDB.OwnEvents(0, 10), t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fleetDB.Receive(fresh.OwnEvents(0, 10), t0); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []*DB{fleetDB, fresh} {
+		if got, _ := db.Lookup(k); got.Replica != lo || got.Generation != 1 {
+			t.Fatalf("%s holds %+v, want the fleet's %s", db.Node(), got, lo)
+		}
+	}
+	fresh.SetProvisional(false)
+	k2 := mustKey(t, "10.0.0.2", "shop")
+	if b, _, _ := fresh.BindIfAbsent(k2, "r1", t0); b.Generation != 1 {
+		t.Fatalf("bind after ready has generation %d", b.Generation)
+	}
+}

@@ -114,8 +114,14 @@ func (db *DB) MergeVector(v Vector, from string, now time.Time) {
 		db.stats.fullCopies.Add(1)
 	}
 	var res Result
-	for oe := range rs.gaps {
+	for oe, gp := range rs.gaps {
 		db.drain(oe, from, nowMs, &res)
+		if gp.stage == stageFull && gp.asked == from && rs.gaps[oe] == gp {
+			// The copy we asked for did not hold the events either (the peer
+			// is on our side of a partition): start over now rather than
+			// after FullCopyTimeout.
+			gp.stage, gp.since = stageWait, nowMs
+		}
 	}
 }
 

@@ -73,7 +73,22 @@ func startGossip(_ context.Context, n *node) error {
 		return err
 	}
 	n.gossip, n.bind = g, g.Store()
-	n.onShutdown("leave cluster", func(context.Context) error { return g.Close() })
+	// Binds made before the node caught up are provisional (generation 0):
+	// they lose every conflict with the fleet's bindings.
+	n.db.SetProvisional(true)
+	readyCtx, cancelReady := context.WithCancel(context.Background())
+	readyDone := make(chan struct{})
+	go func() {
+		defer close(readyDone)
+		if g.WaitReady(readyCtx) == nil {
+			n.db.SetProvisional(false)
+		}
+	}()
+	n.onShutdown("leave cluster", func(context.Context) error {
+		cancelReady()
+		<-readyDone
+		return g.Close()
+	})
 	if n.rec != nil {
 		go n.reconcile()
 	}
