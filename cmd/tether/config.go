@@ -41,6 +41,7 @@ type settings struct {
 	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"least gap between two change groups to one peer"`
 	DataDir         string `env:"TETHER_DATA_DIR" flag:"data-dir" help:"write-ahead log and snapshots; empty = epoch mode"`
 	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it the one closest to expiry is evicted (0 = no cap)"`
+	Forwarding      string `env:"TETHER_FORWARDING" envDefault:"fast" flag:"forwarding" help:"fast (plain GET/HEAD on tether's own keep-alive client, the rest through httputil.ReverseProxy) or stdlib (everything through httputil.ReverseProxy)"`
 	TrustedProxies  string `env:"TETHER_TRUSTED_PROXIES" flag:"trusted-proxies" help:"CIDRs whose X-Forwarded-For is believed, comma-separated"`
 	LogLevel        string `env:"TETHER_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
 	LogFormat       string `env:"TETHER_LOG_FORMAT" envDefault:"json" flag:"log-format" help:"json or console"`
@@ -68,6 +69,7 @@ type Config struct {
 	PushInterval   time.Duration
 	DataDir        string // "" = epoch mode
 	MaxBindings    int    // stickydb.Config.MaxBindings; 0 = no cap
+	Forwarding     string // proxy.Config.Forwarding
 	TrustedProxies proxy.Trusted
 
 	LogLevel  zerolog.Level
@@ -194,6 +196,11 @@ func (s settings) parse(hostname func() (string, error)) (Config, error) {
 	}
 	if c.MaxBindings, err = strconv.Atoi(strings.TrimSpace(s.MaxBindings)); err != nil || c.MaxBindings < 0 {
 		return c, bad("MaxBindings", s.MaxBindings, "want a whole number >= 0 (0 = no cap)")
+	}
+	switch c.Forwarding = strings.ToLower(strings.TrimSpace(s.Forwarding)); c.Forwarding {
+	case proxy.ForwardFast, proxy.ForwardStdlib:
+	default:
+		return c, bad("Forwarding", s.Forwarding, "want fast or stdlib")
 	}
 	if s.DataDir != "" {
 		if fi, err := os.Stat(s.DataDir); err == nil && !fi.IsDir() {

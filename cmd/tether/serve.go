@@ -221,6 +221,7 @@ func startProxy(_ context.Context, n *node) error {
 	pc := proxy.DefaultConfig()
 	pc.Bindings, pc.Routes, pc.TrustedProxies = n.bind, n.cfg.Routes, n.cfg.TrustedProxies
 	pc.Logger, pc.Now, pc.Registerer = &n.log, n.now, n.registry
+	pc.Forwarding = n.cfg.Forwarding
 	p, err := proxy.New(pc)
 	if err != nil {
 		return err
