@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -242,7 +243,7 @@ func BenchmarkSelectHit(b *testing.B) {
 		pl := p.table.Load().route(host)
 		peer, _ := peerAddr(req.RemoteAddr)
 		k, _ := stickydb.NewKey(ClientIP(peer, req.Header["X-Forwarded-For"], nil, p.trusted), host)
-		if be, _ := p.choose(pl, k, now); be == nil {
+		if be, _ := p.choose(context.Background(), pl, k, now); be == nil {
 			b.Fatal("no backend")
 		}
 	}

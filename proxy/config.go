@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -26,6 +27,17 @@ type Config struct {
 	// Logger gets the start-up summary (info), backend state changes (warn)
 	// and one line per request (debug only). nil means zerolog.Nop().
 	Logger *zerolog.Logger
+	// CatchUp, when set, blocks until the node has caught up with its peers
+	// (gossip readiness) or ctx ends. A request arriving before that waits
+	// for it (at most CatchUpWait): the fleet may have bound the client
+	// already, or rebound it since the binding this node restored from
+	// disk, and a restarted node that went by what it has would move the
+	// client. Once caught up, no request waits. Called concurrently.
+	CatchUp func(ctx context.Context) error
+	// CatchUpWait bounds that wait; after it the request is served by
+	// rendezvous hashing (a restart never refuses traffic). Default 2s.
+	CatchUpWait time.Duration
+
 	// Now is the clock bindings are stamped with. nil means time.Now.
 	// Latencies are always measured with the monotonic clock.
 	Now func() time.Time
@@ -86,11 +98,15 @@ func DefaultConfig() Config {
 		ReadHeaderTimeout:     10 * time.Second,
 		IdleTimeout:           120 * time.Second,
 		MaxHeaderBytes:        64 << 10,
+		CatchUpWait:           2 * time.Second,
 	}
 }
 
 func (c *Config) fill() {
 	d := DefaultConfig()
+	if c.CatchUpWait == 0 {
+		c.CatchUpWait = d.CatchUpWait
+	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = d.DialTimeout
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,10 @@ type Proxy struct {
 	m         *metrics
 	checker   *http.Client
 
+	catchUp     func(context.Context) error // Config.CatchUp
+	catchUpWait time.Duration
+	caughtUp    atomic.Bool
+
 	table atomic.Pointer[table]
 
 	mu     sync.Mutex // reloads, drain changes, checkers, Close
@@ -55,15 +60,17 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{
-		cfg:       cfg,
-		db:        cfg.Bindings,
-		log:       *cfg.Logger,
-		now:       cfg.Now,
-		realClock: realClock,
-		trusted:   append(Trusted(nil), cfg.TrustedProxies...),
-		transport: newTransport(cfg),
-		buffers:   newBufferPool(cfg.BufferSize, 256),
-		m:         m,
+		cfg:         cfg,
+		db:          cfg.Bindings,
+		catchUp:     cfg.CatchUp,
+		catchUpWait: cfg.CatchUpWait,
+		log:         *cfg.Logger,
+		now:         cfg.Now,
+		realClock:   realClock,
+		trusted:     append(Trusted(nil), cfg.TrustedProxies...),
+		transport:   newTransport(cfg),
+		buffers:     newBufferPool(cfg.BufferSize, 256),
+		m:           m,
 	}
 	p.errLog = log.New(debugWriter{p.log}, "", 0)
 	p.checker = &http.Client{
@@ -194,7 +201,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.reject(w, r, http.StatusBadRequest, "tether: invalid Host\n", start)
 		return
 	}
-	b, out := p.choose(pl, k, now)
+	b, out := p.choose(r.Context(), pl, k, now)
 	p.m.pick[out].Inc()
 	if b == nil {
 		p.reject(w, r, http.StatusServiceUnavailable, "tether: no healthy backend\n", start)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"time"
 
 	"github.com/tetherproxy/tether/stickydb"
@@ -15,7 +16,18 @@ import (
 //     with Rebind (compare-and-swap, generation + 1) to the rendezvous pick.
 //   - Without a binding, the rendezvous pick is bound with BindIfAbsent; if
 //     another request bound k meanwhile, that binding is followed.
-func (p *Proxy) choose(pl *pool, k stickydb.Key, now time.Time) (*backend, int) {
+func (p *Proxy) choose(ctx context.Context, pl *pool, k stickydb.Key, now time.Time) (*backend, int) {
+	if p.catchUp != nil && !p.caughtUp.Load() {
+		// Not caught up with the fleet yet: its binding of k may be on the
+		// way, or newer than the one restored from disk (see
+		// Config.CatchUp). Wait a little first.
+		wctx, cancel := context.WithTimeout(ctx, p.catchUpWait)
+		if p.catchUp(wctx) == nil {
+			p.caughtUp.Store(true)
+		}
+		cancel()
+		now = p.now()
+	}
 	if hit, ok := p.db.Touch(k, now); ok {
 		b := pl.byName[hit.Replica]
 		if b != nil && b.healthy.Load() {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tetherproxy/tether/internal/demobackend"
+	"github.com/tetherproxy/tether/stickydb"
 )
 
 // 1,000 clients with distinct source addresses each get the same replica
@@ -369,3 +372,75 @@ func TestBadHost(t *testing.T) {
 }
 
 var _ = context.Background
+
+// A node that has not caught up with the fleet waits (bounded) before it
+// serves, and follows the fleet's binding if it arrives meanwhile; once
+// caught up, nothing waits.
+func TestCatchUpBeforeBinding(t *testing.T) {
+	bs := startBackends(t, "a", "b", "c")
+	caughtUp := make(chan struct{})
+	var asked atomic.Int32
+	r := newRig(t, Routes{Pools: []Pool{poolOf(t, DefaultPool, nil, bs, "a", "b", "c")}}, func(c *Config) {
+		c.CatchUp = func(ctx context.Context) error {
+			asked.Add(1)
+			select {
+			case <-caughtUp:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		c.CatchUpWait = 10 * time.Second
+	})
+	ip := clientIP(1)
+	k, err := stickydb.NewKey(netip.MustParseAddr(ip), "shop.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fleet bound this client to a replica rendezvous hashing would not
+	// pick here.
+	cands := []stickydb.Candidate{}
+	for _, n := range []string{"a", "b", "c"} {
+		cands = append(cands, stickydb.Candidate{Name: n, Hash: stickydb.NameHash(n), Weight: 1})
+	}
+	want := cands[(stickydb.Pick(k, cands)+1)%3].Name
+	c := clientFrom(t, ip)
+	done := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, r.url+"/", nil)
+		req.Host = "shop.test"
+		res, err := c.Do(req)
+		if err != nil {
+			done <- "error: " + err.Error()
+			return
+		}
+		res.Body.Close()
+		done <- res.Header.Get("X-Backend")
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for asked.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the request did not ask to catch up")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case got := <-done:
+		t.Fatalf("served by %q before catching up", got)
+	default:
+	}
+	if _, _, err := r.db.Rebind(k, "", want, time.Now()); err != nil { // the fleet's binding arrives
+		t.Fatal(err)
+	}
+	close(caughtUp)
+	if got := <-done; got != want {
+		t.Fatalf("served by %s, the fleet bound %s", got, want)
+	}
+	n := asked.Load()
+	if code, _, _ := r.get(clientFrom(t, clientIP(2)), "shop.test", "/"); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	if asked.Load() != n {
+		t.Fatal("asked again after catching up")
+	}
+}

@@ -222,6 +222,7 @@ func startProxy(_ context.Context, n *node) error {
 	pc.Bindings, pc.Routes, pc.TrustedProxies = n.bind, n.cfg.Routes, n.cfg.TrustedProxies
 	pc.Logger, pc.Now, pc.Registerer = &n.log, n.now, n.registry
 	pc.Forwarding = n.cfg.Forwarding
+	pc.CatchUp = n.gossip.WaitReady // a restarted node serves by what the fleet knows
 	p, err := proxy.New(pc)
 	if err != nil {
 		return err
