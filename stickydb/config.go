@@ -55,7 +55,8 @@ type Config struct {
 	RangeTimeout time.Duration
 
 	// FullCopyTimeout is how long a full-copy request may go unanswered
-	// before the gap handling starts over. Default 10s.
+	// before the gap handling starts over (at the origin again: cheap if
+	// the copy is still arriving). Default 3s.
 	FullCopyTimeout time.Duration
 
 	// Watchdog: a live peer from whom nothing was received for this long is
@@ -92,7 +93,7 @@ func DefaultConfig(node string) Config {
 		ReorderGroups:        64,
 		GapWait:              40 * time.Millisecond,
 		RangeTimeout:         500 * time.Millisecond,
-		FullCopyTimeout:      10 * time.Second,
+		FullCopyTimeout:      3 * time.Second,
 		Watchdog:             5 * time.Second,
 		MaxBindings:          4_000_000,
 		MaxGroupEvents:       10_000,
