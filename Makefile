@@ -5,7 +5,7 @@ BENCHTIME ?= 1s
 FUZZTIME  ?= 20s
 BIN       := bin/tether
 
-.PHONY: all build test deps browser vet lint bench bench-go bench-e2e fuzz demo chaos clean
+.PHONY: all build test deps browser haproxy vet lint bench bench-go bench-e2e fuzz demo chaos clean
 
 all: build
 
@@ -15,17 +15,24 @@ deps:
 build: deps
 	$(GO) build -o $(BIN) ./cmd/tether
 
-# The browser test needs Debian's chromium; install it when it is missing.
+# The browser test needs Debian's chromium, the benchmark harness's test
+# HAProxy; install them when they are missing.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium for the admin browser test"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || \
 	  echo "warning: could not install chromium"; }
 
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  echo "installing haproxy for the end-to-end benchmark"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null || \
+	  echo "warning: could not install haproxy"; }
+
 vet: deps
 	$(GO) vet $(PKGS)
 
-test: deps browser vet
+test: deps browser haproxy vet
 	$(GO) test -race -shuffle=on -timeout 12m $(PKGS)
 
 lint: vet
@@ -51,11 +58,7 @@ bench-go: deps
 #   make bench-e2e BENCH_E2E_FLAGS='-rounds 5 -duration 20s'
 # Installs haproxy when it is missing (its rows say so if that fails).
 BENCH_E2E_FLAGS ?=
-bench-e2e: build
-	@command -v haproxy >/dev/null 2>&1 || { \
-	  echo "installing haproxy for the end-to-end benchmark"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null || \
-	  echo "warning: could not install haproxy"; }
+bench-e2e: build haproxy
 	$(GO) build -o bin/bench-e2e ./bench/e2e
 	./bin/bench-e2e -tether $(BIN) -out bench/RESULTS.md $(BENCH_E2E_FLAGS)
 
