@@ -342,6 +342,7 @@ func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64)
 	}
 	db.store(s, k, old, ok, e, nowMs)
 	s.mu.Unlock()
+	db.settleCap(nowMs)
 	b := db.binding(e)
 	if kind == 0 {
 		return b, false, nil
@@ -362,15 +363,35 @@ func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int
 			db.byOrigin[e.origin].Add(1)
 		}
 	} else {
-		if db.cfg.MaxBindings > 0 && db.live.Load() >= int64(db.cfg.MaxBindings) {
+		// Reserve the slot first: concurrent writers in other shards each
+		// see a count that includes the others, so each one over the cap
+		// evicts one. What the locks here cannot evict, settleCap does.
+		if n := db.live.Add(1); db.cfg.MaxBindings > 0 && n > int64(db.cfg.MaxBindings) {
 			if !db.evictOne(s, nowMs) {
 				db.evictElsewhere(s, nowMs)
 			}
 		}
-		db.live.Add(1)
 		db.byOrigin[e.origin].Add(1)
 	}
 	s.m[k] = e
+}
+
+// settleCap evicts until the table is back within MaxBindings. store
+// evicts under the lock it holds and may only try other shards' locks, so
+// it can leave the table one over when they are all busy; the writer calls
+// this after releasing its shard, free to wait for any lock.
+func (db *DB) settleCap(nowMs int64) {
+	limit := int64(db.cfg.MaxBindings)
+	if limit <= 0 || db.live.Load() <= limit {
+		return
+	}
+	start := int(db.rs.sweepNext.Load())
+	for i := 0; i < len(db.shards) && db.live.Load() > limit; i++ {
+		o := &db.shards[(start+i)&int(db.shardMask)]
+		o.mu.Lock()
+		db.evictOne(o, nowMs)
+		o.mu.Unlock()
+	}
 }
 
 // evictOne removes, from a sample of the shard, the entry that expires

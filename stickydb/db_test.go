@@ -2,6 +2,7 @@ package stickydb
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -247,5 +248,33 @@ func TestProvisionalBindLosesToTheFleet(t *testing.T) {
 	k2 := mustKey(t, "10.0.0.2", "shop")
 	if b, _, _ := fresh.BindIfAbsent(k2, "r1", t0); b.Generation != 1 {
 		t.Fatalf("bind after ready has generation %d", b.Generation)
+	}
+}
+
+// Reported by CI (TestRogueClients): concurrent writers in different shards
+// each saw the table one under the cap and both inserted, leaving it over.
+// The cap must hold once the writers are done, however they interleave.
+func TestMaxBindingsHoldsUnderConcurrentWriters(t *testing.T) {
+	const limit, writers, each = 100, 8, 500
+	for round := 0; round < 8; round++ {
+		db := newTestDB(t, "n1", t0, func(c *Config) { c.MaxBindings = limit; c.Shards = 256 })
+		var wg sync.WaitGroup
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					k := mustKey(t, netipFrom(w*each+i).String(), "h")
+					if _, _, err := db.BindIfAbsent(k, "a", t0); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if n := db.Len(); n > limit {
+			t.Fatalf("round %d: %d bindings held over a cap of %d", round, n, limit)
+		}
 	}
 }

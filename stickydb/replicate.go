@@ -342,6 +342,13 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 // (Fig. 9). An entry expired here counts as absent, so an expired binding
 // never outweighs a live one; expired arrivals are dropped (step 552).
 func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
+	changed, err := db.mergeRemote(k, r, nowMs, ic)
+	db.settleCap(nowMs)
+	return changed, err
+}
+
+// mergeRemote is applyRemote under the key's shard lock.
+func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
 	if !k.Valid() {
 		return false, ErrInvalidKey
 	}
