@@ -2,6 +2,7 @@ package stickydb
 
 import (
 	"fmt"
+	mrand "math/rand/v2"
 	"net/netip"
 	"runtime"
 	"sync/atomic"
@@ -166,3 +167,25 @@ func BenchmarkHeapPerBinding1M(b *testing.B) {
 		runtime.KeepAlive(keys)
 	}
 }
+
+// BenchmarkMemoryLatency is the machine's floor for BenchmarkTouchHit1M:
+// one dependent read at a random cache line of a 64 MB Go heap slice (about
+// the size of a 1M-binding table), as a pointer chase so reads cannot
+// overlap. A hit at 1M needs at least one such read (the map slot); its
+// ns/op over this one's is the figure to compare across machines.
+func BenchmarkMemoryLatency(b *testing.B) {
+	const lines = 64 << 20 / 64
+	next := make([]uint64, lines*8) // one word used per 64-byte line
+	perm := mrand.New(mrand.NewPCG(1, 2)).Perm(lines)
+	for i, l := range perm {
+		next[l*8] = uint64(perm[(i+1)%lines] * 8)
+	}
+	p := uint64(perm[0] * 8)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p = next[p]
+	}
+	sink = p
+}
+
+var sink uint64

@@ -146,12 +146,16 @@ func TestRoguePeer(t *testing.T) {
 	if _, err := ml.Join([]string{f.Nodes[0].Gossip}); err != nil {
 		t.Fatal(err)
 	}
+	// The rogue addresses the nodes by their known gossip addresses: the
+	// *Node values memberlist's Members returns are its own state, which
+	// its packet handler updates in place (a data race if we send with them).
 	targets := map[string]*memberlist.Node{}
+	for _, n := range f.Nodes {
+		ap := netip.MustParseAddrPort(n.Gossip)
+		targets[n.Name] = &memberlist.Node{Name: n.Name, Addr: ap.Addr().AsSlice(), Port: ap.Port()}
+	}
 	waitFor(t, 10*time.Second, func() bool {
-		for _, m := range ml.Members() {
-			targets[m.Name] = m
-		}
-		if len(targets) < 4 {
+		if ml.NumMembers() < 4 {
 			return false
 		}
 		// Every node must count the rogue a live peer, or it refuses its
