@@ -187,7 +187,7 @@ func (w *Workload) pick(rng *rand.Rand) *Client {
 }
 
 // Request sends one GET through node for the client and judges the answer.
-func (w *Workload) Request(ctx context.Context, cl *Client, n *Node) {
+func (w *Workload) Request(ctx context.Context, cl *Client, n *Node) (Outcome, error) {
 	w.Requests.Add(1)
 	start := time.Now()
 	backend, err := w.get(ctx, cl, n)
@@ -196,7 +196,7 @@ func (w *Workload) Request(ctx context.Context, cl *Client, n *Node) {
 		if ctx.Err() == nil {
 			w.countErr(err)
 		}
-		return
+		return 0, err
 	}
 	w.OK.Add(1)
 	o, detail := cl.Observe(w.tl, n.Name, backend, start, end)
@@ -213,6 +213,7 @@ func (w *Workload) Request(ctx context.Context, cl *Client, n *Node) {
 		}
 		w.vmu.Unlock()
 	}
+	return o, nil
 }
 
 type statusErr int
