@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,7 +208,20 @@ func StartEach(tb testing.TB, bin string, nodes int, o Options, env func(i int) 
 	return f
 }
 
+func (n *Node) envValue(k string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, kv := range n.env {
+		if v, ok := strings.CutPrefix(kv, k+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 func (n *Node) setEnv(k, v string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	for i, kv := range n.env {
 		if strings.HasPrefix(kv, k+"=") {
 			n.env[i] = k + "=" + v
@@ -284,17 +298,22 @@ func (f *Fleet) StopAll() {
 	wg.Wait()
 }
 
-// WaitReady polls /readyz until it answers 200.
+// WaitReady polls /readyz until this node answers 200.
 func (n *Node) WaitReady(timeout time.Duration) error { return n.waitFor("/readyz", timeout) }
 
-// WaitAlive polls /healthz until it answers 200.
+// WaitAlive polls /healthz until this node answers 200.
 func (n *Node) WaitAlive(timeout time.Duration) error { return n.waitFor("/healthz", timeout) }
 
+// waitFor polls path until it answers 200 from this node. A 200 alone is
+// not enough: test packages run in parallel, and when another package's
+// node took our admin port between FreePort and our bind, it answers for
+// us while our process dies of "address already in use" (seen in CI as a
+// fault-control address that refused connections).
 func (n *Node) waitFor(path string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		code, _, err := n.Get(path)
-		if err == nil && code == http.StatusOK {
+		if err == nil && code == http.StatusOK && n.answersAsSelf() {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -309,6 +328,48 @@ func (n *Node) waitFor(path string, timeout time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// answersAsSelf reports whether the process behind n.Admin is this node:
+// its own entry in /api/v1/members has n.Gossip for its address (ports are
+// unique among live processes, names are not across fleets).
+func (n *Node) answersAsSelf() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Admin+"/api/v1/members", nil)
+	if err != nil {
+		return false
+	}
+	if tok := n.envValue("TETHER_ADMIN_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := adminClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return false
+	}
+	var ms []struct {
+		Addr string `json:"addr"`
+		Self bool   `json:"self"`
+	}
+	if json.Unmarshal(body, &ms) != nil {
+		return false
+	}
+	want, err := netip.ParseAddrPort(n.Gossip)
+	if err != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.Self {
+			got, err := netip.ParseAddrPort(m.Addr)
+			return err == nil && got == want
+		}
+	}
+	return false
 }
 
 var adminClient = &http.Client{Timeout: 5 * time.Second}
