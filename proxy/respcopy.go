@@ -22,12 +22,7 @@ func (p *Proxy) copyResponseFast(rw *respWriter, r *http.Request, c *fastConn, r
 	var conn tokens
 	conn.parse(res.Header["Connection"])
 	for k, vv := range res.Header {
-		switch k {
-		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-			"Te", "Trailer", "Transfer-Encoding", "Upgrade":
-			continue
-		}
-		if conn.has(k) {
+		if conn.hopByHop(k) {
 			continue
 		}
 		if old, ok := h[k]; ok {

@@ -141,12 +141,7 @@ func parseHead(br *bufio.Reader, method string, h http.Header) (ph plainHead, ok
 		if odd&(1<<j) != 0 {
 			k = textproto.CanonicalMIMEHeaderKey(k)
 		}
-		switch k {
-		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-			"Te", "Trailer", "Transfer-Encoding", "Upgrade":
-			continue
-		}
-		if conn.has(k) {
+		if conn.hopByHop(k) {
 			continue
 		}
 		v := value(j)

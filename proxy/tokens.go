@@ -22,11 +22,7 @@ func (t *tokens) parse(values []string) {
 func (t *tokens) parseOne(v string) {
 	for len(v) > 0 {
 		var f string
-		if i := strings.IndexByte(v, ','); i >= 0 {
-			f, v = v[:i], v[i+1:]
-		} else {
-			f, v = v, ""
-		}
+		f, v, _ = strings.Cut(v, ",")
 		if f = textproto.TrimString(f); f == "" {
 			continue
 		}
@@ -37,6 +33,17 @@ func (t *tokens) parseOne(v string) {
 			t.more = append(t.more, f)
 		}
 	}
+}
+
+// hopByHop reports whether a proxy must not forward the field with
+// canonical name k: a hop-by-hop field, or one the Connection header lists.
+func (t *tokens) hopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return t.has(k)
 }
 
 // has reports whether the canonical header name k is listed. A listed
@@ -92,11 +99,7 @@ func valuesHaveToken(values []string, token string) bool {
 func valueHasToken(v, token string) bool {
 	for len(v) > 0 {
 		var f string
-		if i := strings.IndexByte(v, ','); i >= 0 {
-			f, v = v[:i], v[i+1:]
-		} else {
-			f, v = v, ""
-		}
+		f, v, _ = strings.Cut(v, ",")
 		if asciiFold(strings.Trim(f, " \t"), token) {
 			return true
 		}
