@@ -86,8 +86,10 @@ chaos: deps
 	$(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./test/chaos/ -args \
 	  -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) -report $(CURDIR)/bin/chaos-report.txt -logs $(CURDIR)/bin/chaos-logs $(CHAOS_FLAGS)
 
+# make demo DEMO_FLAGS="--base 9000" moves every port; DEMO_FLAGS go to `tether demo`.
+DEMO_FLAGS ?=
 demo: build
-	./$(BIN) demo
+	./$(BIN) demo $(DEMO_FLAGS)
 
 clean:
 	rm -rf bin
