@@ -163,6 +163,11 @@ type Config struct {
 	// persist, then send. nil in epoch mode.
 	Persister Persister
 
+	// Meta is this node's member metadata, opaque to gossip, at most
+	// memberlist.MetaMaxSize (512) bytes: every member sees it in
+	// Member.Meta (tether puts its admin address there). Default nil.
+	Meta []byte
+
 	// Logger; nil means zerolog.Nop(). memberlist's own log lines go to it
 	// too, with component=memberlist.
 	Logger *zerolog.Logger
@@ -379,6 +384,8 @@ func (c Config) validate(watchdog time.Duration) error {
 		return cfgErr("CatchUpTimeout", "must be > 0, got %v", c.CatchUpTimeout)
 	case c.LeaveTimeout <= 0:
 		return cfgErr("LeaveTimeout", "must be > 0, got %v", c.LeaveTimeout)
+	case len(c.Meta) > memberlist.MetaMaxSize:
+		return cfgErr("Meta", "%d bytes, at most %d", len(c.Meta), memberlist.MetaMaxSize)
 	case c.ReconnectInterval <= 0 || c.ReconnectTimeout <= 0:
 		return cfgErr("ReconnectInterval/ReconnectTimeout", "must be > 0, got %v, %v", c.ReconnectInterval, c.ReconnectTimeout)
 	}

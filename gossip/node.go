@@ -225,14 +225,15 @@ type Member struct {
 	Name string
 	Addr string // ip:port
 	Self bool
+	Meta []byte // the member's Config.Meta; the caller must not change it
 }
 
 // Members returns the live members, this node included, in name order.
 func (n *Node) Members() []Member {
-	out := []Member{{Name: n.self, Addr: n.addr, Self: true}}
+	out := []Member{{Name: n.self, Addr: n.addr, Self: true, Meta: n.cfg.Meta}}
 	n.memberMu.Lock()
 	for name, m := range n.members {
-		out = append(out, Member{Name: name, Addr: m.Address()})
+		out = append(out, Member{Name: name, Addr: m.Address(), Meta: m.Meta})
 	}
 	n.memberMu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
