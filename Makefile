@@ -4,6 +4,10 @@ PKGS      ?= ./...
 BENCHTIME ?= 1s
 FUZZTIME  ?= 20s
 BIN       := bin/tether
+# The version stamp (tether version): git describe, and the commit.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: all build test deps browser haproxy vet lint bench bench-go bench-e2e fuzz demo chaos clean
 
@@ -13,7 +17,7 @@ deps:
 	$(GO) mod download
 
 build: deps
-	$(GO) build -o $(BIN) ./cmd/tether
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tether
 
 # The browser test needs Debian's chromium, the benchmark harness's test
 # HAProxy; install them when they are missing.
