@@ -88,7 +88,8 @@
 // Every message (memberlist user message, or push/pull state) is:
 //
 //	byte 0    message type (msgType): 1 group, 2 request, 3 copy chunk,
-//	          4 copy end, 5 state, 6 drain. Only append new types.
+//	          4 copy end, 5 state, 6 drain, 7 count query, 8 count
+//	          answer. Only append new types.
 //	byte 1    wire version, 1. Other versions are dropped and counted.
 //	byte 2..  the body: a sequence of msgpack values, not wrapped in an
 //	          array, in the order given below.
@@ -202,6 +203,20 @@
 //	count    uint, at most 4,096
 //	count x  pool str, replica str, on bool (0xc2/0xc3), stamp int
 //	         (unix ms of the writer), origin str (the writer)
+//
+// 7 count query (how many live bindings to a replica; count.go; sent
+// best-effort, asked again when lost):
+//
+//	sender   str
+//	id       uint, the asker's id of this query
+//	replica  str, 1..255 bytes
+//
+// 8 count answer:
+//
+//	sender   str
+//	id       uint, the query's id
+//	live     uint, live bindings to the replica on the sender (its own
+//	         expiries, tombstones excluded)
 //
 // Decoding bounds every count and length before it allocates anything: by
 // a cap (Caps) and by the bytes left (n elements take at least n x their

@@ -55,6 +55,7 @@ type Node struct {
 	copies  copyTable
 	ready   readiness
 	drains  drainTable
+	counts  countTable // count queries in flight (count.go)
 	stats   counters
 	senders senderTable // per-sender error counts, peers or not
 	logs    logLimits

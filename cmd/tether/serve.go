@@ -26,7 +26,7 @@ import (
 )
 
 func init() {
-	commands["serve"] = command{"run a tether node (the default command)", runServe}
+	commands["serve"] = command{"run a tether node (the default command)", runServe, settingsHelp("tether serve")}
 }
 
 const (
