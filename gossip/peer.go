@@ -89,9 +89,9 @@ func (t *peerTable) up(name string, node memberlist.Node, cfg Config) (*peer, bo
 	p := t.m[name]
 	if p == nil {
 		p = &peer{
-			name:      name,
-			reqLimit:  rate.NewLimiter(rate.Limit(cfg.RequestRate), cfg.RequestBurst),
-			copyLimit: rate.NewLimiter(rate.Every(cfg.FullCopyInterval), cfg.FullCopyBurst),
+			name:       name,
+			reqLimit:   rate.NewLimiter(rate.Limit(cfg.RequestRate), cfg.RequestBurst),
+			copyLimit:  rate.NewLimiter(rate.Every(cfg.FullCopyInterval), cfg.FullCopyBurst),
 			pushTokens: rate.NewLimiter(rate.Every(cfg.PushInterval/time.Duration(cfg.PushBurst)), cfg.PushBurst),
 		}
 		t.m[name] = p
