@@ -252,6 +252,14 @@ func (n *Node) kick() {
 	}
 }
 
+// wake wakes the push loop without noting a new event. It never blocks.
+func (n *Node) wake() {
+	select {
+	case n.kickCh <- struct{}{}:
+	default:
+	}
+}
+
 // enqueue hands heavy work to the workers; when the queue is full the job
 // is dropped and counted, since the delegate must never block memberlist.
 func (n *Node) enqueue(job func()) bool {

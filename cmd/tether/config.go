@@ -38,7 +38,7 @@ type settings struct {
 	Join            string `env:"TETHER_JOIN" flag:"join" help:"peers to join: host:port,... (a DNS name joins every address it resolves to, re-resolved while the node has no peers)"`
 	GossipKey       string `env:"TETHER_GOSSIP_KEY" flag:"gossip-key" help:"base64 AES key for gossip (16, 24 or 32 bytes)" secret:"true"`
 	TTL             string `env:"TETHER_TTL" envDefault:"30m" flag:"ttl" help:"binding time-to-live"`
-	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"least gap between two change groups to one peer"`
+	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"push budget window: when busy, at most 20 change groups per peer per interval (idle: at once)"`
 	DataDir         string `env:"TETHER_DATA_DIR" flag:"data-dir" help:"write-ahead log and snapshots; empty = epoch mode"`
 	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it the one closest to expiry is evicted (0 = no cap)"`
 	Forwarding      string `env:"TETHER_FORWARDING" envDefault:"fast" flag:"forwarding" help:"fast (plain GET/HEAD on tether's own keep-alive client, the rest through httputil.ReverseProxy) or stdlib (everything through httputil.ReverseProxy)"`
