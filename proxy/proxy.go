@@ -64,7 +64,7 @@ func New(cfg Config) (*Proxy, error) {
 		db:          cfg.Bindings,
 		catchUp:     cfg.CatchUp,
 		catchUpWait: cfg.CatchUpWait,
-		log:         *cfg.Logger,
+		log:         cfg.Logger.With().Str("component", "proxy").Logger(),
 		now:         cfg.Now,
 		realClock:   realClock,
 		trusted:     append(Trusted(nil), cfg.TrustedProxies...),
@@ -244,7 +244,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if e := p.log.Debug(); e.Enabled() {
 		e.Str("host", host).Stringer("client", client).Str("method", r.Method).Str("path", r.URL.Path).
-			Int("status", status).Str("pool", pl.name).Str("backend", b.name).Dur("took", time.Since(start)).
+			Int("status", status).Str("pool", pl.name).Str("backend", b.name).Dur("took_ms", time.Since(start)).
 			AnErr("error", rw.err).Msg("request")
 	}
 	putWriter(rw)
@@ -284,7 +284,7 @@ func (p *Proxy) reject(w http.ResponseWriter, r *http.Request, code int, msg str
 	p.m.noBackend[classOf(code)].Inc()
 	if e := p.log.Debug(); e.Enabled() {
 		e.Str("host", r.Host).Str("remote", r.RemoteAddr).Str("method", r.Method).
-			Int("status", code).Dur("took", time.Since(start)).Msg("request rejected")
+			Int("status", code).Dur("took_ms", time.Since(start)).Msg("request rejected")
 	}
 }
 

@@ -26,7 +26,7 @@ import (
 )
 
 func init() {
-	commands["serve"] = command{"run a tether node (the default command)", runServe}
+	commands["serve"] = command{"run a tether node (the default command)", runServe, settingsHelp("tether serve")}
 }
 
 const (
@@ -274,7 +274,7 @@ func (n *node) summary() {
 	}
 	n.log.Info().Str("listen", n.ln.Addr().String()).Str("admin_listen", c.AdminListen).
 		Int("pools", len(c.Routes.Pools)).Int("backends", backends).Str("routes_file", c.RoutesFile).
-		Dur("ttl", c.TTL).Dur("push_interval", c.PushInterval).Str("gossip_bind", c.GossipBind).
+		Str("ttl", c.TTL.String()).Str("push_interval", c.PushInterval.String()).Str("gossip_bind", c.GossipBind).
 		Strs("join", c.Join).Bool("gossip_encrypted", c.GossipKey != nil).Str("data_dir", c.DataDir).
 		Int("max_bindings", c.MaxBindings).Int("trusted_proxies", len(c.TrustedProxies)).Str("version", version).Msg("tether serving")
 }
