@@ -1,8 +1,10 @@
 package stickydb
 
 import (
+	"cmp"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -22,12 +24,22 @@ type replState struct {
 	clt         map[string]*eventLog  // change log table (Fig. 10)
 	gaps        map[originEpoch]*gapState
 	recent      []GapRecord // newest last, bounded
-	sweepNext   atomic.Uint64
+	// lastNow is the latest `now` any call passed in, for the calls that
+	// take none (OwnEvents).
+	lastNow   int64
+	sweepNext atomic.Uint64
 }
 
 type originEpoch struct {
 	origin string
 	epoch  int64
+}
+
+func compareOE(a, b originEpoch) int {
+	if c := strings.Compare(a.origin, b.origin); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.epoch, b.epoch)
 }
 
 type peerState struct {
@@ -62,12 +74,16 @@ const (
 func (rs *replState) init(cfg Config, nowMs int64) {
 	rs.cfg = cfg
 	rs.epoch, rs.provisional = nowMs, true
+	rs.lastNow = nowMs
 	rs.own = newEventLog(cfg.OwnLogCap)
 	rs.vv = Vector{cfg.Node: {{Epoch: nowMs}}}
 	rs.peers = map[string]*peerState{}
 	rs.clt = map[string]*eventLog{}
 	rs.gaps = map[originEpoch]*gapState{}
 }
+
+// seen records nowMs as the latest time known.
+func (rs *replState) seen(nowMs int64) { rs.lastNow = max(rs.lastNow, nowMs) }
 
 func (rs *replState) appendOwn(kind EventKind, k Key, b Binding) {
 	rs.provisional = false
@@ -170,6 +186,7 @@ func (db *DB) Receive(g Group, now time.Time) (Result, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	rs := &db.rs
+	rs.seen(nowMs)
 	if g.Sender == db.cfg.Node {
 		return Result{}, ErrMalformed
 	}
@@ -184,7 +201,25 @@ func (db *DB) Receive(g Group, now time.Time) (Result, error) {
 	return res, err
 }
 
-// sanitize copies a peer's vector, leaving out pairs from the future.
+// seqPlausible reports whether an origin can have numbered seq events in
+// the epoch that began at epoch (its clock): MaxSeqJump at once, plus
+// MaxEventRate for every second since the epoch began (and MaxSkew more).
+// The bound depends on the epoch alone, not on what this node knows, so a
+// node that has just joined accepts a long-lived origin's numbers as
+// readily as its oldest peer does.
+func (db *DB) seqPlausible(epoch int64, seq uint64, nowMs int64) bool {
+	if seq <= db.cfg.MaxSeqJump {
+		return true
+	}
+	age := nowMs - epoch + db.skewMs
+	if age <= 0 {
+		return false
+	}
+	return (seq-db.cfg.MaxSeqJump)/uint64(db.cfg.MaxEventRate) <= uint64(age)/1000
+}
+
+// sanitize copies a peer's vector, leaving out pairs from the future and
+// sequence numbers no origin can have reached (seqPlausible).
 func (db *DB) sanitize(v Vector, nowMs int64) Vector {
 	limit := nowMs + db.cfg.MaxFutureEpoch.Milliseconds()
 	out := make(Vector, len(v))
@@ -194,10 +229,13 @@ func (db *DB) sanitize(v Vector, nowMs int64) Vector {
 		}
 		keep := make([]EpochSeq, 0, len(ps))
 		for _, p := range ps {
-			if p.Epoch > 0 && p.Epoch <= limit {
-				keep = append(keep, p)
-			} else {
+			switch {
+			case p.Epoch <= 0 || p.Epoch > limit:
 				db.stats.futureEpochs.Add(1)
+			case !db.seqPlausible(p.Epoch, p.Seq, nowMs):
+				db.stats.seqJumps.Add(1)
+			default:
+				keep = append(keep, p)
 			}
 		}
 		sort.Slice(keep, func(i, j int) bool { return keep[i].Epoch < keep[j].Epoch })
@@ -232,7 +270,7 @@ func (db *DB) applyGroup(g *Group, nowMs int64, res *Result) error {
 		return nil
 	}
 	if g.From > known+1 {
-		if g.From-known > db.cfg.MaxSeqJump {
+		if !db.seqPlausible(g.Epoch, g.To, nowMs) {
 			db.stats.seqJumps.Add(1)
 			return ErrSeqJump
 		}
@@ -339,22 +377,29 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 }
 
 // applyRemote merges a binding received from elsewhere into the table
-// (Fig. 9). An entry expired here counts as absent, so an expired binding
-// never outweighs a live one; expired arrivals are dropped (step 552).
+// (Fig. 9), as the join of what the table holds and what arrived (see
+// Merge). An entry past its horizon (announced expiry + RefreshThreshold +
+// MaxSkew) counts as absent, as if Sweep had removed it already, and an
+// arrival past its horizon is dropped (step 552): it belongs to a life of
+// the key that is over. A sender raises an event past its horizon to the
+// expiry of the join it holds (raiseExpired), so an event that still
+// decides a live binding somewhere is never past its horizon.
 func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
 	changed, err := db.mergeRemote(k, r, nowMs, ic)
 	db.settleCap(nowMs)
 	return changed, err
 }
 
+// pastHorizon reports whether a binding announced to expire at annMs can
+// no longer be live on any node whose clock is within MaxSkew of ours.
+func (db *DB) pastHorizon(annMs, nowMs int64) bool {
+	return annMs+db.refreshMs+db.skewMs <= nowMs
+}
+
 // mergeRemote is applyRemote under the key's shard lock.
 func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
 	if !k.Valid() {
 		return false, ErrInvalidKey
-	}
-	if r.Expiry+db.refreshMs+db.skewMs <= nowMs {
-		db.stats.eventsExpired.Add(1)
-		return false, nil
 	}
 	// An expiry further ahead than any honest node can announce (TTL plus a
 	// tombstone's skew margin, plus the sender's clock running up to
@@ -364,6 +409,14 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 	if r.Expiry > nowMs+db.ttlMs+db.skewMs+db.cfg.MaxFutureEpoch.Milliseconds() {
 		db.stats.eventsRejected.Add(1)
 		return false, ErrExpiryOverCap
+	}
+	if r.Generation > MaxGeneration {
+		db.stats.eventsRejected.Add(1)
+		return false, ErrGeneration
+	}
+	if db.pastHorizon(r.Expiry, nowMs) {
+		db.stats.eventsExpired.Add(1)
+		return false, nil
 	}
 	if r.Deleted {
 		r.Replica = ""
@@ -382,19 +435,17 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.m[k]
-	live := ok && l.expiry() > nowMs+db.skewMs
-	var m Binding
-	if live {
+	present := ok && !db.pastHorizon(l.announced(), nowMs)
+	m := r
+	if present {
 		m = merge(kh, db.binding(l), r)
-	} else {
-		m = r
 	}
 	ne := newEntry(m.Expiry+db.refreshMs, m.Expiry, m.Generation, rid, oid)
-	if m.Replica != r.Replica || m.Origin != r.Origin || m.Deleted != r.Deleted {
+	if !sameIdentity(m, r) {
 		ne.replica, ne.origin = l.replica, l.origin
 	}
-	if live && l.gen == ne.gen && l.replica == ne.replica {
-		ne.exp = max(ne.exp, l.exp)
+	if present && l.gen == ne.gen && l.replica == ne.replica && l.origin == ne.origin {
+		ne.exp = max(ne.exp, l.exp) // the same binding: keep this node's extension by hits
 	}
 	if ok && ne == l {
 		return false, nil
@@ -404,7 +455,7 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 		db.stats.eventsRejected.Add(1)
 		return false, ErrOriginFull
 	}
-	changed := !ok || !live || l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica || l.origin != ne.origin
+	changed := !present || l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica || l.origin != ne.origin
 	db.store(s, k, l, ok, ne, nowMs)
 	return changed, nil
 }
@@ -421,7 +472,7 @@ func (db *DB) observe(sender string, v Vector, nowMs int64) {
 			if o == db.cfg.Node && p.Epoch == rs.epoch {
 				// A peer knows more of our current epoch than we do: our log
 				// lost its tail. Never number two events alike.
-				if p.Seq > rs.seq && p.Seq-rs.seq <= db.cfg.MaxSeqJump {
+				if p.Seq > rs.seq {
 					rs.seq, rs.persisted = p.Seq, p.Seq
 					rs.vv.Advance(o, p.Epoch, p.Seq)
 				}
@@ -436,10 +487,6 @@ func (db *DB) observe(sender string, v Vector, nowMs int64) {
 			rs.vv.Advance(o, p.Epoch, 0)
 			known := rs.vv.Get(o, p.Epoch)
 			if p.Seq <= known {
-				continue
-			}
-			if p.Seq-known > db.cfg.MaxSeqJump {
-				db.stats.seqJumps.Add(1)
 				continue
 			}
 			gp := rs.gapFor(originEpoch{o, p.Epoch}, nowMs)
@@ -546,11 +593,13 @@ func (db *DB) Tick(now time.Time) []Request {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	rs := &db.rs
+	rs.seen(nowMs)
 	cutoff := rs.cutoff(nowMs)
 	db.prune(nowMs, cutoff)
 
 	var out []Request
-	for oe, gp := range rs.gaps {
+	for _, oe := range slices.SortedFunc(mapsKeys(rs.gaps), compareOE) {
+		gp := rs.gaps[oe]
 		known := rs.vv.Get(oe.origin, oe.epoch)
 		if known >= gp.want && len(gp.buf) == 0 {
 			db.closeGap(oe, gp.asked)
@@ -572,7 +621,7 @@ func (db *DB) Tick(now time.Time) []Request {
 		db.stats.reqWatchdog.Add(1)
 	}
 	db.truncateOwn(nowMs)
-	sort.Slice(out, func(i, j int) bool { return out[i].To < out[j].To })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].To < out[j].To })
 	return out
 }
 
@@ -770,7 +819,9 @@ func (db *DB) Answer(req Request, now time.Time) (groups []Group, full bool) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	rs := &db.rs
-	cutoff := rs.cutoff(now.UnixMilli())
+	nowMs := now.UnixMilli()
+	rs.seen(nowMs)
+	cutoff := rs.cutoff(nowMs)
 	adv := rs.advertised()
 	origins := req.Origins
 	if origins == nil {
@@ -796,6 +847,7 @@ func (db *DB) Answer(req Request, now time.Time) (groups []Group, full bool) {
 			for len(evs) > 0 {
 				n := min(len(evs), db.cfg.MaxGroupEvents)
 				part := slices.Clone(evs[:n])
+				db.raiseExpired(part, nowMs)
 				groups = append(groups, Group{Origin: o, Epoch: p.Epoch, From: part[0].Seq, To: part[n-1].Seq,
 					Events: part, Sender: db.cfg.Node, Vector: adv})
 				evs = evs[n:]
@@ -819,7 +871,29 @@ func (db *DB) Answer(req Request, now time.Time) (groups []Group, full bool) {
 func (db *DB) OwnEvents(after uint64, max int) Group {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	return db.ownGroup(after, db.rs.sendable(), max)
+	g := db.ownGroup(after, db.rs.sendable(), max)
+	db.raiseExpired(g.Events, db.rs.lastNow)
+	return g
+}
+
+// raiseExpired gives each event past its horizon the later expiry of the
+// same binding in the table, if the table still holds that binding: a join
+// of events this node merged, so sending it is as safe as sending the
+// event. It matters for a receiver that has no entry of the key yet (a
+// node rebuilding from the logs): it would drop the bare event as expired,
+// then keep a binding the event had superseded, which the fleet keeps
+// alive with this later expiry. evs must be the caller's copy. Under db.mu.
+func (db *DB) raiseExpired(evs []Event, nowMs int64) {
+	for i := range evs {
+		b := &evs[i].Binding
+		if !db.pastHorizon(b.Expiry, nowMs) {
+			continue
+		}
+		cur, ok := db.Lookup(evs[i].Key)
+		if ok && sameIdentity(cur, *b) && cur.Expiry > b.Expiry {
+			b.Expiry = cur.Expiry
+		}
+	}
 }
 
 // Unpersisted returns up to max own events after seq `after`, including

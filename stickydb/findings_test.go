@@ -1,0 +1,201 @@
+package stickydb
+
+import (
+	"testing"
+	"time"
+)
+
+// Reproductions of the long-run findings (issue 11), one test each. Every
+// one failed on the code before its fix.
+
+// persistAll writes db's own events to its "disk" (the returned events) and
+// marks them persisted, as the recovery shell does.
+func persistAll(t *testing.T, db *DB, after uint64) []Event {
+	t.Helper()
+	g := db.Unpersisted(after, 1<<20)
+	if len(g.Events) > 0 {
+		db.MarkPersisted(g.Epoch, g.To)
+	}
+	return g.Events
+}
+
+// servedBy returns the replica a request for k is sent to by db at now, ""
+// for none.
+func servedBy(db *DB, k Key, now time.Time) string {
+	h, ok := db.Touch(k, now)
+	if !ok {
+		return ""
+	}
+	return h.Replica
+}
+
+// Finding 2, first shape: a WAL replay after a restart must not bring back
+// an own binding that a later generation superseded, once that generation's
+// own announced expiry has passed: the winner carries the later expiry of
+// the two, so the fleet still serves the winner.
+func TestFindingReplayDoesNotResurrectSuperseded(t *testing.T) {
+	durable := func(c *Config) { c.Durable = true }
+	k := mustKey(t, "192.0.2.10", "shop")
+	p := newTestDB(t, "p", t0, durable)
+	q := newTestDB(t, "q", t0)
+	p.SetPeers([]string{"q"}, t0)
+	q.SetPeers([]string{"p"}, t0)
+	if _, _, err := p.BindIfAbsent(k, "a", t0); err != nil {
+		t.Fatal(err)
+	}
+	var snap []Record
+	meta, _ := p.Snapshot(t0, func(r []Record) error { snap = append(snap, r...); return nil })
+	wal := persistAll(t, p, 0)
+	if _, err := q.Receive(p.OwnEvents(0, 100), t0); err != nil {
+		t.Fatal(err)
+	}
+	t1 := t0.Add(time.Minute)
+	if _, changed, err := q.Rebind(k, "", "b", t1); err != nil || !changed {
+		t.Fatalf("rebind: %v %v", changed, err)
+	}
+	// p, not yet told, refreshes its binding a little later.
+	t2 := t0.Add(10 * time.Minute)
+	if _, err := p.Refresh(k, t2); err != nil {
+		t.Fatal(err)
+	}
+	wal = append(wal, persistAll(t, p, uint64(len(wal)))...)
+	mustReceive(t, p, q.OwnEvents(0, 100), t2)
+	mustReceive(t, q, p.OwnEvents(1, 100), t2)
+
+	// Long after the rebind's own expiry (and its horizon), within the
+	// refresh's: p restarts from its snapshot and log.
+	t3 := t0.Add(39 * time.Minute)
+	re := newTestDB(t, "p", t3, durable)
+	re.SetPeers([]string{"q"}, t3)
+	if _, err := re.MergeRecords(snap, t3); err != nil {
+		t.Fatal(err)
+	}
+	if err := re.RestoreOwn(meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := re.ReplayOwn(meta.Epoch, wal, t3); err != nil {
+		t.Fatal(err)
+	}
+	// It catches up with q (anti-entropy: q's vector shows more); q's
+	// shell has been ticking all along.
+	q.Tick(t3)
+	catchUp(t, re, q, t3)
+	if got, want := servedBy(re, k, t3), servedBy(q, k, t3); got != want {
+		t.Fatalf("restarted p serves %q, q serves %q", got, want)
+	}
+}
+
+// Finding 2, second shape: in one generation, a node that rebuilds from
+// the change logs after the winner's event expired must still keep the
+// winner: two nodes must not send one client to different replicas.
+func TestFindingRebuildFromLogsKeepsWinner(t *testing.T) {
+	k := mustKey(t, "192.0.2.11", "shop")
+	kh := k.Hash()
+	win, lose := "r1", "r2"
+	if replicaBeats(kh, Binding{Replica: lose}, Binding{Replica: win}) {
+		win, lose = lose, win
+	}
+	n1 := newTestDB(t, "n1", t0)
+	n2 := newTestDB(t, "n2", t0)
+	n3 := newTestDB(t, "n3", t0)
+	n1.BindIfAbsent(k, win, t0)
+	n2.BindIfAbsent(k, lose, t0.Add(5*time.Minute)) // concurrent: n2 had not heard of n1's bind
+	ta := t0.Add(5 * time.Minute)
+	mustReceive(t, n3, n1.OwnEvents(0, 100), ta)
+	mustReceive(t, n3, n2.OwnEvents(0, 100), ta)
+	if got := servedBy(n3, k, ta); got != win {
+		t.Fatalf("n3 serves %q, want the winner %q", got, win)
+	}
+	// A fresh n4 rebuilds from n3's change log table after the winner's
+	// own expiry and horizon, while the loser's (the later one) holds.
+	tb := t0.Add(38 * time.Minute)
+	n4 := newTestDB(t, "n4", tb)
+	n4.SetPeers([]string{"n3"}, tb)
+	groups, full := n3.Answer(Request{Origins: []string{"n1", "n2"}, Known: Vector{}}, tb)
+	if full {
+		t.Fatal("n3 answered with a full copy")
+	}
+	for _, g := range groups {
+		mustReceive(t, n4, g, tb)
+	}
+	if got, want := servedBy(n4, k, tb), servedBy(n3, k, tb); got != want {
+		t.Fatalf("rebuilt n4 serves %q, n3 serves %q", got, want)
+	}
+}
+
+func mustReceive(t *testing.T, db *DB, g Group, now time.Time) Result {
+	t.Helper()
+	res, err := db.Receive(g, now)
+	if err != nil {
+		t.Fatalf("%s receives %s %d..%d: %v", db.Node(), g.Origin, g.From, g.To, err)
+	}
+	return res
+}
+
+// Finding 1: an origin whose epoch has numbered more than MaxSeqJump events
+// (disk mode keeps its epoch across restarts) must reach a node that has
+// just joined: its groups, its vector entry and a full copy's vector.
+func TestFindingLongLivedOriginReachesNewNode(t *testing.T) {
+	epoch := t0.Add(-5 * time.Hour).UnixMilli()
+	const seq = 20_000_000 // over 1<<24
+	exp := t0.Add(20 * time.Minute).UnixMilli()
+	t.Run("group", func(t *testing.T) {
+		db := newTestDB(t, "new", t0)
+		db.SetPeers([]string{"o"}, t0)
+		res := mustReceive(t, db, groupOf("o", epoch, seq, seq+1, exp), t0)
+		if !res.Buffered {
+			t.Fatalf("group not buffered: %+v", res)
+		}
+		reqs := db.Tick(t0.Add(100 * time.Millisecond))
+		if len(reqs) != 1 || reqs[0].To != "o" {
+			t.Fatalf("no gap request to the origin: %+v", reqs)
+		}
+	})
+	t.Run("vector", func(t *testing.T) {
+		db := newTestDB(t, "new", t0)
+		db.SetPeers([]string{"o"}, t0)
+		db.ObserveVector("o", Vector{"o": {{epoch, seq}}}, t0)
+		if reqs := db.Tick(t0.Add(100 * time.Millisecond)); len(reqs) != 1 || reqs[0].To != "o" {
+			t.Fatalf("no gap request to the origin: %+v", reqs)
+		}
+		if db.Stats().SeqJumps != 0 {
+			t.Fatalf("honest origin counted as offending: %d", db.Stats().SeqJumps)
+		}
+	})
+	t.Run("full copy", func(t *testing.T) {
+		db := newTestDB(t, "new", t0)
+		db.MergeVector(Vector{"o": {{epoch, seq}}}, "p", t0)
+		if got := db.Vector().Get("o", epoch); got != seq {
+			t.Fatalf("full copy's vector entry skipped: %d", got)
+		}
+	})
+	t.Run("implausible is still refused", func(t *testing.T) {
+		db := newTestDB(t, "new", t0)
+		young := t0.Add(-time.Second).UnixMilli()
+		if _, err := db.Receive(groupOf("o", young, 3*seq, 3*seq+1, exp), t0); err == nil {
+			t.Fatal("20M events in 1 s accepted")
+		}
+	})
+}
+
+// catchUp makes to ask from for everything it lacks, as the gossip shell
+// does for a gap: range answers, or a full copy.
+func catchUp(t *testing.T, to, from *DB, now time.Time) {
+	t.Helper()
+	groups, full := from.Answer(Request{To: from.Node(), Known: to.Vector()}, now)
+	if !full {
+		for _, g := range groups {
+			mustReceive(t, to, g, now)
+		}
+		return
+	}
+	var recs []Record
+	meta, err := from.Snapshot(now, func(r []Record) error { recs = append(recs, r...); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := to.MergeRecords(recs, now); err != nil {
+		t.Fatal(err)
+	}
+	to.MergeVector(meta.Vector, from.Node(), now)
+}
