@@ -33,8 +33,9 @@ type Config struct {
 	Shards int
 
 	// OwnLogCap bounds this node's own change log, in events. Older events
-	// are dropped past it; a peer that needs them gets a full copy.
-	// Default 200,000.
+	// are dropped past it; a peer that needs them gets a full copy. With
+	// Durable, events not yet persisted are never dropped: the log runs
+	// over the cap until the shell calls MarkPersisted. Default 200,000.
 	OwnLogCap int
 
 	// ChangeLogTableCap bounds the cache of each other origin's events kept

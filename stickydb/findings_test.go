@@ -199,3 +199,38 @@ func catchUp(t *testing.T, to, from *DB, now time.Time) {
 	}
 	to.MergeVector(meta.Vector, from.Node(), now)
 }
+
+// Finding 5: in disk mode the own log's cap must not drop events the
+// write-ahead log has not had yet: a restart from disk would lack bindings
+// its vector says it has.
+func TestFindingOwnLogCapKeepsUnpersisted(t *testing.T) {
+	durable := func(c *Config) { c.Durable, c.OwnLogCap = true, 4 }
+	db := newTestDB(t, "n", t0, durable)
+	for i := 0; i < 10; i++ {
+		db.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), "a", t0)
+	}
+	db.Tick(t0.Add(time.Millisecond))
+	wal := db.Unpersisted(0, 100)
+	if wal.From != 1 || len(wal.Events) != 10 {
+		t.Fatalf("the log hands the WAL events %d..%d, want 1..10", wal.From, wal.To)
+	}
+	db.MarkPersisted(wal.Epoch, wal.To)
+	// Restart from the log alone: the same bindings.
+	re := newTestDB(t, "n", t0.Add(time.Second), durable)
+	if err := re.RestoreOwn(SnapshotMeta{Node: "n", Epoch: wal.Epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if err := re.ReplayOwn(wal.Epoch, wal.Events, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c1, s1 := db.Digest(t0.Add(time.Second), 0)
+	c2, s2 := re.Digest(t0.Add(time.Second), 0)
+	if c1 != c2 || s1 != s2 {
+		t.Fatalf("restarted from its log: %d bindings, before: %d", c2, c1)
+	}
+	// Once persisted, the cap applies again.
+	db.Tick(t0.Add(2 * time.Millisecond))
+	if n := db.Logs()[0].Events; n > 4 {
+		t.Fatalf("own log holds %d persisted events over a cap of 4", n)
+	}
+}

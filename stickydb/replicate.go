@@ -82,6 +82,16 @@ func (rs *replState) init(cfg Config, nowMs int64) {
 	rs.gaps = map[originEpoch]*gapState{}
 }
 
+// pinOwn keeps own events not yet persisted out of the cap's reach
+// (Durable): the write-ahead log must still get them, or a restart from
+// disk would lack bindings that its vector says it has. The log then runs
+// over OwnLogCap until the shell persists.
+func (rs *replState) pinOwn() {
+	if rs.cfg.Durable {
+		rs.own.pin(rs.epoch, rs.persisted)
+	}
+}
+
 // seen records nowMs as the latest time known.
 func (rs *replState) seen(nowMs int64) { rs.lastNow = max(rs.lastNow, nowMs) }
 
@@ -89,6 +99,7 @@ func (rs *replState) appendOwn(kind EventKind, k Key, b Binding) {
 	rs.provisional = false
 	rs.seq++
 	ev := Event{Seq: rs.seq, Kind: kind, Key: k, Binding: b}
+	rs.pinOwn()
 	rs.own.add(rs.epoch, []Event{ev})
 	rs.vv.Advance(rs.cfg.Node, rs.epoch, rs.seq)
 }
@@ -786,9 +797,8 @@ func (db *DB) truncateOwn(nowMs int64) {
 			rs.own.n -= s.trimTo(s.first + uint64(drop))
 		}
 	}
-	for rs.own.n > rs.own.cap {
-		rs.own.dropOldest()
-	}
+	rs.pinOwn()
+	rs.own.fit()
 }
 
 func (db *DB) allPeersHave(epoch int64, seq uint64) bool {
