@@ -234,3 +234,105 @@ func TestFindingOwnLogCapKeepsUnpersisted(t *testing.T) {
 		t.Fatalf("own log holds %d persisted events over a cap of 4", n)
 	}
 }
+
+// Finding 6: a node whose clock was stepped back at a restart (a new
+// epoch below its previous one) must not be silenced: peers would take
+// every event of the lower epoch for one of an epoch that is over. The
+// gossip shell's start-up check needs Table to say which peers' vectors
+// have arrived.
+func TestFindingClockSteppedBackAtRestart(t *testing.T) {
+	e1 := t0.Add(10 * time.Second)
+	old := newTestDB(t, "n", e1)
+	p := newTestDB(t, "p", e1)
+	p.SetPeers([]string{"n"}, e1)
+	old.BindIfAbsent(mustKey(t, "10.1.0.1", "h"), "a", e1)
+	mustReceive(t, p, old.OwnEvents(0, 100), e1)
+
+	re := newTestDB(t, "n", t0) // the clock went back 10 s
+	re.SetPeers([]string{"p"}, t0)
+	if tb := re.Table(); len(tb) != 1 || tb[0].Vector != nil {
+		t.Fatalf("a peer whose vector has not arrived shows vector %#v", tb[0].Vector)
+	}
+	re.ObserveVector("p", p.Vector(), t0)
+	if e, _ := re.Position(); e <= e1.UnixMilli() {
+		t.Fatalf("still in epoch %d, not after the peers' %d", e, e1.UnixMilli())
+	}
+	// Long after: its new events reach the peer.
+	later := t0.Add(45 * time.Minute)
+	k := mustKey(t, "10.1.0.2", "h")
+	re.BindIfAbsent(k, "a", later)
+	res := mustReceive(t, p, re.OwnEvents(0, 100), later)
+	if res.Stale || res.Applied != 1 {
+		t.Fatalf("peer took the restarted node's events as stale: %+v", res)
+	}
+}
+
+// Finding 3: a node that left for good must leave every vector once its
+// bindings can no longer be live, even while a peer still lists it, and
+// an origin this node never had as a peer must leave too.
+func TestFindingDepartedNodeLeavesVectors(t *testing.T) {
+	exp := t0.Add(30 * time.Minute).UnixMilli()
+	me := newTestDB(t, "me", t0)
+	a := newTestDB(t, "a", t0)
+	me.SetPeers([]string{"a", "x"}, t0)
+	a.SetPeers([]string{"me", "x"}, t0)
+	gx := groupOf("x", t0.UnixMilli(), 1, 3, exp)
+	mustReceive(t, me, gx, t0)
+	mustReceive(t, a, gx, t0)
+	stale := a.Vector() // a's vector while it still listed x
+	// x leaves for good.
+	me.SetPeers([]string{"a"}, t0.Add(time.Second))
+	a.SetPeers([]string{"me"}, t0.Add(time.Second))
+	// A newcomer that learns of x only through a.
+	nc := newTestDB(t, "nc", t0.Add(time.Minute))
+	nc.SetPeers([]string{"a"}, t0.Add(time.Minute))
+	nc.ObserveVector("a", stale, t0.Add(time.Minute))
+	groups, _ := a.Answer(Request{Origins: []string{"x"}, Known: Vector{}}, t0.Add(time.Minute))
+	for _, g := range groups {
+		mustReceive(t, nc, g, t0.Add(time.Minute))
+	}
+	for now := t0; now.Before(t0.Add(45 * time.Minute)); now = now.Add(30 * time.Second) {
+		me.Tick(now)
+		a.Tick(now)
+		nc.Tick(now)
+		me.ObserveVector("a", stale, now) // a peer still listing x
+		nc.ObserveVector("a", stale, now)
+	}
+	for _, db := range []*DB{me, nc} {
+		if v := db.Vector(); v["x"] != nil {
+			t.Errorf("%s still lists the departed x: %v", db.Node(), v)
+		}
+	}
+}
+
+// Finding 4: a gap whose events nobody holds any more (the only holder and
+// the origin both restarted) must not ask for full copies until the epoch
+// is over (TTL + TTL/4 + skew): a few requests, then it is given up.
+func TestFindingNoFullCopyStormForLostEvents(t *testing.T) {
+	e1 := t0.UnixMilli()
+	me := newTestDB(t, "me", t0)
+	me.SetPeers([]string{"o", "h"}, t0)
+	me.ObserveVector("h", Vector{"o": {{e1, 5}}, "h": {{e1, 0}}}, t0)
+	// Both restart without a disk: new epochs, and nothing of o's epoch e1.
+	t1 := t0.Add(time.Second)
+	o := newTestDB(t, "o", t1)
+	h := newTestDB(t, "h", t1)
+	peers := map[string]*DB{"o": o, "h": h}
+	me.ObserveVector("h", h.Vector(), t1)
+	me.ObserveVector("o", o.Vector(), t1)
+	sent := 0
+	for now := t1; now.Before(t0.Add(40 * time.Minute)); now = now.Add(50 * time.Millisecond) {
+		for _, r := range me.Tick(now) {
+			if r.Reason != "watchdog" {
+				sent++
+			}
+			catchUp(t, me, peers[r.To], now)
+		}
+		if sent > 50 {
+			t.Fatalf("%d requests by %v for events nobody holds", sent, now.Sub(t1))
+		}
+	}
+	if sent > 5 {
+		t.Fatalf("%d requests for events nobody holds", sent)
+	}
+}

@@ -23,7 +23,10 @@ type replState struct {
 	peers       map[string]*peerState // version vector table (Fig. 8) and liveness
 	clt         map[string]*eventLog  // change log table (Fig. 10)
 	gaps        map[originEpoch]*gapState
-	recent      []GapRecord // newest last, bounded
+	recent      []GapRecord          // newest last, bounded
+	ahead       int64                // the latest own epoch a peer showed (see ownEpochAhead)
+	advanced    map[string]int64     // when each origin's vector entry last moved (departed.go)
+	departed    map[string]departure // floors of forgotten origins (departed.go)
 	// lastNow is the latest `now` any call passed in, for the calls that
 	// take none (OwnEvents).
 	lastNow   int64
@@ -245,6 +248,7 @@ func (db *DB) sanitize(v Vector, nowMs int64) Vector {
 				db.stats.futureEpochs.Add(1)
 			case !db.seqPlausible(p.Epoch, p.Seq, nowMs):
 				db.stats.seqJumps.Add(1)
+			case db.rs.departedCovers(o, p):
 			default:
 				keep = append(keep, p)
 			}
@@ -269,7 +273,7 @@ func (db *DB) applyGroup(g *Group, nowMs int64, res *Result) error {
 		res.Duplicate = n // our own current epoch: we made them
 		db.stats.groupsDuplicate.Add(1)
 		return nil
-	case rs.epochOver(g.Origin, g.Epoch, rs.cutoff(nowMs)):
+	case rs.epochOver(g.Origin, g.Epoch, rs.cutoff(nowMs)) || rs.departedCovers(g.Origin, EpochSeq{g.Epoch, g.To}):
 		res.Stale = true
 		db.stats.groupsStale.Add(1)
 		return nil
@@ -375,6 +379,7 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 	res.Applied += len(evs)
 	db.stats.eventsApplied.Add(uint64(len(evs)))
 	rs.vv.Advance(oe.origin, oe.epoch, evs[len(evs)-1].Seq)
+	rs.moved(oe.origin, nowMs)
 	if oe.origin == db.cfg.Node {
 		rs.own.add(oe.epoch, evs) // an older epoch of ours, recovered from a peer
 		return
@@ -489,12 +494,19 @@ func (db *DB) observe(sender string, v Vector, nowMs int64) {
 				}
 				continue
 			}
-			if (o == db.cfg.Node && p.Epoch > rs.epoch) || rs.epochOver(o, p.Epoch, cutoff) {
-				continue // an epoch of ours from the future, or one that is over
+			if o == db.cfg.Node && p.Epoch > rs.epoch {
+				db.ownEpochAhead(p.Epoch, nowMs)
+				continue
+			}
+			if rs.epochOver(o, p.Epoch, cutoff) {
+				continue
 			}
 			// Record that the epoch began, even before any of its events
 			// arrive, so that older epochs are pruned on the same schedule
 			// everywhere.
+			if _, had := rs.vv[o]; !had {
+				rs.moved(o, nowMs)
+			}
 			rs.vv.Advance(o, p.Epoch, 0)
 			known := rs.vv.Get(o, p.Epoch)
 			if p.Seq <= known {
@@ -506,6 +518,37 @@ func (db *DB) observe(sender string, v Vector, nowMs int64) {
 			}
 		}
 	}
+}
+
+// ownEpochAhead handles a peer that knows an epoch of ours later than the
+// current one: our clock was stepped back (or is behind) since that epoch
+// began, and peers would take every event of the current epoch for one of
+// an epoch that is over. Without a disk the core moves on at once to an
+// epoch after it; with one (Durable), the new epoch must be written first,
+// so the shell does it when EpochAhead says so.
+func (db *DB) ownEpochAhead(epoch, nowMs int64) {
+	rs := &db.rs
+	rs.ahead = max(rs.ahead, epoch)
+	if db.cfg.Durable {
+		return
+	}
+	next := max(nowMs, rs.ahead+1)
+	rs.epoch, rs.seq, rs.persisted, rs.provisional = next, 0, 0, false
+	rs.vv.Advance(db.cfg.Node, next, 0)
+	db.stats.epochsAhead.Add(1)
+}
+
+// EpochAhead returns the latest epoch of this node that a peer's vector
+// showed, when it is later than the current one (0 otherwise): a node with
+// a disk must start (and persist) an epoch after it. Without a disk the DB
+// has done so by itself.
+func (db *DB) EpochAhead() int64 {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.rs.ahead > db.rs.epoch {
+		return db.rs.ahead
+	}
+	return 0
 }
 
 // ObserveVector takes a peer's vector that arrived outside a change group
@@ -619,6 +662,9 @@ func (db *DB) Tick(now time.Time) []Request {
 		if nowMs-gp.since < db.cfg.GapWait.Milliseconds() {
 			continue
 		}
+		if gp.stage == stageWait && len(gp.buf) == 0 && db.abandon(oe, gp, known) {
+			continue
+		}
 		if r, ok := db.escalate(oe, gp, known, nowMs); ok {
 			out = append(out, r)
 		}
@@ -634,6 +680,29 @@ func (db *DB) Tick(now time.Time) []Request {
 	db.truncateOwn(nowMs)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].To < out[j].To })
 	return out
+}
+
+// abandon lowers what a gap waits for to what some peer's last vector
+// still claims, before each new round of requests, and closes the gap when
+// nothing is left: the peer that showed the events restarted without them,
+// and the origin lost them too. Those events are gone for good (their
+// bindings live on in the peers' tables and full copies); asking again
+// would only repeat full copies until the epoch is over.
+func (db *DB) abandon(oe originEpoch, gp *gapState, known uint64) bool {
+	claim := uint64(0)
+	for _, p := range db.rs.peers {
+		claim = max(claim, p.vector.Get(oe.origin, oe.epoch))
+	}
+	if claim >= gp.want {
+		return false
+	}
+	gp.want = claim
+	if known < gp.want {
+		return false
+	}
+	delete(db.rs.gaps, oe)
+	db.stats.gapsAbandoned.Add(1)
+	return true
 }
 
 // escalate moves a gap one step along origin -> third node -> full copy when
@@ -739,18 +808,8 @@ func (db *DB) prune(nowMs, cutoff int64) {
 	rs := &db.rs
 	rs.vv.Prune(cutoff)
 	rs.vv.Trim(db.cfg.MaxEpochs)
-	for name, p := range rs.peers {
-		if !p.live && max(p.leftAt, p.heard) <= cutoff {
-			delete(rs.peers, name)
-			delete(rs.vv, name)
-			delete(rs.clt, name)
-			for oe := range rs.gaps {
-				if oe.origin == name {
-					delete(rs.gaps, oe)
-				}
-			}
-			continue
-		}
+	db.forgetDeparted(nowMs, cutoff)
+	for _, p := range rs.peers {
 		if p.vector != nil {
 			p.vector.Prune(cutoff)
 			p.vector.Trim(db.cfg.MaxEpochs)

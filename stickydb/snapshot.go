@@ -104,6 +104,9 @@ func (db *DB) MergeVector(v Vector, from string, now time.Time) {
 			if o == db.cfg.Node && p.Epoch > rs.epoch {
 				continue
 			}
+			if p.Seq > rs.vv.Get(o, p.Epoch) || rs.vv[o] == nil {
+				rs.moved(o, nowMs)
+			}
 			rs.vv.Advance(o, p.Epoch, p.Seq)
 		}
 	}
@@ -135,6 +138,9 @@ func (db *DB) RestoreOwn(meta SnapshotMeta) error {
 	rs := &db.rs
 	if meta.Vector != nil {
 		rs.vv.Merge(meta.Vector)
+		for o := range meta.Vector {
+			rs.moved(o, rs.lastNow)
+		}
 	}
 	rs.adoptEpoch(meta.Epoch)
 	if meta.Epoch == rs.epoch && meta.Seq > rs.seq {
