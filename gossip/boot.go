@@ -12,11 +12,10 @@ import (
 // CatchUpTimeout): the peers' vectors need not count every binding a copy
 // brings (bindings restored from a snapshot, merged from other copies).
 type boot struct {
-	epochChecked bool
-	copyDone     bool
-	askedAt      time.Time
-	asked        int    // peers asked so far, to ask the next one
-	chunksAt     uint64 // chunks received when we last asked
+	copyDone bool
+	askedAt  time.Time
+	asked    int    // peers asked so far, to ask the next one
+	chunksAt uint64 // chunks received when we last asked
 }
 
 // initialCopyWait is how long a peer asked for the start-up copy may take to
@@ -25,32 +24,15 @@ type boot struct {
 const initialCopyWait = 2 * time.Second
 
 // startup (run loop) runs the start-up steps that need peers: a new epoch if
-// a peer knows one of ours after the current one, then the initial
-// copy (Config.InitialCopy).
+// a peer knows one of ours after the current one (checked on every pass:
+// the peer that knows it may answer late), then the initial copy
+// (Config.InitialCopy).
 func (n *Node) startup(now time.Time) {
 	b := &n.boot
-	if !n.ready.joined.Load() || (b.epochChecked && b.copyDone) {
+	if !n.ready.joined.Load() {
 		return
 	}
-	if !b.epochChecked && n.peerVectorsKnown() {
-		b.epochChecked = true
-		cur, _ := n.db.Position()
-		// A later epoch than ours (a clock behind). The same epoch is ours,
-		// restored from disk: the core moves past any events of it a peer
-		// knows and we lost.
-		if hi := n.db.HighestOwnEpoch(); hi > cur {
-			e := max(now.UnixMilli(), hi+1)
-			newEpoch := n.cfg.NewEpoch
-			if newEpoch == nil {
-				newEpoch = n.db.NewEpoch
-			}
-			if err := newEpoch(e); err != nil {
-				n.log.Error().Err(err).Int64("epoch", e).Msg("could not start an epoch after the peers' one")
-			} else {
-				n.log.Warn().Int64("peers_epoch", hi).Int64("epoch", e).Msg("a peer knows a later epoch of ours (clock behind?); started a later one")
-			}
-		}
-	}
+	n.checkEpoch(now)
 	if b.copyDone {
 		return
 	}
@@ -90,12 +72,24 @@ func (n *Node) startup(now time.Time) {
 	n.sendRequest(stickydb.Request{To: p.name, Full: true, Reason: "initial"}, now)
 }
 
-// peerVectorsKnown reports whether some live peer's vector has arrived.
-func (n *Node) peerVectorsKnown() bool {
-	for _, row := range n.db.Table() {
-		if row.Live && row.Vector != nil {
-			return true
-		}
+// checkEpoch starts an epoch after the latest one of ours a peer knows, if
+// that is later than the current one (a clock behind, or stepped back at a
+// restart): peers would take our events for ones of an epoch that is over.
+// Without a disk the core has done so by itself; with one the epoch is
+// written first (Config.NewEpoch).
+func (n *Node) checkEpoch(now time.Time) {
+	hi := n.db.EpochAhead()
+	if hi == 0 {
+		return
 	}
-	return false
+	e := max(now.UnixMilli(), hi+1)
+	newEpoch := n.cfg.NewEpoch
+	if newEpoch == nil {
+		newEpoch = n.db.NewEpoch
+	}
+	if err := newEpoch(e); err != nil {
+		n.log.Error().Err(err).Int64("epoch", e).Msg("could not start an epoch after the peers' one")
+		return
+	}
+	n.log.Warn().Int64("peers_epoch", hi).Int64("epoch", e).Msg("a peer knows a later epoch of ours (clock behind?); started a later one")
 }

@@ -20,6 +20,15 @@ type Binding struct {
 	Deleted bool
 }
 
+// MaxGeneration bounds Binding.Generation. Generations never wrap: a
+// received binding above the bound is refused (ErrGeneration, counted
+// against the sender), and a key at the bound cannot be rebound or deleted
+// here until its binding is past its horizon (announced expiry +
+// RefreshThreshold + MaxSkew), when the next bind starts again at
+// generation 1. An honest fleet never comes near it: one rebind of the same
+// key every millisecond, never letting it expire, for twelve days.
+const MaxGeneration = 1 << 30
+
 // Live reports whether the binding serves requests at nowMs.
 func (b Binding) Live(nowMs int64) bool { return !b.Deleted && b.Expiry > nowMs }
 

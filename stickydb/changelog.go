@@ -11,6 +11,21 @@ type eventLog struct {
 	segs []segment // ascending epoch
 	n    int       // events held, all segments
 	cap  int
+	// The cap never drops an event of pinEpoch after pinSeq: own events
+	// not yet persisted (Durable), which the log must still hand to the
+	// write-ahead log. pinEpoch 0 pins nothing.
+	pinEpoch int64
+	pinSeq   uint64
+}
+
+// pin protects the events of epoch after seq from the cap.
+func (l *eventLog) pin(epoch int64, seq uint64) { l.pinEpoch, l.pinSeq = epoch, seq }
+
+// fit drops the oldest events while the log is over its cap, never a
+// pinned one.
+func (l *eventLog) fit() {
+	for l.n > l.cap && l.dropOldest() {
+	}
 }
 
 type segment struct {
@@ -72,21 +87,25 @@ func (l *eventLog) add(epoch int64, evs []Event) {
 		next = e.Seq + 1
 		l.n++
 	}
-	for l.n > l.cap {
-		l.dropOldest()
-	}
+	l.fit()
 }
 
-// dropOldest removes the oldest event of the oldest epoch.
-func (l *eventLog) dropOldest() {
+// dropOldest removes the oldest event of the oldest epoch, unless it is
+// pinned; it reports whether it removed one.
+func (l *eventLog) dropOldest() bool {
 	for len(l.segs) > 0 && len(l.segs[0].events) == 0 {
 		l.segs = l.segs[1:]
 	}
 	if len(l.segs) == 0 {
-		return
+		return false
 	}
-	l.segs[0].trimTo(l.segs[0].first + 1)
+	s := &l.segs[0]
+	if s.epoch == l.pinEpoch && s.first > l.pinSeq {
+		return false
+	}
+	s.trimTo(s.first + 1)
 	l.n--
+	return true
 }
 
 // trimTo drops the events below seq from the front of the segment. It

@@ -33,8 +33,9 @@ type Config struct {
 	Shards int
 
 	// OwnLogCap bounds this node's own change log, in events. Older events
-	// are dropped past it; a peer that needs them gets a full copy.
-	// Default 200,000.
+	// are dropped past it; a peer that needs them gets a full copy. With
+	// Durable, events not yet persisted are never dropped: the log runs
+	// over the cap until the shell calls MarkPersisted. Default 200,000.
 	OwnLogCap int
 
 	// ChangeLogTableCap bounds the cache of each other origin's events kept
@@ -77,7 +78,8 @@ type Config struct {
 	// Caps against a peer that holds the gossip key but misbehaves.
 	MaxGroupEvents       int           // events per change group; default 10,000
 	MaxBindingsPerOrigin int           // live bindings one origin may create; default 4,000,000
-	MaxSeqJump           uint64        // how far ahead of our knowledge a sequence may be; default 1<<24
+	MaxSeqJump           uint64        // sequence numbers any epoch may reach at once; default 1<<24
+	MaxEventRate         uint64        // events per second an origin may number on top of MaxSeqJump; default 1,000,000
 	MaxFutureEpoch       time.Duration // how far in the future an epoch may be; default 1m
 	MaxEpochs            int           // epoch pairs kept per origin in a vector; default 48
 
@@ -105,6 +107,7 @@ func DefaultConfig(node string) Config {
 		MaxGroupEvents:       10_000,
 		MaxBindingsPerOrigin: 4_000_000,
 		MaxSeqJump:           1 << 24,
+		MaxEventRate:         1_000_000,
 		MaxFutureEpoch:       time.Minute,
 		MaxEpochs:            48,
 	}
@@ -152,6 +155,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSeqJump == 0 {
 		c.MaxSeqJump = d.MaxSeqJump
+	}
+	if c.MaxEventRate == 0 {
+		c.MaxEventRate = d.MaxEventRate
 	}
 	if c.MaxFutureEpoch == 0 {
 		c.MaxFutureEpoch = d.MaxFutureEpoch

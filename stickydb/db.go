@@ -326,7 +326,10 @@ func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64)
 	k.host = internHost(k.host)
 	s := db.shardOf(k)
 	s.mu.Lock()
-	old, ok := s.m[k]
+	old, inMap := s.m[k]
+	// An entry past its horizon is absent, as for a received binding: the
+	// next bind starts at generation 1 whether or not Sweep came by.
+	ok := inMap && !db.pastHorizon(old.announced(), nowMs)
 	e, kind := fn(old, ok, nowMs)
 	if kind == KindBind || kind == KindRebind {
 		e.replica = rid // the fn left it 0; 0 means a tombstone only for KindDelete
@@ -335,12 +338,24 @@ func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64)
 		s.mu.Unlock()
 		return Binding{}, false, nil
 	}
-	if kind != 0 && (!ok || old.origin != e.origin) && db.byOrigin[e.origin].Load() >= int64(db.cfg.MaxBindingsPerOrigin) {
+	if kind != 0 && ok && old.ann > e.ann {
+		// The new binding supersedes the old one: as in every join (see
+		// Merge), it takes the later expiry of the two, so that the event
+		// says exactly what every node holds once it has merged it.
+		e.ann = old.ann
+		e.exp = max(e.exp, old.ann+uint32(min(db.refreshMs/1000, math.MaxUint32)))
+	}
+	if kind != 0 && e.gen > MaxGeneration {
+		s.mu.Unlock()
+		db.stats.capBreaches.Add(1)
+		return Binding{}, false, ErrGeneration
+	}
+	if kind != 0 && (!inMap || old.origin != e.origin) && db.byOrigin[e.origin].Load() >= int64(db.cfg.MaxBindingsPerOrigin) {
 		s.mu.Unlock()
 		db.stats.capBreaches.Add(1)
 		return Binding{}, false, ErrOriginFull
 	}
-	db.store(s, k, old, ok, e, nowMs)
+	db.store(s, k, old, inMap, e, nowMs)
 	s.mu.Unlock()
 	db.settleCap(nowMs)
 	b := db.binding(e)
@@ -447,8 +462,10 @@ func (db *DB) remove(s *shard, k Key) {
 // does not keep each request's copy of the Host header alive.
 func internHost(h string) string { return unique.Make(h).Value() }
 
-// Sweep removes the entries whose local expiry has passed (Fig. 6, the last
-// step of para. 11), tombstones included. It visits
+// Sweep removes the entries whose local expiry has passed and whose
+// announced expiry is past its horizon (Fig. 6, the last step of para. 11),
+// tombstones included: until then an entry still takes part in merges
+// (see applyRemote). It visits
 // at most maxShards shards, starting where the previous call stopped, so a
 // caller can spread one pass over many ticks; maxShards <= 0 visits all.
 // It returns the number removed.
@@ -464,7 +481,7 @@ func (db *DB) Sweep(now time.Time, maxShards int) int {
 		s := &db.shards[(start+i)&int(db.shardMask)]
 		s.mu.Lock()
 		for k, e := range s.m {
-			if e.expiry() <= cutoff {
+			if e.expiry() <= cutoff && db.pastHorizon(e.announced(), cutoff) {
 				db.remove(s, k)
 				removed++
 				if !e.deleted() {

@@ -18,8 +18,9 @@ var (
 	ErrMalformed = errors.New("stickydb: malformed change group")
 	// ErrTooManyEvents: a change group over Config.MaxGroupEvents.
 	ErrTooManyEvents = errors.New("stickydb: too many events in a group")
-	// ErrSeqJump: a group or vector that claims a sequence number further
-	// ahead of what we know than Config.MaxSeqJump.
+	// ErrSeqJump: a group or vector that claims a sequence number its
+	// origin cannot have reached: more than Config.MaxSeqJump plus
+	// Config.MaxEventRate per second since its epoch began.
 	ErrSeqJump = errors.New("stickydb: sequence jump over cap")
 	// ErrFutureEpoch: an epoch later than now + Config.MaxFutureEpoch.
 	ErrFutureEpoch = errors.New("stickydb: epoch in the future")
@@ -36,4 +37,7 @@ var (
 	ErrTruncated = errors.New("stickydb: range truncated")
 	// ErrEpoch: an epoch that is not later than the current one.
 	ErrEpoch = errors.New("stickydb: epoch must increase")
+	// ErrGeneration: a binding whose generation is over MaxGeneration
+	// (received), or a local rebind or delete of a key at MaxGeneration.
+	ErrGeneration = errors.New("stickydb: generation at its bound")
 )

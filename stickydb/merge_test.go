@@ -59,10 +59,10 @@ func TestMergeRule(t *testing.T) {
 		a, b Binding
 		want Binding
 	}{
-		{"higher generation wins whole",
+		{"higher generation wins, with the later expiry of the two",
 			Binding{Replica: hi, Expiry: 900, Generation: 1, Origin: "n1"},
 			Binding{Replica: lo, Expiry: 100, Generation: 2, Origin: "n2"},
-			Binding{Replica: lo, Expiry: 100, Generation: 2, Origin: "n2"}},
+			Binding{Replica: lo, Expiry: 900, Generation: 2, Origin: "n2"}},
 		{"same replica keeps the later expiry",
 			Binding{Replica: lo, Expiry: 100, Generation: 1, Origin: "n1"},
 			Binding{Replica: lo, Expiry: 200, Generation: 1, Origin: "n1"},

@@ -1,8 +1,10 @@
 package stickydb
 
 import (
+	"cmp"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -21,13 +23,26 @@ type replState struct {
 	peers       map[string]*peerState // version vector table (Fig. 8) and liveness
 	clt         map[string]*eventLog  // change log table (Fig. 10)
 	gaps        map[originEpoch]*gapState
-	recent      []GapRecord // newest last, bounded
-	sweepNext   atomic.Uint64
+	recent      []GapRecord          // newest last, bounded
+	ahead       int64                // the latest own epoch a peer showed (see ownEpochAhead)
+	advanced    map[string]int64     // when each origin's vector entry last moved (departed.go)
+	departed    map[string]departure // floors of forgotten origins (departed.go)
+	// lastNow is the latest `now` any call passed in, for the calls that
+	// take none (OwnEvents).
+	lastNow   int64
+	sweepNext atomic.Uint64
 }
 
 type originEpoch struct {
 	origin string
 	epoch  int64
+}
+
+func compareOE(a, b originEpoch) int {
+	if c := strings.Compare(a.origin, b.origin); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.epoch, b.epoch)
 }
 
 type peerState struct {
@@ -62,6 +77,7 @@ const (
 func (rs *replState) init(cfg Config, nowMs int64) {
 	rs.cfg = cfg
 	rs.epoch, rs.provisional = nowMs, true
+	rs.lastNow = nowMs
 	rs.own = newEventLog(cfg.OwnLogCap)
 	rs.vv = Vector{cfg.Node: {{Epoch: nowMs}}}
 	rs.peers = map[string]*peerState{}
@@ -69,10 +85,24 @@ func (rs *replState) init(cfg Config, nowMs int64) {
 	rs.gaps = map[originEpoch]*gapState{}
 }
 
+// pinOwn keeps own events not yet persisted out of the cap's reach
+// (Durable): the write-ahead log must still get them, or a restart from
+// disk would lack bindings that its vector says it has. The log then runs
+// over OwnLogCap until the shell persists.
+func (rs *replState) pinOwn() {
+	if rs.cfg.Durable {
+		rs.own.pin(rs.epoch, rs.persisted)
+	}
+}
+
+// seen records nowMs as the latest time known.
+func (rs *replState) seen(nowMs int64) { rs.lastNow = max(rs.lastNow, nowMs) }
+
 func (rs *replState) appendOwn(kind EventKind, k Key, b Binding) {
 	rs.provisional = false
 	rs.seq++
 	ev := Event{Seq: rs.seq, Kind: kind, Key: k, Binding: b}
+	rs.pinOwn()
 	rs.own.add(rs.epoch, []Event{ev})
 	rs.vv.Advance(rs.cfg.Node, rs.epoch, rs.seq)
 }
@@ -170,6 +200,7 @@ func (db *DB) Receive(g Group, now time.Time) (Result, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	rs := &db.rs
+	rs.seen(nowMs)
 	if g.Sender == db.cfg.Node {
 		return Result{}, ErrMalformed
 	}
@@ -184,7 +215,25 @@ func (db *DB) Receive(g Group, now time.Time) (Result, error) {
 	return res, err
 }
 
-// sanitize copies a peer's vector, leaving out pairs from the future.
+// seqPlausible reports whether an origin can have numbered seq events in
+// the epoch that began at epoch (its clock): MaxSeqJump at once, plus
+// MaxEventRate for every second since the epoch began (and MaxSkew more).
+// The bound depends on the epoch alone, not on what this node knows, so a
+// node that has just joined accepts a long-lived origin's numbers as
+// readily as its oldest peer does.
+func (db *DB) seqPlausible(epoch int64, seq uint64, nowMs int64) bool {
+	if seq <= db.cfg.MaxSeqJump {
+		return true
+	}
+	age := nowMs - epoch + db.skewMs
+	if age <= 0 {
+		return false
+	}
+	return (seq-db.cfg.MaxSeqJump)/uint64(db.cfg.MaxEventRate) <= uint64(age)/1000
+}
+
+// sanitize copies a peer's vector, leaving out pairs from the future and
+// sequence numbers no origin can have reached (seqPlausible).
 func (db *DB) sanitize(v Vector, nowMs int64) Vector {
 	limit := nowMs + db.cfg.MaxFutureEpoch.Milliseconds()
 	out := make(Vector, len(v))
@@ -194,10 +243,14 @@ func (db *DB) sanitize(v Vector, nowMs int64) Vector {
 		}
 		keep := make([]EpochSeq, 0, len(ps))
 		for _, p := range ps {
-			if p.Epoch > 0 && p.Epoch <= limit {
-				keep = append(keep, p)
-			} else {
+			switch {
+			case p.Epoch <= 0 || p.Epoch > limit:
 				db.stats.futureEpochs.Add(1)
+			case !db.seqPlausible(p.Epoch, p.Seq, nowMs):
+				db.stats.seqJumps.Add(1)
+			case db.rs.departedCovers(o, p):
+			default:
+				keep = append(keep, p)
 			}
 		}
 		sort.Slice(keep, func(i, j int) bool { return keep[i].Epoch < keep[j].Epoch })
@@ -220,7 +273,7 @@ func (db *DB) applyGroup(g *Group, nowMs int64, res *Result) error {
 		res.Duplicate = n // our own current epoch: we made them
 		db.stats.groupsDuplicate.Add(1)
 		return nil
-	case rs.epochOver(g.Origin, g.Epoch, rs.cutoff(nowMs)):
+	case rs.epochOver(g.Origin, g.Epoch, rs.cutoff(nowMs)) || rs.departedCovers(g.Origin, EpochSeq{g.Epoch, g.To}):
 		res.Stale = true
 		db.stats.groupsStale.Add(1)
 		return nil
@@ -232,7 +285,7 @@ func (db *DB) applyGroup(g *Group, nowMs int64, res *Result) error {
 		return nil
 	}
 	if g.From > known+1 {
-		if g.From-known > db.cfg.MaxSeqJump {
+		if !db.seqPlausible(g.Epoch, g.To, nowMs) {
 			db.stats.seqJumps.Add(1)
 			return ErrSeqJump
 		}
@@ -326,6 +379,7 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 	res.Applied += len(evs)
 	db.stats.eventsApplied.Add(uint64(len(evs)))
 	rs.vv.Advance(oe.origin, oe.epoch, evs[len(evs)-1].Seq)
+	rs.moved(oe.origin, nowMs)
 	if oe.origin == db.cfg.Node {
 		rs.own.add(oe.epoch, evs) // an older epoch of ours, recovered from a peer
 		return
@@ -339,22 +393,29 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 }
 
 // applyRemote merges a binding received from elsewhere into the table
-// (Fig. 9). An entry expired here counts as absent, so an expired binding
-// never outweighs a live one; expired arrivals are dropped (step 552).
+// (Fig. 9), as the join of what the table holds and what arrived (see
+// Merge). An entry past its horizon (announced expiry + RefreshThreshold +
+// MaxSkew) counts as absent, as if Sweep had removed it already, and an
+// arrival past its horizon is dropped (step 552): it belongs to a life of
+// the key that is over. A sender raises an event past its horizon to the
+// expiry of the join it holds (raiseExpired), so an event that still
+// decides a live binding somewhere is never past its horizon.
 func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
 	changed, err := db.mergeRemote(k, r, nowMs, ic)
 	db.settleCap(nowMs)
 	return changed, err
 }
 
+// pastHorizon reports whether a binding announced to expire at annMs can
+// no longer be live on any node whose clock is within MaxSkew of ours.
+func (db *DB) pastHorizon(annMs, nowMs int64) bool {
+	return annMs+db.refreshMs+db.skewMs <= nowMs
+}
+
 // mergeRemote is applyRemote under the key's shard lock.
 func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
 	if !k.Valid() {
 		return false, ErrInvalidKey
-	}
-	if r.Expiry+db.refreshMs+db.skewMs <= nowMs {
-		db.stats.eventsExpired.Add(1)
-		return false, nil
 	}
 	// An expiry further ahead than any honest node can announce (TTL plus a
 	// tombstone's skew margin, plus the sender's clock running up to
@@ -364,6 +425,14 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 	if r.Expiry > nowMs+db.ttlMs+db.skewMs+db.cfg.MaxFutureEpoch.Milliseconds() {
 		db.stats.eventsRejected.Add(1)
 		return false, ErrExpiryOverCap
+	}
+	if r.Generation > MaxGeneration {
+		db.stats.eventsRejected.Add(1)
+		return false, ErrGeneration
+	}
+	if db.pastHorizon(r.Expiry, nowMs) {
+		db.stats.eventsExpired.Add(1)
+		return false, nil
 	}
 	if r.Deleted {
 		r.Replica = ""
@@ -382,19 +451,17 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.m[k]
-	live := ok && l.expiry() > nowMs+db.skewMs
-	var m Binding
-	if live {
+	present := ok && !db.pastHorizon(l.announced(), nowMs)
+	m := r
+	if present {
 		m = merge(kh, db.binding(l), r)
-	} else {
-		m = r
 	}
 	ne := newEntry(m.Expiry+db.refreshMs, m.Expiry, m.Generation, rid, oid)
-	if m.Replica != r.Replica || m.Origin != r.Origin || m.Deleted != r.Deleted {
+	if !sameIdentity(m, r) {
 		ne.replica, ne.origin = l.replica, l.origin
 	}
-	if live && l.gen == ne.gen && l.replica == ne.replica {
-		ne.exp = max(ne.exp, l.exp)
+	if present && l.gen == ne.gen && l.replica == ne.replica && l.origin == ne.origin {
+		ne.exp = max(ne.exp, l.exp) // the same binding: keep this node's extension by hits
 	}
 	if ok && ne == l {
 		return false, nil
@@ -404,7 +471,7 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 		db.stats.eventsRejected.Add(1)
 		return false, ErrOriginFull
 	}
-	changed := !ok || !live || l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica || l.origin != ne.origin
+	changed := !present || l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica || l.origin != ne.origin
 	db.store(s, k, l, ok, ne, nowMs)
 	return changed, nil
 }
@@ -421,25 +488,28 @@ func (db *DB) observe(sender string, v Vector, nowMs int64) {
 			if o == db.cfg.Node && p.Epoch == rs.epoch {
 				// A peer knows more of our current epoch than we do: our log
 				// lost its tail. Never number two events alike.
-				if p.Seq > rs.seq && p.Seq-rs.seq <= db.cfg.MaxSeqJump {
+				if p.Seq > rs.seq {
 					rs.seq, rs.persisted = p.Seq, p.Seq
 					rs.vv.Advance(o, p.Epoch, p.Seq)
 				}
 				continue
 			}
-			if (o == db.cfg.Node && p.Epoch > rs.epoch) || rs.epochOver(o, p.Epoch, cutoff) {
-				continue // an epoch of ours from the future, or one that is over
+			if o == db.cfg.Node && p.Epoch > rs.epoch {
+				db.ownEpochAhead(p.Epoch, nowMs)
+				continue
+			}
+			if rs.epochOver(o, p.Epoch, cutoff) {
+				continue
 			}
 			// Record that the epoch began, even before any of its events
 			// arrive, so that older epochs are pruned on the same schedule
 			// everywhere.
+			if _, had := rs.vv[o]; !had {
+				rs.moved(o, nowMs)
+			}
 			rs.vv.Advance(o, p.Epoch, 0)
 			known := rs.vv.Get(o, p.Epoch)
 			if p.Seq <= known {
-				continue
-			}
-			if p.Seq-known > db.cfg.MaxSeqJump {
-				db.stats.seqJumps.Add(1)
 				continue
 			}
 			gp := rs.gapFor(originEpoch{o, p.Epoch}, nowMs)
@@ -448,6 +518,37 @@ func (db *DB) observe(sender string, v Vector, nowMs int64) {
 			}
 		}
 	}
+}
+
+// ownEpochAhead handles a peer that knows an epoch of ours later than the
+// current one: our clock was stepped back (or is behind) since that epoch
+// began, and peers would take every event of the current epoch for one of
+// an epoch that is over. Without a disk the core moves on at once to an
+// epoch after it; with one (Durable), the new epoch must be written first,
+// so the shell does it when EpochAhead says so.
+func (db *DB) ownEpochAhead(epoch, nowMs int64) {
+	rs := &db.rs
+	rs.ahead = max(rs.ahead, epoch)
+	if db.cfg.Durable {
+		return
+	}
+	next := max(nowMs, rs.ahead+1)
+	rs.epoch, rs.seq, rs.persisted, rs.provisional = next, 0, 0, false
+	rs.vv.Advance(db.cfg.Node, next, 0)
+	db.stats.epochsAhead.Add(1)
+}
+
+// EpochAhead returns the latest epoch of this node that a peer's vector
+// showed, when it is later than the current one (0 otherwise): a node with
+// a disk must start (and persist) an epoch after it. Without a disk the DB
+// has done so by itself.
+func (db *DB) EpochAhead() int64 {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.rs.ahead > db.rs.epoch {
+		return db.rs.ahead
+	}
+	return 0
 }
 
 // ObserveVector takes a peer's vector that arrived outside a change group
@@ -546,17 +647,22 @@ func (db *DB) Tick(now time.Time) []Request {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	rs := &db.rs
+	rs.seen(nowMs)
 	cutoff := rs.cutoff(nowMs)
 	db.prune(nowMs, cutoff)
 
 	var out []Request
-	for oe, gp := range rs.gaps {
+	for _, oe := range slices.SortedFunc(mapsKeys(rs.gaps), compareOE) {
+		gp := rs.gaps[oe]
 		known := rs.vv.Get(oe.origin, oe.epoch)
 		if known >= gp.want && len(gp.buf) == 0 {
 			db.closeGap(oe, gp.asked)
 			continue
 		}
 		if nowMs-gp.since < db.cfg.GapWait.Milliseconds() {
+			continue
+		}
+		if gp.stage == stageWait && len(gp.buf) == 0 && db.abandon(oe, gp, known) {
 			continue
 		}
 		if r, ok := db.escalate(oe, gp, known, nowMs); ok {
@@ -572,8 +678,31 @@ func (db *DB) Tick(now time.Time) []Request {
 		db.stats.reqWatchdog.Add(1)
 	}
 	db.truncateOwn(nowMs)
-	sort.Slice(out, func(i, j int) bool { return out[i].To < out[j].To })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].To < out[j].To })
 	return out
+}
+
+// abandon lowers what a gap waits for to what some peer's last vector
+// still claims, before each new round of requests, and closes the gap when
+// nothing is left: the peer that showed the events restarted without them,
+// and the origin lost them too. Those events are gone for good (their
+// bindings live on in the peers' tables and full copies); asking again
+// would only repeat full copies until the epoch is over.
+func (db *DB) abandon(oe originEpoch, gp *gapState, known uint64) bool {
+	claim := uint64(0)
+	for _, p := range db.rs.peers {
+		claim = max(claim, p.vector.Get(oe.origin, oe.epoch))
+	}
+	if claim >= gp.want {
+		return false
+	}
+	gp.want = claim
+	if known < gp.want {
+		return false
+	}
+	delete(db.rs.gaps, oe)
+	db.stats.gapsAbandoned.Add(1)
+	return true
 }
 
 // escalate moves a gap one step along origin -> third node -> full copy when
@@ -679,18 +808,8 @@ func (db *DB) prune(nowMs, cutoff int64) {
 	rs := &db.rs
 	rs.vv.Prune(cutoff)
 	rs.vv.Trim(db.cfg.MaxEpochs)
-	for name, p := range rs.peers {
-		if !p.live && max(p.leftAt, p.heard) <= cutoff {
-			delete(rs.peers, name)
-			delete(rs.vv, name)
-			delete(rs.clt, name)
-			for oe := range rs.gaps {
-				if oe.origin == name {
-					delete(rs.gaps, oe)
-				}
-			}
-			continue
-		}
+	db.forgetDeparted(nowMs, cutoff)
+	for _, p := range rs.peers {
 		if p.vector != nil {
 			p.vector.Prune(cutoff)
 			p.vector.Trim(db.cfg.MaxEpochs)
@@ -737,9 +856,8 @@ func (db *DB) truncateOwn(nowMs int64) {
 			rs.own.n -= s.trimTo(s.first + uint64(drop))
 		}
 	}
-	for rs.own.n > rs.own.cap {
-		rs.own.dropOldest()
-	}
+	rs.pinOwn()
+	rs.own.fit()
 }
 
 func (db *DB) allPeersHave(epoch int64, seq uint64) bool {
@@ -770,7 +888,9 @@ func (db *DB) Answer(req Request, now time.Time) (groups []Group, full bool) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	rs := &db.rs
-	cutoff := rs.cutoff(now.UnixMilli())
+	nowMs := now.UnixMilli()
+	rs.seen(nowMs)
+	cutoff := rs.cutoff(nowMs)
 	adv := rs.advertised()
 	origins := req.Origins
 	if origins == nil {
@@ -796,6 +916,7 @@ func (db *DB) Answer(req Request, now time.Time) (groups []Group, full bool) {
 			for len(evs) > 0 {
 				n := min(len(evs), db.cfg.MaxGroupEvents)
 				part := slices.Clone(evs[:n])
+				db.raiseExpired(part, nowMs)
 				groups = append(groups, Group{Origin: o, Epoch: p.Epoch, From: part[0].Seq, To: part[n-1].Seq,
 					Events: part, Sender: db.cfg.Node, Vector: adv})
 				evs = evs[n:]
@@ -819,7 +940,29 @@ func (db *DB) Answer(req Request, now time.Time) (groups []Group, full bool) {
 func (db *DB) OwnEvents(after uint64, max int) Group {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	return db.ownGroup(after, db.rs.sendable(), max)
+	g := db.ownGroup(after, db.rs.sendable(), max)
+	db.raiseExpired(g.Events, db.rs.lastNow)
+	return g
+}
+
+// raiseExpired gives each event past its horizon the later expiry of the
+// same binding in the table, if the table still holds that binding: a join
+// of events this node merged, so sending it is as safe as sending the
+// event. It matters for a receiver that has no entry of the key yet (a
+// node rebuilding from the logs): it would drop the bare event as expired,
+// then keep a binding the event had superseded, which the fleet keeps
+// alive with this later expiry. evs must be the caller's copy. Under db.mu.
+func (db *DB) raiseExpired(evs []Event, nowMs int64) {
+	for i := range evs {
+		b := &evs[i].Binding
+		if !db.pastHorizon(b.Expiry, nowMs) {
+			continue
+		}
+		cur, ok := db.Lookup(evs[i].Key)
+		if ok && sameIdentity(cur, *b) && cur.Expiry > b.Expiry {
+			b.Expiry = cur.Expiry
+		}
+	}
 }
 
 // Unpersisted returns up to max own events after seq `after`, including

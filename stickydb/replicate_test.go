@@ -151,11 +151,15 @@ func TestCaps(t *testing.T) {
 		}
 	})
 	t.Run("sequence jump", func(t *testing.T) {
-		db := newTestDB(t, "me", now, func(c *Config) { c.MaxSeqJump = 100 })
-		if _, err := db.Receive(groupOf("o", 1, 500, 501, exp), now); !errors.Is(err, ErrSeqJump) {
+		db := newTestDB(t, "me", now, func(c *Config) { c.MaxSeqJump, c.MaxEventRate = 100, 10 })
+		e := now.Add(-time.Second).UnixMilli() // 3 s with the skew: at most 100 + 30 events
+		if _, err := db.Receive(groupOf("o", e, 500, 501, exp), now); !errors.Is(err, ErrSeqJump) {
 			t.Fatal(err)
 		}
-		db.ObserveVector("o", Vector{"o": {{1, 1 << 40}}}, now)
+		if _, err := db.Receive(groupOf("o", e, 120, 121, exp), now); err != nil {
+			t.Fatalf("a plausible sequence was refused: %v", err)
+		}
+		db.ObserveVector("o", Vector{"o": {{e, 1 << 40}}}, now)
 		if reqs := db.Tick(now.Add(time.Second)); len(reqs) != 0 {
 			t.Fatalf("a jump in a vector opened a gap: %+v", reqs)
 		}

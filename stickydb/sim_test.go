@@ -3,6 +3,7 @@ package stickydb
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ import (
 // duplicates it, in any order. The nodes are real DBs; the test plays their
 // shells (push, tick, answer, full copy, disk).
 
-var debugSim = false
+var debugSim = os.Getenv("SIMDEBUG") != ""
 
 type simMsgKind int
 

@@ -18,8 +18,9 @@ type SnapshotMeta struct {
 	Count  int   // records, known once the walk is done
 }
 
-// Snapshot walks the table and hands fn the live records (tombstones
-// included), one batch per shard (Fig. 11 step 654; also the full copy of
+// Snapshot walks the table and hands fn the records not yet past their
+// horizon (tombstones and expired bindings included: they still take part
+// in merges), one batch per shard (Fig. 11 step 654; also the full copy of
 // para. 60 and 103). The vector is read first, so the records reflect at
 // least what it counts; bindings that change during the walk are taken as
 // they are then, which merging treats as just more changes. fn must not
@@ -40,7 +41,7 @@ func (db *DB) Snapshot(now time.Time, fn func([]Record) error) (SnapshotMeta, er
 		buf = buf[:0]
 		s.mu.Lock()
 		for k, e := range s.m {
-			if e.expiry() > nowMs {
+			if e.expiry() > nowMs || !db.pastHorizon(e.announced(), nowMs) {
 				buf = append(buf, Record{Key: k, Binding: db.binding(e)})
 			}
 		}
@@ -96,16 +97,15 @@ func (db *DB) MergeVector(v Vector, from string, now time.Time) {
 	for o, ps := range v {
 		for _, p := range ps {
 			if o == db.cfg.Node && p.Epoch == rs.epoch {
-				if p.Seq > rs.seq && p.Seq-rs.seq <= db.cfg.MaxSeqJump {
+				if p.Seq > rs.seq {
 					rs.seq, rs.persisted = p.Seq, p.Seq // never number two events alike
 				}
 			}
 			if o == db.cfg.Node && p.Epoch > rs.epoch {
 				continue
 			}
-			if p.Seq-rs.vv.Get(o, p.Epoch) > db.cfg.MaxSeqJump && p.Seq > rs.vv.Get(o, p.Epoch) {
-				db.stats.seqJumps.Add(1)
-				continue
+			if p.Seq > rs.vv.Get(o, p.Epoch) || rs.vv[o] == nil {
+				rs.moved(o, nowMs)
 			}
 			rs.vv.Advance(o, p.Epoch, p.Seq)
 		}
@@ -138,6 +138,9 @@ func (db *DB) RestoreOwn(meta SnapshotMeta) error {
 	rs := &db.rs
 	if meta.Vector != nil {
 		rs.vv.Merge(meta.Vector)
+		for o := range meta.Vector {
+			rs.moved(o, rs.lastNow)
+		}
 	}
 	rs.adoptEpoch(meta.Epoch)
 	if meta.Epoch == rs.epoch && meta.Seq > rs.seq {

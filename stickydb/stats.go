@@ -15,6 +15,7 @@ type counters struct {
 
 	reqOrigin, reqThird, reqFull, reqWatchdog atomic.Uint64
 	fullCopies                                atomic.Uint64
+	epochsAhead, gapsAbandoned, departed      atomic.Uint64
 }
 
 func (c *counters) count(k EventKind) {
@@ -56,6 +57,9 @@ type Stats struct {
 	RequestsFull     uint64 // full-copy requests
 	RequestsWatchdog uint64 // watchdog requests
 	FullCopies       uint64 // full copies merged
+	EpochsAhead      uint64 // new epochs started because a peer knew a later one of ours
+	GapsAbandoned    uint64 // gaps given up: no live peer claims the missing events any more
+	Departed         uint64 // origins forgotten: not live, no event for TTL + hold + skew
 }
 
 // Stats returns the counters.
@@ -71,5 +75,6 @@ func (db *DB) Stats() Stats {
 		Malformed: c.malformed.Load(), SeqJumps: c.seqJumps.Load(), FutureEpochs: c.futureEpochs.Load(),
 		TooMany: c.tooMany.Load(), RequestsOrigin: c.reqOrigin.Load(), RequestsThird: c.reqThird.Load(),
 		RequestsFull: c.reqFull.Load(), RequestsWatchdog: c.reqWatchdog.Load(), FullCopies: c.fullCopies.Load(),
+		EpochsAhead: c.epochsAhead.Load(), GapsAbandoned: c.gapsAbandoned.Load(), Departed: c.departed.Load(),
 	}
 }

@@ -111,8 +111,12 @@ func (v Vector) Trim(max int) {
 	}
 }
 
-// Clone returns a deep copy.
+// Clone returns a deep copy; nil stays nil (a peer whose vector has not
+// arrived yet).
 func (v Vector) Clone() Vector {
+	if v == nil {
+		return nil
+	}
 	out := make(Vector, len(v))
 	for o, ps := range v {
 		out[o] = slices.Clone(ps)
