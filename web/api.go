@@ -104,7 +104,7 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (s *Server) pathKey(w http.ResponseWriter, r *http.Request) (stickydb.Key, bool) {
-	k, err := parseKey(chi.URLParam(r, "host"), chi.URLParam(r, "client"))
+	k, err := s.parseKey(chi.URLParam(r, "host"), chi.URLParam(r, "client"))
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, inputMessage(err))
 		return k, false

@@ -159,7 +159,7 @@ func (s *Server) bindingsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) formKey(w http.ResponseWriter, r *http.Request) (stickydb.Key, bool) {
-	k, err := parseKey(r.PostFormValue("host"), r.PostFormValue("client"))
+	k, err := s.parseKey(r.PostFormValue("host"), r.PostFormValue("client"))
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, inputMessage(err))
 		return k, false

@@ -23,6 +23,7 @@ func startAdmin(_ context.Context, n *node) error {
 		Backends:  adminBackends{n},
 		Transport: adminTransport{n.gossip},
 		Node:      web.NodeInfo{Version: version, Started: n.started, Ready: n.ready},
+		ClientKey: n.cfg.Edge.ClientPrefix.Mask,
 	})
 	if err != nil {
 		return err
