@@ -283,7 +283,8 @@ func addrString(a netip.Addr) string {
 func tcpPeer(e *proxy.AccessEntry) string {
 	if p := TCPPeer(e.Request.Context()); p != nil {
 		if t, ok := p.(*net.TCPAddr); ok {
-			return t.AddrPort().String()
+			ap := t.AddrPort()
+			return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 		}
 		return p.String()
 	}
