@@ -213,6 +213,24 @@ func TestEdgeNode(t *testing.T) {
 				t.Errorf("SNI %q: served %v, want %s", sni, got, want)
 			}
 		}
+		// The admin lists each certificate's names and expiry.
+		var certs struct {
+			Certificates []struct {
+				Names    []string
+				Default  bool
+				DaysLeft int `json:"days_left"`
+			}
+		}
+		if err := n.JSON("/api/v1/certificates", &certs); err != nil {
+			t.Fatal(err)
+		}
+		if c := certs.Certificates; len(c) != 3 || !c[0].Default || c[1].Names[0] != "a.example" || c[2].Names[0] != "*.wild.example" || c[1].DaysLeft != 59 {
+			t.Fatalf("admin certificates: %+v", c)
+		}
+		code, page, err := n.Get("/")
+		if err != nil || code != 200 || !bytes.Contains(page, []byte("*.wild.example")) {
+			t.Fatalf("overview: %d %v, certificates missing", code, err)
+		}
 	})
 
 	t.Run("curl http2", func(t *testing.T) {

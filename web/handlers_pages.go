@@ -81,6 +81,7 @@ type overviewData struct {
 	Changelog    ChangelogResponse
 	Digest       Digest
 	BindingsLive int
+	Certs        []CertView // the TLS listener's; nil without one
 }
 
 func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request) {
@@ -91,6 +92,7 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request) {
 		Pools: groupPools(s.backends()), HasBackends: s.src.Backends != nil,
 		Counters: counterGroups(snakeStats(c.Stats())), Changelog: s.changelog(),
 		Digest: digestView(count, sum, s.cfg.DigestMargin),
+		Certs:  s.certificates(),
 	}
 	for _, n := range s.counts.get() {
 		d.BindingsLive += n

@@ -147,6 +147,8 @@ type Sources struct {
 	// that a search by any address inside the prefix finds the binding.
 	// nil keys by the whole address. Must not block.
 	ClientKey func(netip.Addr) netip.Addr
+	// Certs lists the TLS listener's certificates; nil without one.
+	Certs Certificates
 }
 
 // poolFor returns the pool that serves host: the one listing it, else the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tetherproxy/tether/edge"
+	"github.com/tetherproxy/tether/web"
 )
 
 // edgeNode holds the edge parts of a running node (docs/edge.md).
@@ -25,8 +26,22 @@ type edgeNode struct {
 // certPoll is how often the certificate files are checked for a change.
 const certPoll = 2 * time.Second
 
-// startAccessLog opens the access log before the proxy that writes to it;
-// SIGUSR1 reopens it.
+// startEdge loads the TLS certificates and opens the access log, before
+// the proxy that writes to it and the admin that lists them.
+func startEdge(ctx context.Context, n *node) error {
+	e := n.cfg.Edge
+	if e.TLSListen != "" {
+		certs, err := edge.NewCerts(e.TLSDefault, e.TLSSNI, &n.log)
+		if err != nil {
+			return err
+		}
+		n.registry.MustRegister(certs)
+		n.edge.certs = certs
+	}
+	return startAccessLog(ctx, n)
+}
+
+// startAccessLog opens the access log; SIGUSR1 reopens it.
 func startAccessLog(_ context.Context, n *node) error {
 	e := n.cfg.Edge
 	if e.AccessLog == "" {
@@ -86,11 +101,7 @@ func startTLS(ctx context.Context, n *node) error {
 	if e.TLSListen == "" {
 		return nil
 	}
-	certs, err := edge.NewCerts(e.TLSDefault, e.TLSSNI, &n.log)
-	if err != nil {
-		return err
-	}
-	n.registry.MustRegister(certs)
+	certs := n.edge.certs
 	ln, err := net.Listen("tcp", e.TLSListen)
 	if err != nil {
 		return err
@@ -99,7 +110,7 @@ func startTLS(ctx context.Context, n *node) error {
 	n.edgeServer(srv, false)
 	tcfg := edge.TLSConfig(certs, e.TLSMinVersion)
 	tl := edge.ServeTLS(srv, n.edgeListener(ln), tcfg, edge.H2ErrorCounter(n.registry))
-	n.edge.certs, n.edge.tlsServer, n.edge.tlsLn = certs, srv, ln
+	n.edge.tlsServer, n.edge.tlsLn = srv, ln
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	go edge.PollCerts(pollCtx, certs, certPoll)
 	go func() {
@@ -137,4 +148,15 @@ func (n *node) reloadEdge() error {
 		return err
 	}
 	return n.edge.certs.Reload(n.cfg.Edge.TLSDefault, sni)
+}
+
+// adminCerts shows the TLS listener's certificates on the admin overview.
+type adminCerts struct{ c *edge.Certs }
+
+func (a adminCerts) Certificates() []web.Certificate {
+	var out []web.Certificate
+	for _, c := range a.c.Status() {
+		out = append(out, web.Certificate{File: c.Cert, Names: c.Names, NotAfter: c.NotAfter, Default: c.Default, Error: c.Error})
+	}
+	return out
 }

@@ -118,7 +118,7 @@ var startSteps = []step{
 	{"store", startStore},
 	{"recovery", startRecovery},
 	{"gossip", startGossip},
-	{"access log", startAccessLog},
+	{"edge", startEdge},
 	{"proxy", startProxy},
 	{"admin", startAdmin},
 	{"listen", startListener},
