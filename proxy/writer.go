@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // respWriter wraps the client's ResponseWriter for one request: it records
@@ -27,6 +28,9 @@ type respWriter struct {
 	body *trackBody
 	n    int64       // response body bytes written
 	log  AccessEntry // the access log's entry, reused with the writer
+
+	writeIdle time.Duration // Timeouts.WriteIdle; <= 0 is off
+	wdl       time.Time     // the write deadline set last
 }
 
 var writerPool = sync.Pool{New: func() any { return new(respWriter) }}
@@ -41,6 +45,7 @@ func putWriter(rw *respWriter) {
 	rw.ResponseWriter, rw.status, rw.written = nil, 0, false
 	rw.be, rw.err, rw.retry, rw.retried = nil, nil, false, false
 	rw.body, rw.n, rw.log = nil, 0, AccessEntry{}
+	rw.writeIdle, rw.wdl = 0, time.Time{}
 	writerPool.Put(rw)
 }
 
@@ -56,6 +61,7 @@ func (w *respWriter) Write(p []byte) (int, error) {
 	if !w.written {
 		w.status, w.written = http.StatusOK, true
 	}
+	w.writeDeadline()
 	n, err := w.ResponseWriter.Write(p)
 	w.n += int64(n)
 	return n, err
@@ -64,6 +70,7 @@ func (w *respWriter) Write(p []byte) (int, error) {
 // Flush lets streamed responses through without the ResponseController's
 // interface walk.
 func (w *respWriter) Flush() {
+	w.writeDeadline()
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 		return

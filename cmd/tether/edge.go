@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tetherproxy/tether/edge"
+	"github.com/tetherproxy/tether/internal/connlimit"
 	"github.com/tetherproxy/tether/web"
 )
 
@@ -107,9 +108,14 @@ func startTLS(ctx context.Context, n *node) error {
 		return err
 	}
 	srv := n.proxy.NewServer()
+	lim, err := n.tlsLimits(ln, srv)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	n.edgeServer(srv, false)
 	tcfg := edge.TLSConfig(certs, e.TLSMinVersion)
-	tl := edge.ServeTLS(srv, n.edgeListener(ln), tcfg, edge.H2ErrorCounter(n.registry))
+	tl := edge.ServeTLS(srv, n.edgeListener(lim), tcfg, edge.H2ErrorCounter(n.registry))
 	n.edge.tlsServer, n.edge.tlsLn = srv, ln
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	go edge.PollCerts(pollCtx, certs, certPoll)
@@ -159,4 +165,25 @@ func (a adminCerts) Certificates() []web.Certificate {
 		out = append(out, web.Certificate{File: c.Cert, Names: c.Names, NotAfter: c.NotAfter, Default: c.Default, Error: c.Error})
 	}
 	return out
+}
+
+// tlsLimits puts the connection limits (limits.go) on the TLS listener
+// too: the same caps, counted apart from the plain listener's (its
+// tether_conns_* metrics are the plain listener's only).
+func (n *node) tlsLimits(ln net.Listener, srv *http.Server) (net.Listener, error) {
+	l := n.cfg.Limits
+	maxConns := l.MaxConns
+	if maxConns == 0 {
+		fd, _ := connlimit.RaiseFDLimit()
+		maxConns = connlimit.DefaultMaxConns(fd)
+	}
+	lim, err := connlimit.New(ln, connlimit.Config{
+		MaxConns: maxConns, MaxPerSource: l.MaxConnsPerSource, Exempt: n.cfg.TrustedProxies.Contains,
+		IdleTimeout: srv.IdleTimeout, TunnelIdleTimeout: l.TunnelIdleTimeout, Logger: &n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv.ConnState = lim.ConnState
+	return lim, nil
 }

@@ -28,7 +28,7 @@ func (s settings) parseEdge(c Config) (edgeConfig, error) {
 	var e edgeConfig
 	var err error
 	if e.TLSListen = strings.TrimSpace(s.TLSListen); e.TLSListen != "" {
-		if err := checkHostPort(e.TLSListen, true); err != nil {
+		if err := checkHostPort(e.TLSListen, false); err != nil {
 			return e, bad("TLSListen", s.TLSListen, "%v", err)
 		}
 		if s.TLSCert == "" || s.TLSKey == "" {

@@ -26,7 +26,7 @@ import (
 )
 
 func init() {
-	commands["serve"] = command{"run a tether node (the default command)", runServe}
+	commands["serve"] = command{"run a tether node (the default command)", runServe, settingsHelp("tether serve")}
 }
 
 const (
@@ -231,6 +231,7 @@ func startProxy(_ context.Context, n *node) error {
 	if n.edge.access != nil {
 		pc.AccessLog = n.edge.access
 	}
+	n.cfg.Limits.proxyLimits(&pc)
 	pc.CatchUp = n.gossip.WaitReady // a restarted node serves by what the fleet knows
 	p, err := proxy.New(pc)
 	if err != nil {
@@ -253,7 +254,13 @@ func startListener(_ context.Context, n *node) error {
 	if err != nil {
 		return err
 	}
-	n.ln, n.server = ln, n.proxy.NewServer()
+	n.server = n.proxy.NewServer()
+	lim, err := n.limitListener(ln, n.server)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ln, n.ln = lim, lim
 	ln = n.edgeListener(ln)
 	n.edgeServer(n.server, true)
 	go func() {
@@ -285,7 +292,7 @@ func (n *node) summary() {
 	}
 	n.log.Info().Str("listen", n.ln.Addr().String()).Str("admin_listen", c.AdminListen).
 		Int("pools", len(c.Routes.Pools)).Int("backends", backends).Str("routes_file", c.RoutesFile).
-		Dur("ttl", c.TTL).Dur("push_interval", c.PushInterval).Str("gossip_bind", c.GossipBind).
+		Str("ttl", c.TTL.String()).Str("push_interval", c.PushInterval.String()).Str("gossip_bind", c.GossipBind).
 		Strs("join", c.Join).Bool("gossip_encrypted", c.GossipKey != nil).Str("data_dir", c.DataDir).
 		Int("max_bindings", c.MaxBindings).Int("trusted_proxies", len(c.TrustedProxies)).Str("version", version).Msg("tether serving")
 }
