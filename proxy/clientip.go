@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -172,4 +174,45 @@ func peerAddr(remote string) (netip.Addr, bool) {
 		return a.Unmap(), err == nil
 	}
 	return ap.Addr().Unmap(), true
+}
+
+// ClientPrefix is how much of a client's address keys its binding
+// (TETHER_CLIENT_PREFIX): the first V4 bits of an IPv4 address, the first
+// V6 bits of an IPv6 address. The default, 32 and 64, keys an IPv4 client
+// by its address and an IPv6 client by its /64: a host's privacy addresses
+// (RFC 8981) rotate inside one /64, and a /64 is one site's subnet.
+type ClientPrefix struct{ V4, V6 int }
+
+// DefaultClientPrefix is 32,64.
+var DefaultClientPrefix = ClientPrefix{32, 64}
+
+// ParseClientPrefix reads "v4bits,v6bits" (e.g. "32,64", "24,48").
+func ParseClientPrefix(s string) (ClientPrefix, error) {
+	a, b, ok := strings.Cut(s, ",")
+	if !ok {
+		return ClientPrefix{}, errors.New("want IPv4 bits,IPv6 bits (like 32,64)")
+	}
+	v4, err1 := strconv.Atoi(strings.TrimSpace(a))
+	v6, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || v4 < 8 || v4 > 32 || v6 < 16 || v6 > 128 {
+		return ClientPrefix{}, errors.New("want IPv4 bits 8..32, IPv6 bits 16..128 (like 32,64)")
+	}
+	return ClientPrefix{v4, v6}, nil
+}
+
+// Mask returns a's network address under the prefix (a itself when the
+// prefix is the whole address or p is zero). a must be unmapped.
+func (p ClientPrefix) Mask(a netip.Addr) netip.Addr {
+	bits := p.V6
+	if a.Is4() {
+		bits = p.V4
+	}
+	if bits <= 0 || bits >= a.BitLen() {
+		return a
+	}
+	pf, err := a.Prefix(bits)
+	if err != nil {
+		return a
+	}
+	return pf.Addr()
 }

@@ -23,6 +23,12 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For / Forwarded headers
 	// are believed (see ClientIP). Empty trusts nobody.
 	TrustedProxies Trusted
+	// ClientPrefix is how much of the client's address keys its binding
+	// (see ClientPrefix). Default 32,64; the zero value uses the whole
+	// address.
+	ClientPrefix ClientPrefix
+	// AccessLog, if not nil, gets one entry per request.
+	AccessLog AccessLog
 
 	// Logger gets the start-up summary (info), backend state changes (warn)
 	// and one line per request (debug only). nil means zerolog.Nop().
@@ -106,6 +112,7 @@ func DefaultConfig() Config {
 		IdleTimeout:           120 * time.Second,
 		MaxHeaderBytes:        64 << 10,
 		CatchUpWait:           2 * time.Second,
+		ClientPrefix:          DefaultClientPrefix,
 		Rules:                 RequestRules{MaxConnectionTokens: 16},
 		Timeouts:              Timeouts{BodyIdle: 30 * time.Second, MinBodyRate: 256, WriteIdle: 30 * time.Second},
 	}

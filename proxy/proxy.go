@@ -202,7 +202,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(p.trusted) > 0 {
 		client = ClientIP(peer, r.Header["X-Forwarded-For"], r.Header["Forwarded"], p.trusted)
 	}
-	k, err := stickydb.NewKey(client, host)
+	k, err := stickydb.NewKey(p.cfg.ClientPrefix.Mask(client), host)
 	if err != nil {
 		p.reject(w, r, http.StatusBadRequest, "tether: invalid Host\n", start)
 		return
@@ -262,6 +262,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			AnErr("error", rw.err).Msg("request")
 	}
 	rw.clearDeadlines(slow)
+	if p.cfg.AccessLog != nil {
+		e := &rw.log
+		*e = AccessEntry{Request: r, Start: start, Duration: time.Since(start), Client: client, Status: status,
+			BytesOut: rw.n, Pool: pl.name, Outcome: outcomeLog[out]}
+		if rw.body != nil {
+			e.BytesIn = rw.body.n.Load()
+		}
+		if b != nil {
+			e.Backend = b.name
+		}
+		if rw.retried {
+			e.Outcome = "rebind"
+		}
+		p.cfg.AccessLog.Log(e)
+	}
 	putWriter(rw)
 }
 
@@ -297,6 +312,11 @@ func (p *Proxy) reject(w http.ResponseWriter, r *http.Request, code int, msg str
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(msg))
 	p.m.noBackend[classOf(code)].Inc()
+	if p.cfg.AccessLog != nil {
+		client, _ := peerAddr(r.RemoteAddr)
+		p.cfg.AccessLog.Log(&AccessEntry{Request: r, Start: start, Duration: time.Since(start), Client: client,
+			Status: code, BytesOut: int64(len(msg)), Outcome: "none"})
+	}
 	if e := p.log.Debug(); e.Enabled() {
 		e.Str("host", r.Host).Str("remote", r.RemoteAddr).Str("method", r.Method).
 			Int("status", code).Dur("took_ms", time.Since(start)).Msg("request rejected")

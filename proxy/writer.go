@@ -26,6 +26,8 @@ type respWriter struct {
 	// body tracks the request body when there is one. Not pooled: the
 	// transport may still read a body after the handler returned.
 	body *trackBody
+	n    int64       // response body bytes written
+	log  AccessEntry // the access log's entry, reused with the writer
 
 	writeIdle time.Duration // Timeouts.WriteIdle; <= 0 is off
 	wdl       time.Time     // the write deadline set last
@@ -42,7 +44,7 @@ func getWriter(w http.ResponseWriter) *respWriter {
 func putWriter(rw *respWriter) {
 	rw.ResponseWriter, rw.status, rw.written = nil, 0, false
 	rw.be, rw.err, rw.retry, rw.retried = nil, nil, false, false
-	rw.body = nil
+	rw.body, rw.n, rw.log = nil, 0, AccessEntry{}
 	rw.writeIdle, rw.wdl = 0, time.Time{}
 	writerPool.Put(rw)
 }
@@ -60,7 +62,9 @@ func (w *respWriter) Write(p []byte) (int, error) {
 		w.status, w.written = http.StatusOK, true
 	}
 	w.writeDeadline()
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
 }
 
 // Flush lets streamed responses through without the ResponseController's
@@ -87,14 +91,17 @@ func (w *respWriter) bodyUnread() bool { return w.body == nil || !w.body.read.Lo
 // able to send the body that a failed attempt never read.
 type trackBody struct {
 	rc   io.ReadCloser
-	read atomic.Bool // the transport may read from its own goroutine
+	read atomic.Bool  // the transport may read from its own goroutine
+	n    atomic.Int64 // bytes read, for the access log
 }
 
 func (b *trackBody) Read(p []byte) (int, error) {
 	if !b.read.Load() {
 		b.read.Store(true)
 	}
-	return b.rc.Read(p)
+	n, err := b.rc.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }
 
 func (b *trackBody) Close() error { return nil }

@@ -22,7 +22,7 @@ func (s *Server) apiIndex(w http.ResponseWriter, r *http.Request) {
 			"GET|PUT|DELETE /api/v1/bindings/{host}/{client}", "GET /api/v1/vector?margin=",
 			"GET /api/v1/members", "GET /api/v1/backends", "POST /api/v1/backends/{name}/drain?pool=",
 			"POST /api/v1/backends/{name}/undrain?pool=", "POST /api/v1/routes/reload",
-			"GET /api/v1/changelog", "GET /api/v1/gaps", "GET /api/v1/stats",
+			"GET /api/v1/changelog", "GET /api/v1/gaps", "GET /api/v1/stats", "GET /api/v1/certificates",
 		},
 	})
 }
@@ -104,7 +104,7 @@ func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (s *Server) pathKey(w http.ResponseWriter, r *http.Request) (stickydb.Key, bool) {
-	k, err := parseKey(chi.URLParam(r, "host"), chi.URLParam(r, "client"))
+	k, err := s.parseKey(chi.URLParam(r, "host"), chi.URLParam(r, "client"))
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, inputMessage(err))
 		return k, false

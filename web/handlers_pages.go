@@ -81,6 +81,7 @@ type overviewData struct {
 	Changelog    ChangelogResponse
 	Digest       Digest
 	BindingsLive int
+	Certs        []CertView // the TLS listener's; nil without one
 }
 
 func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request) {
@@ -91,6 +92,7 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request) {
 		Pools: groupPools(s.backends()), HasBackends: s.src.Backends != nil,
 		Counters: counterGroups(snakeStats(c.Stats())), Changelog: s.changelog(),
 		Digest: digestView(count, sum, s.cfg.DigestMargin),
+		Certs:  s.certificates(),
 	}
 	for _, n := range s.counts.get() {
 		d.BindingsLive += n
@@ -159,7 +161,7 @@ func (s *Server) bindingsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) formKey(w http.ResponseWriter, r *http.Request) (stickydb.Key, bool) {
-	k, err := parseKey(r.PostFormValue("host"), r.PostFormValue("client"))
+	k, err := s.parseKey(r.PostFormValue("host"), r.PostFormValue("client"))
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, inputMessage(err))
 		return k, false

@@ -48,6 +48,9 @@ func (s *Server) parseFilter(v url.Values) (Filter, stickydb.Query, error) {
 		if err != nil {
 			return f, q, err
 		}
+		if p.IsSingleIP() {
+			p = netip.PrefixFrom(s.clientKey(p.Addr()), p.Bits())
+		}
 		q.Client = p
 	}
 	if f.Host != "" {
@@ -116,8 +119,17 @@ func parseHost(s string) (string, error) {
 	return h, nil
 }
 
-// parseKey builds the key of /bindings/{host}/{client}.
-func parseKey(host, client string) (stickydb.Key, error) {
+// clientKey is the address a client's binding is keyed by.
+func (s *Server) clientKey(a netip.Addr) netip.Addr {
+	if s.src.ClientKey == nil {
+		return a
+	}
+	return s.src.ClientKey(a)
+}
+
+// parseKey builds the key of /bindings/{host}/{client}; client may be any
+// address inside the client's prefix.
+func (s *Server) parseKey(host, client string) (stickydb.Key, error) {
 	h, err := parseHost(host)
 	if err != nil {
 		return stickydb.Key{}, err
@@ -126,7 +138,7 @@ func parseKey(host, client string) (stickydb.Key, error) {
 	if err != nil {
 		return stickydb.Key{}, badField("client", "%q is not an IP address", client)
 	}
-	k, err := stickydb.NewKey(a, h)
+	k, err := stickydb.NewKey(s.clientKey(a.Unmap().WithZone("")), h)
 	if err != nil {
 		return stickydb.Key{}, badField("client", "%q with host %q is not a valid key", client, host)
 	}

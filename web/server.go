@@ -216,6 +216,7 @@ func (s *Server) routes() http.Handler {
 			r.Get("/changelog", s.apiChangelog)
 			r.Get("/gaps", s.apiGaps)
 			r.Get("/stats", s.apiStats)
+			r.Get("/certificates", s.apiCertificates)
 		})
 	})
 	return r

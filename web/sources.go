@@ -1,6 +1,7 @@
 package web
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/tetherproxy/tether/stickydb"
@@ -141,6 +142,13 @@ type Sources struct {
 	Backends  Backends
 	Transport Transport
 	Node      NodeInfo
+	// ClientKey maps a client address to the address its binding is keyed
+	// by (the proxy's client prefix, e.g. an IPv6 address to its /64), so
+	// that a search by any address inside the prefix finds the binding.
+	// nil keys by the whole address. Must not block.
+	ClientKey func(netip.Addr) netip.Addr
+	// Certs lists the TLS listener's certificates; nil without one.
+	Certs Certificates
 }
 
 // poolFor returns the pool that serves host: the one listing it, else the

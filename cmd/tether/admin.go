@@ -17,12 +17,18 @@ func startAdmin(_ context.Context, n *node) error {
 	wc.Registry, wc.Logger, wc.Now = n.registry, &n.log, n.now
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newGossipCollector(n.gossip))
+	var certs web.Certificates
+	if n.edge.certs != nil {
+		certs = adminCerts{n.edge.certs}
+	}
 	srv, err := web.New(wc, web.Sources{
 		Core:      adminCore{n.db, n.gossip},
 		Members:   adminMembers{n},
 		Backends:  adminBackends{n},
 		Transport: adminTransport{n.gossip},
 		Node:      web.NodeInfo{Version: version, Started: n.started, Ready: n.ready},
+		ClientKey: n.cfg.Edge.ClientPrefix.Mask,
+		Certs:     certs,
 	})
 	if err != nil {
 		return err

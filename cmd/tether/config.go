@@ -43,6 +43,16 @@ type settings struct {
 	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it the one closest to expiry is evicted (0 = no cap)"`
 	Forwarding      string `env:"TETHER_FORWARDING" envDefault:"fast" flag:"forwarding" help:"fast (plain GET/HEAD on tether's own keep-alive client, the rest through httputil.ReverseProxy) or stdlib (everything through httputil.ReverseProxy)"`
 	TrustedProxies  string `env:"TETHER_TRUSTED_PROXIES" flag:"trusted-proxies" help:"CIDRs whose X-Forwarded-For is believed, comma-separated"`
+	// The edge (edgeconfig.go).
+	TLSListen       string `env:"TETHER_TLS_LISTEN" flag:"tls-listen" help:"TLS (HTTPS, HTTP/2) proxy address, host:port; empty = none"`
+	TLSCert         string `env:"TETHER_TLS_CERT" flag:"tls-cert" help:"PEM certificate (chain allowed) for clients without SNI or with an unknown name"`
+	TLSKey          string `env:"TETHER_TLS_KEY" flag:"tls-key" help:"PEM private key of TETHER_TLS_CERT"`
+	TLSMinVersion   string `env:"TETHER_TLS_MIN_VERSION" envDefault:"1.2" flag:"tls-min-version" help:"1.2 or 1.3"`
+	HTTPSRedirect   string `env:"TETHER_HTTPS_REDIRECT" envDefault:"false" flag:"https-redirect" help:"the plain listener answers 308 to https (needs TETHER_TLS_LISTEN)"`
+	ProxyProtocol   string `env:"TETHER_PROXY_PROTOCOL" envDefault:"off" flag:"proxy-protocol" help:"on: connections from TETHER_TRUSTED_PROXIES must send a PROXY v1/v2 header, others must not"`
+	AccessLog       string `env:"TETHER_ACCESS_LOG" envDefault:"off" flag:"access-log" help:"off, stdout, stderr or a file path (reopened on SIGUSR1)"`
+	AccessLogFormat string `env:"TETHER_ACCESS_LOG_FORMAT" envDefault:"json" flag:"access-log-format" help:"json or combined"`
+	ClientPrefix    string `env:"TETHER_CLIENT_PREFIX" envDefault:"32,64" flag:"client-prefix" help:"bits of the client's IPv4,IPv6 address that key its binding"`
 	LogLevel        string `env:"TETHER_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"trace, debug, info, warn or error"`
 	LogFormat       string `env:"TETHER_LOG_FORMAT" envDefault:"json" flag:"log-format" help:"json or console"`
 
@@ -84,7 +94,8 @@ type Config struct {
 	LogLevel  zerolog.Level
 	LogFormat string // json or console
 
-	Limits limits // limits.go
+	Edge   edgeConfig // TLS, PROXY protocol, access log, client prefix
+	Limits limits     // limits.go
 }
 
 // ErrConfig marks a configuration error (exit code 2).
@@ -291,6 +302,9 @@ func (s settings) parse(hostname func() (string, error)) (Config, error) {
 		return c, err
 	}
 	if c.Routes, err = loadRoutes(c); err != nil {
+		return c, err
+	}
+	if c.Edge, err = s.parseEdge(c); err != nil {
 		return c, err
 	}
 	return c, nil

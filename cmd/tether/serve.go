@@ -89,6 +89,8 @@ type node struct {
 
 	wrapTransport transportWrapper // nil; set only by the faultinject test hook
 
+	edge edgeNode // TLS listener, access log (edge.go)
+
 	failed chan error // a part that stopped on its own (e.g. the listener)
 
 	mu    sync.Mutex
@@ -116,9 +118,11 @@ var startSteps = []step{
 	{"store", startStore},
 	{"recovery", startRecovery},
 	{"gossip", startGossip},
+	{"edge", startEdge},
 	{"proxy", startProxy},
 	{"admin", startAdmin},
 	{"listen", startListener},
+	{"tls", startTLS},
 }
 
 // onShutdown registers a hook; hooks run in reverse order of registration,
@@ -158,6 +162,7 @@ loop:
 			break loop
 		case <-hup:
 			_ = n.reload()
+			_ = n.reloadEdge()
 		case err = <-n.failed:
 			log.Error().Err(err).Msg("a part failed; shutting down")
 			break loop
@@ -222,6 +227,10 @@ func startProxy(_ context.Context, n *node) error {
 	pc.Bindings, pc.Routes, pc.TrustedProxies = n.bind, n.cfg.Routes, n.cfg.TrustedProxies
 	pc.Logger, pc.Now, pc.Registerer = &n.log, n.now, n.registry
 	pc.Forwarding = n.cfg.Forwarding
+	pc.ClientPrefix = n.cfg.Edge.ClientPrefix
+	if n.edge.access != nil {
+		pc.AccessLog = n.edge.access
+	}
 	n.cfg.Limits.proxyLimits(&pc)
 	pc.CatchUp = n.gossip.WaitReady // a restarted node serves by what the fleet knows
 	p, err := proxy.New(pc)
@@ -252,6 +261,8 @@ func startListener(_ context.Context, n *node) error {
 		return err
 	}
 	ln, n.ln = lim, lim
+	ln = n.edgeListener(ln)
+	n.edgeServer(n.server, true)
 	go func() {
 		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			select {
