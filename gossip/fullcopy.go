@@ -101,6 +101,7 @@ func (n *Node) onChunk(m chunkMsg) {
 		return
 	}
 	n.stats.chunksReceived.Add(1)
+	n.copies.progress(m.Sender, copyKey{m.Sender, m.Copy}, n.now(), n.cfg)
 	n.enqueue(func() {
 		now := n.now()
 		if m.Index == 0 && n.db.Len() == 0 {

@@ -53,6 +53,7 @@ type Node struct {
 
 	peers   peerTable
 	copies  copyTable
+	copyOut copyOut // full copies streaming out (copyflow.go)
 	ready   readiness
 	drains  drainTable
 	counts  countTable // count queries in flight (count.go)

@@ -13,6 +13,12 @@ func (n *Node) sendRequest(req stickydb.Request, now time.Time) {
 		n.stats.unknownPeer.Add(1)
 		return
 	}
+	if req.Full && n.copies.arriving() {
+		// One copy at a time: the one arriving closes the gap or, if it
+		// does not, the core asks again once it is merged (copyflow.go).
+		n.log.Debug().Str("peer", req.To).Str("reason", req.Reason).Msg("full copy request held: a copy is arriving")
+		return
+	}
 	// Any request may be answered with a full copy (when the range is gone
 	// from the peer's logs): its chunks are welcome from now on.
 	n.copies.expectFrom(req.To, now.Add(n.cfg.CopyTimeout))
@@ -64,7 +70,7 @@ func (n *Node) answer(p *peer, req stickydb.Request) {
 			n.refuse(p, true)
 			return
 		}
-		n.streamCopy(p, now)
+		n.startCopy(p, now)
 		return
 	}
 	n.stats.requestsAnswered.Add(1)
