@@ -23,7 +23,9 @@ func startNode(t *testing.T, env map[string]string) *node {
 	ctx, cancel := context.WithCancel(context.Background())
 	readyc := make(chan *node, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, newLogger(cfg, io.Discard), make(chan os.Signal), func(n *node) { readyc <- n }) }()
+	go func() {
+		done <- serve(ctx, cfg, newLogger(cfg, io.Discard), make(chan os.Signal), func(n *node) { readyc <- n })
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
