@@ -51,14 +51,16 @@ type Node struct {
 	members  map[string]memberlist.Node // alive peers as memberlist reports them
 	gone     map[string]goneMember      // failed peers to reconnect to (reconnect.go)
 
-	peers   peerTable
-	copies  copyTable
-	ready   readiness
-	drains  drainTable
-	counts  countTable // count queries in flight (count.go)
-	stats   counters
-	senders senderTable // per-sender error counts, peers or not
-	logs    logLimits
+	peers  peerTable
+	copies copyTable
+	ready  readiness
+	drains drainTable
+	counts countTable // count queries in flight (count.go)
+	// seedsSelf: the seed names resolved to this node only (seeds.go).
+	seedsSelf atomic.Bool
+	stats     counters
+	senders   senderTable // per-sender error counts, peers or not
+	logs      logLimits
 
 	unsent atomic.Int64 // unix ms of the first write since the last push; 0 none
 
