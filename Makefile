@@ -91,6 +91,9 @@ chaos: deps
 	$(GO) test -count=1 -v -timeout 0 -run '^TestChaos$$' ./test/chaos/ -args \
 	  -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) -report $(CURDIR)/bin/chaos-report.txt -logs $(CURDIR)/bin/chaos-logs $(CHAOS_FLAGS)
 
+# make demo DEMO_FLAGS="--base 9000" moves every port; DEMO_FLAGS go to `tether demo`.
+DEMO_FLAGS ?=
+
 # The Debian package: a static binary stamped like `make build`, the
 # systemd unit, /etc/tether/tether.env and a logrotate snippet
 # (packaging/). nfpm runs from the module proxy at a pinned version; the
@@ -129,7 +132,7 @@ promtool:
 	  echo "warning: could not install prometheus (promtool)"; }
 
 demo: build
-	./$(BIN) demo
+	./$(BIN) demo $(DEMO_FLAGS)
 
 clean:
 	rm -rf bin

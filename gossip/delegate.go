@@ -15,8 +15,13 @@ type delegate struct{ n *Node }
 
 var _ memberlist.Delegate = (*delegate)(nil)
 
-// NodeMeta: tether keeps no per-node metadata in memberlist.
-func (d *delegate) NodeMeta(limit int) []byte { return nil }
+// NodeMeta is Config.Meta (checked against MetaMaxSize by validate).
+func (d *delegate) NodeMeta(limit int) []byte {
+	if len(d.n.cfg.Meta) > limit {
+		return nil
+	}
+	return d.n.cfg.Meta
+}
 
 // GetBroadcasts: groups go peer to peer, not through memberlist's
 // transmit-limited queue (it does not reach every node).

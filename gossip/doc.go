@@ -28,12 +28,18 @@
 //
 // Own events (DB.OwnEvents) go to every live peer directly, never through
 // memberlist's transmit-limited broadcast queue, which does not reach every
-// node. The first event after a quiet spell leaves at once: the Store
-// wrapper kicks the loop whenever a write made an event. While events keep
-// coming, a node sends at most one group per peer per PushInterval (20 ms),
-// so a quiet fleet converges in about a millisecond and a busy one sends
-// few, large groups. A message that encodes to at most MaxUDPBytes (1,300)
-// goes best-effort (UDP), a larger one reliably (TCP); groups are split
+// node. Each peer has a push budget, a token bucket of PushBurst (20)
+// groups refilled at PushBurst per PushInterval (one a millisecond): an
+// event made while a peer's link is idle (a token left, no reliable
+// message queued to it) leaves at once, on the Store wrapper's kick; events
+// made while the link is busy (its budget spent, or a reliable message to
+// it still queued) wait, and leave together as one group once it is free.
+// So a quiet fleet converges in well under a millisecond plus the wire, a
+// busy one sends groups of many events, and no peer gets more than
+// PushBurst groups per PushInterval. In durable mode a push waits for the
+// persister's fsync, and events made meanwhile leave together with the
+// next. A message that encodes to at most MaxUDPBytes (1,300) goes
+// best-effort (UDP), a larger one reliably (TCP); groups are split
 // into messages of at most Caps.MaxEvents events. Each peer has a cursor
 // (the last own event pushed to it); peers at the same cursor share one
 // encoding. Pushed groups carry the vector at most every VectorInterval; a

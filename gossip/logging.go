@@ -41,6 +41,12 @@ func (w mlWriter) Write(p []byte) (int, error) {
 			break
 		}
 	}
-	w.log.WithLevel(lvl).Msg(string(bytes.TrimPrefix(line, []byte("memberlist: "))))
+	line = bytes.TrimPrefix(line, []byte("memberlist: "))
+	if lvl == zerolog.WarnLevel && bytes.HasPrefix(line, []byte("Refuting a dead message")) {
+		// A node restarted under its name refutes the fleet's memory of its
+		// death: routine, not trouble.
+		lvl = zerolog.DebugLevel
+	}
+	w.log.WithLevel(lvl).Msg(string(line))
 	return len(p), nil
 }

@@ -7,13 +7,18 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/rs/zerolog"
 )
 
 // createMemberlist builds memberlist's configuration for a LAN or loopback
 // fleet and starts it.
 func (n *Node) createMemberlist() (*memberlist.Memberlist, error) {
 	c := n.cfg
-	mlog := log.New(mlWriter{n.log.With().Str("component", "memberlist").Logger()}, "", 0)
+	base := zerolog.Nop()
+	if c.Logger != nil {
+		base = *c.Logger // not n.log: one "component" key per line
+	}
+	mlog := log.New(mlWriter{base.With().Str("component", "memberlist").Logger()}, "", 0)
 	host, port, _ := splitHostPort(c.BindAddr)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{host},
@@ -123,7 +128,7 @@ func (n *Node) joinLoop() {
 		}
 		n.stats.joinRetries.Add(1)
 		n.logs.join.Do(func() {
-			n.log.Warn().Err(err).Strs("seeds", seeds).Int("attempt", attempt).Dur("retry_in", delay).Msg("no seed answered; retrying")
+			n.log.Warn().Err(err).Strs("seeds", seeds).Int("attempt", attempt).Dur("retry_in_ms", delay).Msg("no seed answered; retrying")
 		})
 		if !wait() {
 			return

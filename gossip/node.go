@@ -102,7 +102,10 @@ func New(cfg Config, db *stickydb.DB) (*Node, error) {
 	}
 	n.ready.done = make(chan struct{})
 	if cfg.Logger != nil {
-		n.log = cfg.Logger.With().Str("component", "gossip").Str("node", n.self).Logger()
+		// The caller's logger names the node already (cmd's root logger
+		// does); a second "node" key would make the line invalid for strict
+		// JSON parsers.
+		n.log = cfg.Logger.With().Str("component", "gossip").Logger()
 	}
 	if n.now == nil {
 		n.now = time.Now
@@ -156,7 +159,7 @@ func (n *Node) shutdown(leave bool) error {
 		}
 		if leave {
 			if err := n.ml.Leave(n.cfg.LeaveTimeout); err != nil {
-				n.log.Warn().Err(err).Msg("leave")
+				n.leaveUnconfirmed(err)
 			}
 		}
 		close(n.stop)
@@ -165,6 +168,26 @@ func (n *Node) shutdown(leave bool) error {
 		n.log.Info().Msg("gossip stopped")
 	})
 	return n.closeErr
+}
+
+// leaveUnconfirmed reports a Leave that timed out. memberlist waits until
+// its leave broadcast has gone out a few times; when the peers stop at the
+// same moment (a whole fleet stopped, the demo's Ctrl-C) nobody is left to
+// send it to and the wait always times out: nothing is wrong then. With
+// peers still alive they learn of the departure by probe within seconds.
+func (n *Node) leaveUnconfirmed(err error) {
+	alive := 0
+	for _, m := range n.ml.Members() {
+		if m.Name != n.self {
+			alive++
+		}
+	}
+	if alive == 0 {
+		n.log.Debug().Err(err).Msg("leave: no peer left to tell")
+		return
+	}
+	n.log.Info().Int("peers_alive", alive).Int64("leave_timeout_ms", n.cfg.LeaveTimeout.Milliseconds()).
+		Msg("leave broadcast not confirmed; the peers will see the node gone by probe")
 }
 
 // Store returns the binding store the proxy writes through.
@@ -205,14 +228,15 @@ type Member struct {
 	Name string
 	Addr string // ip:port
 	Self bool
+	Meta []byte // the member's Config.Meta; the caller must not change it
 }
 
 // Members returns the live members, this node included, in name order.
 func (n *Node) Members() []Member {
-	out := []Member{{Name: n.self, Addr: n.addr, Self: true}}
+	out := []Member{{Name: n.self, Addr: n.addr, Self: true, Meta: n.cfg.Meta}}
 	n.memberMu.Lock()
 	for name, m := range n.members {
-		out = append(out, Member{Name: name, Addr: m.Address()})
+		out = append(out, Member{Name: name, Addr: m.Address(), Meta: m.Meta})
 	}
 	n.memberMu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -224,6 +248,14 @@ func (n *Node) Members() []Member {
 // the receivers measure.
 func (n *Node) kick() {
 	n.unsent.CompareAndSwap(0, n.now().UnixMilli())
+	select {
+	case n.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// wake wakes the push loop without noting a new event. It never blocks.
+func (n *Node) wake() {
 	select {
 	case n.kickCh <- struct{}{}:
 	default:

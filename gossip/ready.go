@@ -102,7 +102,7 @@ func (n *Node) readyTimeout() {
 		return
 	}
 	n.stats.catchUpTimeout.Add(1)
-	n.log.Warn().Dur("timeout", n.cfg.CatchUpTimeout).Msg("not caught up with the peers; ready anyway")
+	n.log.Warn().Dur("timeout_ms", n.cfg.CatchUpTimeout).Msg("not caught up with the peers; ready anyway")
 	n.markReady("timeout")
 }
 
@@ -111,5 +111,5 @@ func (n *Node) markReady(why string) {
 	r.readyAt.Store(time.Now().UnixNano())
 	r.ready.Store(true)
 	r.once.Do(func() { close(r.done) })
-	n.log.Info().Str("why", why).Dur("catch_up", r.catchUp()).Msg("ready")
+	n.log.Info().Str("why", why).Dur("catch_up_ms", r.catchUp()).Msg("ready")
 }

@@ -5,6 +5,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetherproxy/tether/stickydb"
 )
@@ -36,11 +37,13 @@ type backend struct {
 	downs atomic.Uint64
 
 	// Checker state, guarded by Proxy.mu.
-	hc       HealthCheck
-	stop     context.CancelFunc
-	done     chan struct{}
-	lastWhy  atomic.Pointer[string] // why the last state change happened
-	identity string                 // pool \x00 name \x00 url: what a reload matches on
+	hc      HealthCheck
+	stop    context.CancelFunc
+	done    chan struct{}
+	lastWhy atomic.Pointer[string] // why the last state change happened
+	// lastCheck is the latest active check's outcome; nil before the first.
+	lastCheck atomic.Pointer[checkResult]
+	identity  string // pool \x00 name \x00 url: what a reload matches on
 }
 
 func backendIdentity(pool, name string, u *url.URL) string {
@@ -102,4 +105,10 @@ func (t *table) poolNamed(name string) *pool {
 		}
 	}
 	return nil
+}
+
+// checkResult is the outcome of one active health check.
+type checkResult struct {
+	at  time.Time
+	err string // "" when it passed
 }

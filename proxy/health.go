@@ -44,6 +44,11 @@ func (p *Proxy) runChecker(ctx context.Context, b *backend, hc HealthCheck, done
 		if ctx.Err() != nil {
 			return
 		}
+		res := &checkResult{at: time.Now()}
+		if err != nil {
+			res.err = err.Error()
+		}
+		b.lastCheck.Store(res)
 		if d := b.downs.Load(); d != downs {
 			downs, passed = d, 0 // marked down passively: count rise anew
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/tetherproxy/tether/stickydb"
 )
@@ -126,6 +127,10 @@ type BackendStatus struct {
 	InFlight int64    `json:"in_flight"`
 	Requests uint64   `json:"requests"` // forwarded since the replica was configured
 	Reason   string   `json:"reason,omitempty"`
+	// LastCheck is when the latest active health check ended (zero before
+	// the first); LastCheckError its failure, "" when it passed.
+	LastCheck      time.Time `json:"last_check,omitzero"`
+	LastCheckError string    `json:"last_check_error,omitempty"`
 }
 
 // Backends returns every configured replica, pools and replicas in
@@ -142,6 +147,9 @@ func (p *Proxy) Backends() []BackendStatus {
 			}
 			if why := b.lastWhy.Load(); why != nil {
 				s.Reason = *why
+			}
+			if c := b.lastCheck.Load(); c != nil {
+				s.LastCheck, s.LastCheckError = c.at, c.err
 			}
 			out = append(out, s)
 		}

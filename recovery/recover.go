@@ -203,7 +203,7 @@ func (s *Store) Recover(db *stickydb.DB, now time.Time) (*Recovery, error) {
 	ev.Str("mode", rec.Mode.String()).Str("reason", rec.Reason).Str("next", rec.Next).
 		Str("snapshot", rec.Snapshot).Int("loaded", rec.Loaded).Int("log_events", rec.LogEvents).
 		Int64("epoch", rec.Epoch).Uint64("seq", rec.Seq).Bool("new_epoch", rec.NewEpoch).
-		Bool("clean_shutdown", rec.CleanShutdown).Dur("outage", rec.Outage).Dur("took", rec.Took).
+		Bool("clean_shutdown", rec.CleanShutdown).Dur("outage_ms", rec.Outage).Dur("took_ms", rec.Took).
 		Msg("recovery: recovered")
 	return rec, nil
 }
@@ -477,7 +477,7 @@ func (rc *recoverer) decide() {
 	switch {
 	case rc.chosen == nil && len(rc.runs) == 0 && len(rep.Problems) == 0 && !rc.hadSnapshot:
 		rep.Mode, rep.Reason = ModeEmpty, "nothing on disk"
-		rep.Next = "take database + vector from a peer as epoch mode does (if a peer shows a newer own epoch, Store.NewEpoch past it), then Recovery.Reconcile"
+		rep.Next = "take the database and vector from a peer, as a node without a data dir does"
 		return
 	case !whole:
 		rep.Mode, rep.Reason = ModeLong, "no usable snapshot, and the log does not reach back to its start"
@@ -491,7 +491,7 @@ func (rc *recoverer) decide() {
 	rep.Next = nextLong
 }
 
-const nextLong = "database + vector from a peer first (db.MergeRecords, db.MergeVector), then reconcile with own log: Recovery.Reconcile; with no peer, Recovery.ReconcileLocal"
+const nextLong = "take the database and vector from a peer, then replay the own log on top (the own log alone when no peer answers)"
 
 // posRun is a stretch of own numbering to restore: where it starts and the
 // events that follow.

@@ -68,7 +68,7 @@ func (s *Store) Snapshot(ctx context.Context) (SnapshotInfo, error) {
 		s.log.Warn().Err(err).Msg("recovery: deleting old snapshots and log segments")
 	}
 	s.log.Debug().Str("file", sw.path).Int("records", info.Records).Int64("bytes", info.Bytes).
-		Dur("took", info.Duration).Msg("recovery: snapshot written")
+		Dur("took_ms", info.Duration).Msg("recovery: snapshot written")
 	return info, nil
 }
 

@@ -510,7 +510,7 @@ func TestSimulatedFleetConverges(t *testing.T) {
 				s.seen[i] = map[Key]Binding{} // a restarted node may have lost unsent bindings
 			},
 			"expire": func(t *rapid.T) {
-				// Partitions heal within TTL (see README, Failure behaviour):
+				// Partitions heal within TTL (see docs/failure-behaviour.md):
 				// settle first, then let time pass beyond some expiries.
 				s.settle()
 				s.now = s.now.Add(time.Duration(rapid.IntRange(10, 40).Draw(t, "minutes")) * time.Minute)

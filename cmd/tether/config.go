@@ -34,18 +34,27 @@ type settings struct {
 	AdminHosts      string `env:"TETHER_ADMIN_ALLOWED_HOSTS" flag:"admin-allowed-hosts" help:"names the admin's Host header may carry besides IP addresses and localhost (DNS-rebinding protection), comma-separated, *.suffix allowed: e.g. tether-admin,*.tether-gossip"`
 	Backends        string `env:"TETHER_BACKENDS" flag:"backends" help:"default pool: name=url,name=url"`
 	RoutesFile      string `env:"TETHER_ROUTES_FILE" flag:"routes-file" help:"YAML file of per-Host pools, weights, health checks (reloaded on SIGHUP)"`
-	GossipBind      string `env:"TETHER_GOSSIP_BIND" envDefault:"0.0.0.0:7946" flag:"gossip-bind" help:"memberlist bind address: IP:port (0.0.0.0 = all interfaces)"`
+	GossipBind      string `env:"TETHER_GOSSIP_BIND" envDefault:"127.0.0.1:7946" flag:"gossip-bind" help:"memberlist bind address: IP:port (0.0.0.0 = all interfaces; not loopback: TETHER_GOSSIP_KEY required)"`
 	GossipAdvertise string `env:"TETHER_GOSSIP_ADVERTISE" flag:"gossip-advertise" help:"address peers use to reach this node: IP:port (default: the bind address, or the first private one)"`
 	Join            string `env:"TETHER_JOIN" flag:"join" help:"peers to join: host:port,... (a DNS name joins every address it resolves to, re-resolved while the node has no peers)"`
 	GossipKey       string `env:"TETHER_GOSSIP_KEY" flag:"gossip-key" help:"base64 AES key for gossip (16, 24 or 32 bytes)" secret:"true"`
 	TTL             string `env:"TETHER_TTL" envDefault:"30m" flag:"ttl" help:"binding time-to-live"`
-	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"least gap between two change groups to one peer"`
+	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"push budget window: when busy, at most 20 change groups per peer per interval (idle: at once)"`
 	DataDir         string `env:"TETHER_DATA_DIR" flag:"data-dir" help:"write-ahead log and snapshots; empty = epoch mode"`
 	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it the one closest to expiry is evicted (0 = no cap)"`
 	Forwarding      string `env:"TETHER_FORWARDING" envDefault:"fast" flag:"forwarding" help:"fast (plain GET/HEAD on tether's own keep-alive client, the rest through httputil.ReverseProxy) or stdlib (everything through httputil.ReverseProxy)"`
 	TrustedProxies  string `env:"TETHER_TRUSTED_PROXIES" flag:"trusted-proxies" help:"CIDRs whose X-Forwarded-For is believed, comma-separated"`
 	LogLevel        string `env:"TETHER_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"trace, debug, info, warn or error"`
 	LogFormat       string `env:"TETHER_LOG_FORMAT" envDefault:"json" flag:"log-format" help:"json or console"`
+
+	// Limits against hostile clients (limits.go, docs/security.md).
+	MaxConns          string `env:"TETHER_MAX_CONNS" envDefault:"0" flag:"max-conns" help:"client connections open at once at most (0 = half of the open-files limit left after a reserve)"`
+	MaxConnsPerSource string `env:"TETHER_MAX_CONNS_PER_SOURCE" envDefault:"256" flag:"max-conns-per-source" help:"client connections from one address (IPv6: one /64) at most; trusted proxies are exempt (0 = no cap)"`
+	BodyTimeout       string `env:"TETHER_BODY_TIMEOUT" envDefault:"30s" flag:"body-timeout" help:"cut a request body idle this long, or slower than 256 B/s after it (0 = off)"`
+	WriteTimeout      string `env:"TETHER_WRITE_TIMEOUT" envDefault:"30s" flag:"write-timeout" help:"cut a response the client does not read for this long (0 = off)"`
+	TunnelIdleTimeout string `env:"TETHER_TUNNEL_IDLE_TIMEOUT" envDefault:"10m" flag:"tunnel-idle-timeout" help:"close an upgraded connection (WebSocket) with no traffic for this long (0 = never)"`
+	AllowTrace        string `env:"TETHER_ALLOW_TRACE" envDefault:"false" flag:"allow-trace" help:"forward TRACE requests"`
+	GossipInsecure    string `env:"TETHER_GOSSIP_INSECURE" envDefault:"false" flag:"gossip-insecure" help:"allow gossip on a non-loopback address without TETHER_GOSSIP_KEY (anyone reaching it joins the fleet)"`
 }
 
 // Config is the validated configuration a node runs with. Other parts
@@ -76,6 +85,8 @@ type Config struct {
 
 	LogLevel  zerolog.Level
 	LogFormat string // json or console
+
+	Limits limits // limits.go
 }
 
 // ErrConfig marks a configuration error (exit code 2).
@@ -283,6 +294,9 @@ func (s settings) parse(hostname func() (string, error)) (Config, error) {
 	case "json", "console":
 	default:
 		return c, bad("LogFormat", s.LogFormat, "want json or console")
+	}
+	if err := s.parseLimits(&c); err != nil {
+		return c, err
 	}
 	if c.Routes, err = loadRoutes(c); err != nil {
 		return c, err

@@ -25,7 +25,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.NodeName != "host-a" || c.Listen != ":8080" || c.AdminListen != "127.0.0.1:9090" ||
-		c.GossipBind != "0.0.0.0:7946" || c.TTL != 30*time.Minute || c.PushInterval != 20*time.Millisecond ||
+		c.GossipBind != "127.0.0.1:7946" || c.TTL != 30*time.Minute || c.PushInterval != 20*time.Millisecond ||
 		c.LogLevel != zerolog.InfoLevel || c.LogFormat != "json" || c.DataDir != "" || c.GossipKey != nil ||
 		c.MaxBindings != 4_000_000 {
 		t.Fatalf("defaults: %+v", c)

@@ -27,9 +27,6 @@ func startRecovery(ctx context.Context, n *node) error {
 		_ = st.Close()
 		return err
 	}
-	rep := rec.Report
-	n.log.Info().Str("mode", rep.Mode.String()).Str("reason", rep.Reason).Int("loaded", rep.Loaded).
-		Int("log_events", rep.LogEvents).Dur("took", rep.Took).Bool("new_epoch", rep.NewEpoch).Msg("recovered from disk")
 	n.store, n.rec = st, rec
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -48,6 +45,9 @@ func startRecovery(ctx context.Context, n *node) error {
 // startGossip joins the fleet and replicates the DB (Fig. 6, 7). The proxy
 // writes bindings through the gossip store, which kicks the push.
 func startGossip(_ context.Context, n *node) error {
+	if err := checkGossipExposure(n.cfg, n.log); err != nil {
+		return err
+	}
 	gc := gossip.DefaultConfig()
 	gc.BindAddr, gc.AdvertiseAddr, gc.Join = n.cfg.GossipBind, n.cfg.GossipAdvertise, n.cfg.Join
 	gc.Key, gc.PushInterval = n.cfg.GossipKey, n.cfg.PushInterval

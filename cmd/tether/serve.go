@@ -222,6 +222,7 @@ func startProxy(_ context.Context, n *node) error {
 	pc.Bindings, pc.Routes, pc.TrustedProxies = n.bind, n.cfg.Routes, n.cfg.TrustedProxies
 	pc.Logger, pc.Now, pc.Registerer = &n.log, n.now, n.registry
 	pc.Forwarding = n.cfg.Forwarding
+	n.cfg.Limits.proxyLimits(&pc)
 	pc.CatchUp = n.gossip.WaitReady // a restarted node serves by what the fleet knows
 	p, err := proxy.New(pc)
 	if err != nil {
@@ -244,7 +245,13 @@ func startListener(_ context.Context, n *node) error {
 	if err != nil {
 		return err
 	}
-	n.ln, n.server = ln, n.proxy.NewServer()
+	n.server = n.proxy.NewServer()
+	lim, err := n.limitListener(ln, n.server)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ln, n.ln = lim, lim
 	go func() {
 		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			select {
@@ -274,7 +281,7 @@ func (n *node) summary() {
 	}
 	n.log.Info().Str("listen", n.ln.Addr().String()).Str("admin_listen", c.AdminListen).
 		Int("pools", len(c.Routes.Pools)).Int("backends", backends).Str("routes_file", c.RoutesFile).
-		Dur("ttl", c.TTL).Dur("push_interval", c.PushInterval).Str("gossip_bind", c.GossipBind).
+		Str("ttl", c.TTL.String()).Str("push_interval", c.PushInterval.String()).Str("gossip_bind", c.GossipBind).
 		Strs("join", c.Join).Bool("gossip_encrypted", c.GossipKey != nil).Str("data_dir", c.DataDir).
 		Int("max_bindings", c.MaxBindings).Int("trusted_proxies", len(c.TrustedProxies)).Str("version", version).Msg("tether serving")
 }
