@@ -9,7 +9,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: deb systemd promtool
+.PHONY: deb systemd promtool kubectl
 .PHONY: all build test deps browser haproxy vet lint bench bench-go bench-e2e fuzz demo chaos clean
 
 all: build
@@ -37,7 +37,7 @@ haproxy:
 vet: deps
 	$(GO) vet $(PKGS)
 
-test: deps browser haproxy systemd promtool vet
+test: deps browser haproxy systemd promtool kubectl vet
 	$(GO) test -race -shuffle=on -timeout 12m $(PKGS)
 
 lint: vet
@@ -110,13 +110,20 @@ deb: deps
 	VERSION=$(VERSION) COMMIT=$(COMMIT) DEB_VERSION=$(DEB_VERSION) GOARCH=$(GOARCH) \
 	  $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DEB_OUT)
 
-# The packaging test runs systemd-analyze on the unit; the deploy test runs
-# promtool on the alert rules. Installed from Debian when missing.
+# The packaging test runs systemd-analyze on the unit; the deploy tests run
+# promtool on the alert rules and kubectl kustomize on the manifests.
+# Installed from Debian when missing.
 systemd:
 	@command -v systemd-analyze >/dev/null 2>&1 || { \
 	  echo "installing systemd for systemd-analyze"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd) >/dev/null || \
 	  echo "warning: could not install systemd"; }
+
+kubectl:
+	@command -v kubectl >/dev/null 2>&1 || { \
+	  echo "installing kubernetes-client for kubectl kustomize"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client) >/dev/null || \
+	  echo "warning: could not install kubernetes-client (kubectl)"; }
 
 promtool:
 	@command -v promtool >/dev/null 2>&1 || { \

@@ -29,7 +29,10 @@ type Config struct {
 	// from JoinRetryMin to JoinRetryMax, until one answers or another
 	// node joins it. Its own address may be among them (one list for the
 	// whole fleet). Empty: a fleet of one until someone joins.
-	Join         []string
+	Join []string
+	// Resolver looks up seeds given as names (seeds.go); nil means
+	// net.DefaultResolver.
+	Resolver     *net.Resolver
 	JoinRetryMin time.Duration // first retry delay; default 200ms
 	JoinRetryMax time.Duration // longest retry delay; default 5s
 

@@ -76,6 +76,11 @@
 //
 // # Membership and security
 //
+// Seeds may be DNS names (seeds.go): each attempt resolves them and joins
+// every address they resolve to, less the node's own; a name that
+// resolves to this node only makes a ready fleet of one, and a node with
+// no peers resolves the names again every JoinRetryMax.
+//
 // Join retries the seeds with backoff until one answers, then keeps
 // joining until a peer has sent something: a node restarting under its old
 // name from a new address is refused by peers that still hold the old one

@@ -3,7 +3,6 @@ package gossip
 import (
 	"fmt"
 	"log"
-	"net"
 	"slices"
 	"time"
 
@@ -88,8 +87,8 @@ func (n *Node) createMemberlist() (*memberlist.Memberlist, error) {
 // the node joins again.
 func (n *Node) joinLoop() {
 	defer n.wg.Done()
-	seeds := n.seeds()
-	if len(seeds) == 0 {
+	defer n.lonely() // seeds.go: names are resolved again while alone
+	if len(n.seeds()) == 0 {
 		n.setJoined()
 		return
 	}
@@ -110,7 +109,18 @@ func (n *Node) joinLoop() {
 			n.setJoined()
 			break
 		}
-		k, err := n.ml.Join(seeds)
+		seeds, err := n.resolveSeeds()
+		if len(seeds) == 0 && err == nil {
+			// Every seed is this node (a name that resolves to it alone).
+			n.seedsSelf.Store(true)
+			n.log.Info().Strs("join", n.cfg.Join).Msg("the seeds resolve to this node only: a fleet of one for now")
+			n.setJoined()
+			return
+		}
+		k := 0
+		if len(seeds) > 0 {
+			k, err = n.ml.Join(seeds)
+		}
 		if k > 0 && n.ml.NumMembers() > 1 {
 			n.log.Info().Int("contacted", k).Int("attempt", attempt).Msg("joined")
 			n.setJoined()
@@ -134,7 +144,9 @@ func (n *Node) joinLoop() {
 		}
 		n.stats.joinRetries.Add(1)
 		n.log.Info().Msg("no peer has sent anything since we joined; joining again")
-		_, _ = n.ml.Join(seeds)
+		if seeds, _ := n.resolveSeeds(); len(seeds) > 0 {
+			_, _ = n.ml.Join(seeds)
+		}
 	}
 }
 
@@ -142,15 +154,9 @@ func (n *Node) joinLoop() {
 func (n *Node) seeds() []string {
 	var out []string
 	for _, s := range n.cfg.Join {
-		if s == n.addr || s == n.cfg.AdvertiseAddr {
-			continue
+		if !n.isSelf(s) {
+			out = append(out, s)
 		}
-		if h, p, err := net.SplitHostPort(s); err == nil {
-			if ip := net.ParseIP(h); ip != nil && net.JoinHostPort(ip.String(), p) == n.addr {
-				continue
-			}
-		}
-		out = append(out, s)
 	}
 	return out
 }

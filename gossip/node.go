@@ -57,9 +57,11 @@ type Node struct {
 	ready   readiness
 	drains  drainTable
 	counts  countTable // count queries in flight (count.go)
-	stats   counters
-	senders senderTable // per-sender error counts, peers or not
-	logs    logLimits
+	// seedsSelf: the seed names resolved to this node only (seeds.go).
+	seedsSelf atomic.Bool
+	stats     counters
+	senders   senderTable // per-sender error counts, peers or not
+	logs      logLimits
 
 	unsent atomic.Int64 // unix ms of the first write since the last push; 0 none
 

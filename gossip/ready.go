@@ -72,7 +72,7 @@ func (n *Node) checkReady(now time.Time) {
 			}
 		}
 		switch {
-		case live == 0 && len(n.seeds()) == 0:
+		case live == 0 && (len(n.seeds()) == 0 || n.seedsSelf.Load()):
 			n.markReady("alone")
 			return
 		case n.cfg.InitialCopy && !n.boot.copyDone:

@@ -20,7 +20,7 @@ func (s *Server) apiIndex(w http.ResponseWriter, r *http.Request) {
 		"endpoints": []string{
 			"GET /api/v1/node", "GET /api/v1/bindings?client=&host=&backend=&deleted=&limit=&cursor=",
 			"GET|PUT|DELETE /api/v1/bindings/{host}/{client}", "GET /api/v1/vector?margin=",
-			"GET /api/v1/members", "GET /api/v1/backends", "POST /api/v1/backends/{name}/drain?pool=",
+			"GET /api/v1/members", "GET /api/v1/backends", "POST /api/v1/backends/{name}/drain?pool=&wait=&move_idle=",
 			"POST /api/v1/backends/{name}/undrain?pool=", "POST /api/v1/routes/reload",
 			"GET /api/v1/changelog", "GET /api/v1/gaps", "GET /api/v1/stats", "GET /api/v1/certificates",
 		},
@@ -276,6 +276,10 @@ func (s *Server) setDrain(pool, name string, on bool) (BackendStatus, int, strin
 // optional ?pool= picks the pool when the name is in several.
 func (s *Server) apiDrain(on bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if on && wantsWait(r) { // drain until empty (drainwait.go)
+			s.apiDrainWait(w, r)
+			return
+		}
 		b, code, msg := s.setDrain(r.URL.Query().Get("pool"), chi.URLParam(r, "name"), on)
 		if code != 0 {
 			s.fail(w, r, code, msg)

@@ -36,6 +36,10 @@
 //	GET    /api/v1/members                    [{name, addr, state, ...}]
 //	GET    /api/v1/backends                   [{pool, name, url, healthy, draining, bindings, ...}]
 //	POST   /api/v1/backends/{name}/drain?pool=    and .../undrain
+//	POST   /api/v1/backends/{name}/drain?wait=10m&move_idle=2m
+//	                                          drain, then answer once no node holds a live
+//	                                          binding to it (or at the deadline): {empty,
+//	                                          left, moved, nodes: [{node, live}], missing}
 //	POST   /api/v1/routes/reload
 //	GET    /api/v1/changelog, /api/v1/gaps, /api/v1/stats, /api/v1/node
 //	GET    /metrics, /healthz, /readyz

@@ -14,6 +14,7 @@ import (
 func startAdmin(_ context.Context, n *node) error {
 	wc := web.DefaultConfig()
 	wc.Listen, wc.Token = n.cfg.AdminListen, n.cfg.AdminToken
+	wc.AllowedHosts = n.cfg.AdminHosts
 	wc.Registry, wc.Logger, wc.Now = n.registry, &n.log, n.now
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newGossipCollector(n.gossip))

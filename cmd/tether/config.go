@@ -31,6 +31,7 @@ type settings struct {
 	Listen          string `env:"TETHER_LISTEN" envDefault:":8080" flag:"listen" help:"proxy address, host:port"`
 	AdminListen     string `env:"TETHER_ADMIN_LISTEN" envDefault:"127.0.0.1:9090" flag:"admin-listen" help:"admin UI, API and /metrics address, host:port"`
 	AdminToken      string `env:"TETHER_ADMIN_TOKEN" flag:"admin-token" help:"admin bearer token; required when admin is not on loopback" secret:"true"`
+	AdminHosts      string `env:"TETHER_ADMIN_ALLOWED_HOSTS" flag:"admin-allowed-hosts" help:"names the admin's Host header may carry besides IP addresses and localhost (DNS-rebinding protection), comma-separated, *.suffix allowed: e.g. tether-admin,*.tether-gossip"`
 	Backends        string `env:"TETHER_BACKENDS" flag:"backends" help:"default pool: name=url,name=url"`
 	RoutesFile      string `env:"TETHER_ROUTES_FILE" flag:"routes-file" help:"YAML file of per-Host pools, weights, health checks (reloaded on SIGHUP)"`
 	GossipBind      string `env:"TETHER_GOSSIP_BIND" envDefault:"127.0.0.1:7946" flag:"gossip-bind" help:"memberlist bind address: IP:port (0.0.0.0 = all interfaces; not loopback: TETHER_GOSSIP_KEY required)"`
@@ -73,6 +74,7 @@ type Config struct {
 	Listen      string // host:port
 	AdminListen string // host:port
 	AdminToken  string
+	AdminHosts  []string // extra names allowed in the admin's Host header
 
 	// Routes from Backends and RoutesFile; both are kept for reloads.
 	Routes     proxy.Routes
@@ -231,6 +233,12 @@ func (s settings) parse(hostname func() (string, error)) (Config, error) {
 	}
 	if host, _, _ := net.SplitHostPort(s.AdminListen); !isLoopback(host) && s.AdminToken == "" {
 		return c, bad("AdminListen", s.AdminListen, "not a loopback address, so TETHER_ADMIN_TOKEN (--admin-token) is required")
+	}
+	for _, h := range splitList(s.AdminHosts) {
+		if strings.ContainsAny(h, "/: ") || strings.Contains(h[1:], "*") || (h[0] == '*' && !strings.HasPrefix(h, "*.")) {
+			return c, bad("AdminHosts", s.AdminHosts, "%q: want a host name or *.suffix (no scheme, port or path)", h)
+		}
+		c.AdminHosts = append(c.AdminHosts, strings.ToLower(h))
 	}
 	if s.AdminToken != "" && len(s.AdminToken) < 16 {
 		return c, bad("AdminToken", s.AdminToken, "shorter than 16 characters")

@@ -92,6 +92,7 @@ func TestConfigErrors(t *testing.T) {
 		{"admin public no token", "TETHER_ADMIN_LISTEN", "0.0.0.0:9090", []string{"TETHER_ADMIN_LISTEN", "--admin-listen", "0.0.0.0:9090", "TETHER_ADMIN_TOKEN"}},
 		{"admin all interfaces no token", "TETHER_ADMIN_LISTEN", ":9090", []string{"TETHER_ADMIN_LISTEN", `":9090"`}},
 		{"admin bad addr", "TETHER_ADMIN_LISTEN", "localhost", []string{"TETHER_ADMIN_LISTEN", "host:port"}},
+		{"admin allowed hosts", "TETHER_ADMIN_ALLOWED_HOSTS", "ok.example,http://x", []string{"TETHER_ADMIN_ALLOWED_HOSTS", "--admin-allowed-hosts", `"http://x"`}},
 		{"short token", "TETHER_ADMIN_TOKEN", "abc", []string{"TETHER_ADMIN_TOKEN", "shorter than 16", "(value hidden)"}},
 		{"listen bad", "TETHER_LISTEN", "8080", []string{"TETHER_LISTEN", "--listen", `"8080"`}},
 		{"listen bad port", "TETHER_LISTEN", ":99999", []string{"TETHER_LISTEN", "99999"}},
