@@ -89,7 +89,7 @@ var funcs = template.FuncMap{
 	},
 	"withCursor": func(f Filter, cursor string) string { return "/bindings?" + f.values(cursor).Encode() },
 	"withSort":   func(f Filter, by string) string { f.Sort = by; return "/bindings?" + f.values("").Encode() },
-	"int": func(v uint64) int { return int(min(v, 1<<31)) },
+	"int":        func(v uint64) int { return int(min(v, 1<<31)) },
 	"checkAge": func(now, at time.Time) string {
 		if at.IsZero() {
 			return "—"
