@@ -260,6 +260,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // application/json with nosniff: "<token>" reads better than "\u003ctoken\u003e"
 	_ = enc.Encode(v)
 }
 
