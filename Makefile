@@ -4,7 +4,12 @@ PKGS      ?= ./...
 BENCHTIME ?= 1s
 FUZZTIME  ?= 20s
 BIN       := bin/tether
+# The version stamp (tether version): git describe, and the commit.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
+.PHONY: deb systemd promtool
 .PHONY: all build test deps browser haproxy vet lint bench bench-go bench-e2e fuzz demo chaos clean
 
 all: build
@@ -13,7 +18,7 @@ deps:
 	$(GO) mod download
 
 build: deps
-	$(GO) build -o $(BIN) ./cmd/tether
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tether
 
 # The browser test needs Debian's chromium, the benchmark harness's test
 # HAProxy; install them when they are missing.
@@ -32,7 +37,7 @@ haproxy:
 vet: deps
 	$(GO) vet $(PKGS)
 
-test: deps browser haproxy vet
+test: deps browser haproxy systemd promtool vet
 	$(GO) test -race -shuffle=on -timeout 12m $(PKGS)
 
 lint: vet
@@ -88,6 +93,37 @@ chaos: deps
 
 # make demo DEMO_FLAGS="--base 9000" moves every port; DEMO_FLAGS go to `tether demo`.
 DEMO_FLAGS ?=
+
+# The Debian package: a static binary stamped like `make build`, the
+# systemd unit, /etc/tether/tether.env and a logrotate snippet
+# (packaging/). nfpm runs from the module proxy at a pinned version; the
+# package lands in $(DEB_OUT). Debian versions: v1.2.3-4-gabc -> 1.2.3+4.gabc,
+# no tag -> 0.0.0+git<commits>.<hash>.
+NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEB_OUT     ?= bin
+GOARCH      ?= $(shell $(GO) env GOARCH)
+DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo "$${v\#v}" | sed 's/-\([0-9]*\)-g/+\1.g/' || \
+                 echo "0.0.0+git$$(git rev-list --count HEAD 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+deb: deps
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/deb/tether ./cmd/tether
+	@mkdir -p $(DEB_OUT)
+	VERSION=$(VERSION) COMMIT=$(COMMIT) DEB_VERSION=$(DEB_VERSION) GOARCH=$(GOARCH) \
+	  $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DEB_OUT)
+
+# The packaging test runs systemd-analyze on the unit; the deploy test runs
+# promtool on the alert rules. Installed from Debian when missing.
+systemd:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+	  echo "installing systemd for systemd-analyze"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd) >/dev/null || \
+	  echo "warning: could not install systemd"; }
+
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing prometheus for promtool"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null || \
+	  echo "warning: could not install prometheus (promtool)"; }
+
 demo: build
 	./$(BIN) demo $(DEMO_FLAGS)
 

@@ -43,11 +43,20 @@ type Config struct {
 	// label are refused. At most 255 bytes. Default "tether".
 	Label string
 
-	// PushInterval is the least time between two pushes of change groups to
-	// one peer. The first event after a quiet spell leaves at once; while
-	// events keep coming, they leave at most once per interval, batched.
-	// It is also the period of the core's Tick. Default 20ms.
+	// PushInterval is the window of the per-peer push budget: at most
+	// PushBurst change groups go to one peer per PushInterval while events
+	// keep coming (a token bucket per peer). An event made while a peer's
+	// link is idle (a token left, no reliable message queued to it) leaves
+	// at once; events made while the link is busy leave together once it
+	// is free. It is also the period of the core's Tick. Default 20ms.
 	PushInterval time.Duration
+
+	// PushBurst is the per-peer token bucket's size and its refill per
+	// PushInterval: a quiet peer may be sent PushBurst groups back to back,
+	// a busy one one group per PushInterval/PushBurst (1 ms by default),
+	// each carrying every event made since the last. Fewer means larger,
+	// cheaper groups under load and a longer wait for each. Default 20.
+	PushBurst int
 
 	// HeartbeatInterval: a peer that was sent no change group for this long
 	// gets an empty one carrying our vector, so that a lost tail is noticed
@@ -222,6 +231,7 @@ func DefaultConfig() Config {
 		JoinRetryMax:      5 * time.Second,
 		Label:             "tether",
 		PushInterval:      20 * time.Millisecond,
+		PushBurst:         20,
 		HeartbeatInterval: 500 * time.Millisecond,
 		VectorInterval:    100 * time.Millisecond,
 		MaxUDPBytes:       1300,
@@ -287,6 +297,7 @@ func (c Config) withDefaults() Config {
 	setD(&c.JoinRetryMin, d.JoinRetryMin)
 	setD(&c.JoinRetryMax, d.JoinRetryMax)
 	setD(&c.PushInterval, d.PushInterval)
+	setI(&c.PushBurst, d.PushBurst)
 	setD(&c.HeartbeatInterval, d.HeartbeatInterval)
 	setD(&c.VectorInterval, d.VectorInterval)
 	setI(&c.MaxUDPBytes, d.MaxUDPBytes)
@@ -357,6 +368,8 @@ func (c Config) validate(watchdog time.Duration) error {
 		return cfgErr("JoinRetryMin/JoinRetryMax", "need 0 < min <= max, got %v, %v", c.JoinRetryMin, c.JoinRetryMax)
 	case c.PushInterval <= 0:
 		return cfgErr("PushInterval", "must be > 0, got %v", c.PushInterval)
+	case c.PushBurst < 1 || time.Duration(c.PushBurst) > c.PushInterval:
+		return cfgErr("PushBurst", "must be in 1..PushInterval in ns (%d), got %d", c.PushInterval.Nanoseconds(), c.PushBurst)
 	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= watchdog:
 		return cfgErr("HeartbeatInterval", "must be in (0, core Watchdog %v), got %v", watchdog, c.HeartbeatInterval)
 	case c.VectorInterval <= 0:

@@ -31,6 +31,7 @@ func TestConfigValidate(t *testing.T) {
 		{"Key", func(c *Config) { c.Key = []byte("short") }},
 		{"Label", func(c *Config) { c.Label = strings.Repeat("x", 256) }},
 		{"PushInterval", func(c *Config) { c.PushInterval = -time.Second }},
+		{"PushBurst", func(c *Config) { c.PushBurst = -1 }},
 		{"HeartbeatInterval", func(c *Config) { c.HeartbeatInterval = time.Minute }},
 		{"MaxUDPBytes", func(c *Config) { c.MaxUDPBytes = 100 }},
 		{"ChunkRecords", func(c *Config) { c.ChunkRecords = 1 << 20 }},

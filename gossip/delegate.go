@@ -96,6 +96,20 @@ func (d *delegate) NotifyMsg(buf []byte) {
 			return
 		}
 		n.onDrains(m)
+	case msgCountQuery:
+		m, err := decodeCountQuery(body, caps)
+		if err != nil {
+			n.dropped(t, body, err)
+			return
+		}
+		n.onCountQuery(m)
+	case msgCountAnswer:
+		m, err := decodeCountAnswer(body, caps)
+		if err != nil {
+			n.dropped(t, body, err)
+			return
+		}
+		n.onCountAnswer(m)
 	default:
 		n.dropped(t, body, wireErr(ErrType, "%v", t))
 	}

@@ -28,12 +28,18 @@
 //
 // Own events (DB.OwnEvents) go to every live peer directly, never through
 // memberlist's transmit-limited broadcast queue, which does not reach every
-// node. The first event after a quiet spell leaves at once: the Store
-// wrapper kicks the loop whenever a write made an event. While events keep
-// coming, a node sends at most one group per peer per PushInterval (20 ms),
-// so a quiet fleet converges in about a millisecond and a busy one sends
-// few, large groups. A message that encodes to at most MaxUDPBytes (1,300)
-// goes best-effort (UDP), a larger one reliably (TCP); groups are split
+// node. Each peer has a push budget, a token bucket of PushBurst (20)
+// groups refilled at PushBurst per PushInterval (one a millisecond): an
+// event made while a peer's link is idle (a token left, no reliable
+// message queued to it) leaves at once, on the Store wrapper's kick; events
+// made while the link is busy (its budget spent, or a reliable message to
+// it still queued) wait, and leave together as one group once it is free.
+// So a quiet fleet converges in well under a millisecond plus the wire, a
+// busy one sends groups of many events, and no peer gets more than
+// PushBurst groups per PushInterval. In durable mode a push waits for the
+// persister's fsync, and events made meanwhile leave together with the
+// next. A message that encodes to at most MaxUDPBytes (1,300) goes
+// best-effort (UDP), a larger one reliably (TCP); groups are split
 // into messages of at most Caps.MaxEvents events. Each peer has a cursor
 // (the last own event pushed to it); peers at the same cursor share one
 // encoding. Pushed groups carry the vector at most every VectorInterval; a
@@ -88,7 +94,8 @@
 // Every message (memberlist user message, or push/pull state) is:
 //
 //	byte 0    message type (msgType): 1 group, 2 request, 3 copy chunk,
-//	          4 copy end, 5 state, 6 drain. Only append new types.
+//	          4 copy end, 5 state, 6 drain, 7 count query, 8 count
+//	          answer. Only append new types.
 //	byte 1    wire version, 1. Other versions are dropped and counted.
 //	byte 2..  the body: a sequence of msgpack values, not wrapped in an
 //	          array, in the order given below.
@@ -202,6 +209,20 @@
 //	count    uint, at most 4,096
 //	count x  pool str, replica str, on bool (0xc2/0xc3), stamp int
 //	         (unix ms of the writer), origin str (the writer)
+//
+// 7 count query (how many live bindings to a replica; count.go; sent
+// best-effort, asked again when lost):
+//
+//	sender   str
+//	id       uint, the asker's id of this query
+//	replica  str, 1..255 bytes
+//
+// 8 count answer:
+//
+//	sender   str
+//	id       uint, the query's id
+//	live     uint, live bindings to the replica on the sender (its own
+//	         expiries, tombstones excluded)
 //
 // Decoding bounds every count and length before it allocates anything: by
 // a cap (Caps) and by the bytes left (n elements take at least n x their

@@ -19,6 +19,8 @@ var (
 	ErrClosed = errors.New("gossip: node closed")
 	// ErrStarted: Start was called twice.
 	ErrStarted = errors.New("gossip: node already started")
+	// ErrBusy: too many CountLive calls in flight.
+	ErrBusy = errors.New("gossip: too many counts in flight")
 	// ErrConfig: an invalid Config field; the message names it.
 	ErrConfig = errors.New("gossip: invalid config")
 )

@@ -5,9 +5,11 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tetherproxy/tether/internal/faultnet"
 	"github.com/tetherproxy/tether/stickydb"
 )
 
@@ -104,20 +106,74 @@ func TestConvergenceLatency(t *testing.T) {
 
 // BenchmarkConvergence measures the time from a bind on one node until all
 // three nodes hold it, on loopback with encryption: p50 and p99 in ms,
-// idle and under a background load of binds (per second).
+// idle and under a background load of new bindings (per second, fleet-wide,
+// spread over the nodes). Under load it also reports what replication
+// costs: every byte the nodes' transports wrote (memberlist framing,
+// encryption, probes and heartbeats included) per binding per peer, and
+// the process's CPU time (the three nodes, and the load generator's binds)
+// per binding made.
 //
 //	go test -run '^$' -bench Convergence -benchtime 400x ./gossip/
 func BenchmarkConvergence(b *testing.B) {
-	for _, load := range []int{0, 2000, 10000} {
-		b.Run(fmt.Sprintf("load=%d", load), func(b *testing.B) {
-			c := startCluster(b, 3, clusterOpts{key: []byte("0123456789abcdef")})
+	for _, r := range []struct {
+		load int
+		loss float64 // of packets (UDP), both ways
+	}{{0, 0}, {1000, 0}, {10000, 0}, {1000, 0.01}} {
+		load := r.load
+		name := fmt.Sprintf("load=%d", load)
+		if r.loss > 0 {
+			name += fmt.Sprintf(",loss=%g%%", r.loss*100)
+		}
+		b.Run(name, func(b *testing.B) {
+			f := faultnet.New(1)
+			c := startCluster(b, 3, clusterOpts{key: []byte("0123456789abcdef"), faults: f})
+			f.SetPacketLoss(r.loss)
+			sent := func() (s uint64) {
+				for _, n := range c.nodes {
+					s += c.transport(n.Name()).BytesSent()
+				}
+				return s
+			}
+			made := func() (m uint64) {
+				for _, n := range c.nodes {
+					_, seq := n.DB().Position()
+					m += seq
+				}
+				return m
+			}
+			bytes0, made0, cpu0, t0 := sent(), made(), cpuTime(), time.Now()
 			b.ResetTimer()
 			lat := latencyRun(b, c, b.N, load)
 			b.StopTimer()
+			c.waitConverged(10 * time.Second)
+			f.SetPacketLoss(0)
+			binds := made() - made0
+			var buffered, asked uint64
+			for _, n := range c.nodes {
+				st := n.DB().Stats()
+				buffered += st.GroupsBuffered
+				asked += st.RequestsOrigin + st.RequestsThird + st.RequestsFull
+			}
+			b.ReportMetric(float64(buffered), "buffered")
+			b.ReportMetric(float64(asked), "range-requests")
 			b.ReportMetric(float64(percentile(lat, .5).Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(percentile(lat, .99).Microseconds())/1000, "p99-ms")
 			b.ReportMetric(float64(slices.Max(lat).Microseconds())/1000, "max-ms")
+			if load > 0 && binds > 0 {
+				b.ReportMetric(float64(sent()-bytes0)/float64(binds*2), "wireB/binding/peer")
+				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(binds), "cpu-µs/binding")
+				b.ReportMetric(float64(binds)/time.Since(t0).Seconds(), "binds/s")
+			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// cpuTime is the process's user + system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -55,6 +55,7 @@ type Node struct {
 	copies  copyTable
 	ready   readiness
 	drains  drainTable
+	counts  countTable // count queries in flight (count.go)
 	stats   counters
 	senders senderTable // per-sender error counts, peers or not
 	logs    logLimits
@@ -245,6 +246,14 @@ func (n *Node) Members() []Member {
 // the receivers measure.
 func (n *Node) kick() {
 	n.unsent.CompareAndSwap(0, n.now().UnixMilli())
+	select {
+	case n.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// wake wakes the push loop without noting a new event. It never blocks.
+func (n *Node) wake() {
 	select {
 	case n.kickCh <- struct{}{}:
 	default:

@@ -20,6 +20,10 @@ type peer struct {
 	reqLimit  *rate.Limiter // range requests answered
 	copyLimit *rate.Limiter // full copies streamed
 
+	// pushTokens paces pushes to this peer (Config.PushBurst); the run
+	// loop takes a token per push that sent it something.
+	pushTokens *rate.Limiter
+
 	lastSent atomic.Int64 // unix ns of the last change group sent (push, answer, heartbeat)
 	downAt   time.Time    // run loop only
 
@@ -85,9 +89,10 @@ func (t *peerTable) up(name string, node memberlist.Node, cfg Config) (*peer, bo
 	p := t.m[name]
 	if p == nil {
 		p = &peer{
-			name:      name,
-			reqLimit:  rate.NewLimiter(rate.Limit(cfg.RequestRate), cfg.RequestBurst),
-			copyLimit: rate.NewLimiter(rate.Every(cfg.FullCopyInterval), cfg.FullCopyBurst),
+			name:       name,
+			reqLimit:   rate.NewLimiter(rate.Limit(cfg.RequestRate), cfg.RequestBurst),
+			copyLimit:  rate.NewLimiter(rate.Every(cfg.FullCopyInterval), cfg.FullCopyBurst),
+			pushTokens: rate.NewLimiter(rate.Every(cfg.PushInterval/time.Duration(cfg.PushBurst)), cfg.PushBurst),
 		}
 		t.m[name] = p
 	}
@@ -141,6 +146,9 @@ func (n *Node) outbox(p *peer, b *outbox) {
 			return
 		case msg := <-b.ch:
 			n.sendReliable(p, msg)
+			if len(b.ch) == 0 {
+				n.wake() // pushes held while this queue was busy may go
+			}
 		}
 	}
 }

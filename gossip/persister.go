@@ -11,8 +11,9 @@ package gossip
 // number of the current epoch now on disk, for logs. The DB then releases
 // to OwnEvents, Answer and the advertised vector no more than was marked.
 //
-// Who calls it: the push loop, before every push, so at most once per
-// PushInterval while events keep coming, and also when there turns out to
+// Who calls it: the push loop, before every push round (at most PushBurst
+// per PushInterval while events keep coming; while an fsync runs, new
+// events wait and go with the next round), and also when there turns out to
 // be nothing to push: it must be cheap when nothing is unpersisted. A
 // worker calls it too before streaming a full copy, so calls may overlap:
 // Flush serialises itself (recovery.Store does, with a mutex). It may

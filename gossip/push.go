@@ -7,9 +7,10 @@ import (
 	"github.com/tetherproxy/tether/stickydb"
 )
 
-// run is the node's loop: pushes own events (at once after a quiet spell,
-// then at most once per PushInterval), ticks the core, sends heartbeats and
-// follows membership. It is the only goroutine that moves push cursors.
+// run is the node's loop: pushes own events (at once while a peer's link
+// is idle and its budget allows, batched otherwise), ticks the core, sends
+// heartbeats and follows membership. It is the only goroutine that moves
+// push cursors.
 func (n *Node) run() {
 	defer n.wg.Done()
 	ticker := time.NewTicker(n.cfg.PushInterval)
@@ -17,34 +18,30 @@ func (n *Node) run() {
 	pace := time.NewTimer(time.Hour)
 	pace.Stop()
 	defer pace.Stop()
-	var paced bool // a push is scheduled on pace
+	var due time.Time // when pace fires; zero: not armed
 	n.syncPeers()
 
-	schedule := func() {
-		if paced {
+	push := func() {
+		wait := n.push()
+		if wait <= 0 {
 			return
 		}
-		wait := n.cfg.PushInterval - time.Since(n.lastPush)
-		if wait <= 0 {
-			if n.push() {
-				n.schedule(pace, &paced)
-			}
-			return
+		at := time.Now().Add(wait)
+		if !due.IsZero() && !at.Before(due) {
+			return // armed for sooner already
 		}
 		pace.Reset(wait)
-		paced = true
+		due = at
 	}
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-n.kickCh:
-			schedule()
+			push()
 		case <-pace.C:
-			paced = false
-			if n.push() {
-				n.schedule(pace, &paced)
-			}
+			due = time.Time{}
+			push()
 		case <-n.memberCh:
 			n.syncPeers()
 		case <-ticker.C:
@@ -53,30 +50,25 @@ func (n *Node) run() {
 	}
 }
 
-// schedule arms the pacing timer for the next push after a busy one.
-func (n *Node) schedule(pace *time.Timer, paced *bool) {
-	if *paced {
-		return
-	}
-	pace.Reset(n.cfg.PushInterval)
-	*paced = true
-}
-
-// push sends every live peer the own events after its cursor, persisting
-// them first in durable mode. It returns true when the loop should push
-// again after PushInterval: something was sent (more may follow), or the
-// persister failed (retry).
-func (n *Node) push() bool {
+// push sends every live peer whose link is free the own events after its
+// cursor, persisting them first in durable mode. A peer is free when its
+// token bucket (Config.PushBurst groups at once, PushBurst per
+// PushInterval when busy) holds a token and no reliable message to it is
+// still queued; events for a peer that is not free wait, and leave
+// together once it is. push returns how long to wait before trying again
+// (a peer's next token, a queue to drain, a failed persister), or 0 when
+// nothing is left to send.
+func (n *Node) push() time.Duration {
 	if p := n.cfg.Persister; p != nil {
 		// The persister marks what it wrote (DB.MarkPersisted): the DB then
 		// releases exactly that much to OwnEvents.
 		if _, err := p.Flush(); err != nil {
 			n.stats.persistErrors.Add(1)
 			n.logs.persist.Do(func() { n.log.Error().Err(err).Msg("persist before push failed; not sending") })
-			return true
+			return n.cfg.PushInterval
 		}
 	}
-	epoch, _ := n.db.Position()
+	epoch, last := n.db.Position()
 	peers := n.peers.live()
 	if epoch != n.cursorEpoch {
 		// A new epoch numbers events from 1 again.
@@ -85,24 +77,48 @@ func (n *Node) push() bool {
 		}
 		n.cursorEpoch = epoch
 	}
-	sort.Slice(peers, func(i, j int) bool { return peers[i].cursor.Load() < peers[j].cursor.Load() })
-	withVector := time.Since(n.lastVector) >= n.cfg.VectorInterval
+	now := time.Now()
+	var wait time.Duration
+	free := peers[:0]
+	for _, p := range peers {
+		if p.cursor.Load() >= last {
+			continue // nothing new for p
+		}
+		if d := n.busy(p, now); d > 0 {
+			if wait == 0 || d < wait {
+				wait = d
+			}
+			continue
+		}
+		free = append(free, p)
+	}
+	if len(free) == 0 {
+		return wait
+	}
+	sort.Slice(free, func(i, j int) bool { return free[i].cursor.Load() < free[j].cursor.Load() })
+	withVector := now.Sub(n.lastVector) >= n.cfg.VectorInterval
 	made := n.unsent.Swap(0)
 	sentAny, sentVector := false, false
 	// Peers at the same cursor (the usual case) share one encoding.
-	for i := 0; i < len(peers); {
+	for i := 0; i < len(free); {
 		j := i
-		for j < len(peers) && peers[j].cursor.Load() == peers[i].cursor.Load() {
+		for j < len(free) && free[j].cursor.Load() == free[i].cursor.Load() {
 			j++
 		}
-		same := peers[i:j]
+		same := free[i:j]
 		cur, sent, more := n.pushFrom(same[0].cursor.Load(), same, withVector, made)
-		if more {
-			// Events left for the next push were made no later than that.
-			n.unsent.CompareAndSwap(0, made)
-		}
 		for _, p := range same {
 			p.cursor.Store(cur)
+			if sent {
+				p.pushTokens.AllowN(now, 1)
+			}
+		}
+		if more || wait > 0 {
+			// Events left for later were made no later than that.
+			n.unsent.CompareAndSwap(0, made)
+		}
+		if more && (wait == 0 || n.cfg.PushInterval < wait) {
+			wait = n.cfg.PushInterval
 		}
 		if sent {
 			sentAny = true
@@ -111,13 +127,29 @@ func (n *Node) push() bool {
 		i = j
 	}
 	if sentAny {
-		n.lastPush = time.Now()
+		n.lastPush = now
 		n.stats.pushes.Add(1)
 	}
 	if sentVector {
-		n.lastVector = time.Now()
+		n.lastVector = now
 	}
-	return sentAny
+	return wait
+}
+
+// busy returns 0 when p's link is free for a push at now, else how long
+// until it may be: its next push token, or (a reliable message still
+// queued to it) a poll interval, cut short by the sender's kick once the
+// queue drains.
+func (n *Node) busy(p *peer, now time.Time) time.Duration {
+	if b := p.box.Load(); b != nil && len(b.ch) > 0 {
+		return n.cfg.PushInterval
+	}
+	tok := p.pushTokens.TokensAt(now)
+	if tok >= 1 {
+		return 0
+	}
+	d := time.Duration((1 - tok) / float64(p.pushTokens.Limit()) * float64(time.Second))
+	return max(d, time.Microsecond)
 }
 
 // pushFrom sends peers the own events after cursor, up to MaxPushEvents,

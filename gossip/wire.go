@@ -18,12 +18,14 @@ import (
 type msgType uint8
 
 const (
-	msgGroup     msgType = 1 // a change group: events of one origin and/or the sender's vector
-	msgRequest   msgType = 2 // a range, watchdog or full-copy request
-	msgCopyChunk msgType = 3 // records of a full copy
-	msgCopyEnd   msgType = 4 // the end of a full copy: chunk count and vector
-	msgState     msgType = 5 // push/pull state: the sender's vector (LocalState)
-	msgDrain     msgType = 6 // the sender's drain registers (replicated drain / undrain)
+	msgGroup       msgType = 1 // a change group: events of one origin and/or the sender's vector
+	msgRequest     msgType = 2 // a range, watchdog or full-copy request
+	msgCopyChunk   msgType = 3 // records of a full copy
+	msgCopyEnd     msgType = 4 // the end of a full copy: chunk count and vector
+	msgState       msgType = 5 // push/pull state: the sender's vector (LocalState)
+	msgDrain       msgType = 6 // the sender's drain registers (replicated drain / undrain)
+	msgCountQuery  msgType = 7 // how many live bindings to a replica do you hold? (count.go)
+	msgCountAnswer msgType = 8 // the answer to a count query
 )
 
 func (t msgType) String() string {
@@ -40,6 +42,10 @@ func (t msgType) String() string {
 		return "state"
 	case msgDrain:
 		return "drain"
+	case msgCountQuery:
+		return "countquery"
+	case msgCountAnswer:
+		return "countanswer"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }

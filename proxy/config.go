@@ -83,6 +83,13 @@ type Config struct {
 	MaxHeaderBytes    int
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
+
+	// Rules refuse CONNECT, TRACE (unless allowed) and Connection headers
+	// with too many options, before routing (hardening.go).
+	Rules RequestRules
+	// Timeouts bound slow request bodies and unread responses; each is
+	// renewed as bytes flow (hardening.go).
+	Timeouts Timeouts
 }
 
 // DefaultConfig returns the defaults documented on Config, without
@@ -99,6 +106,8 @@ func DefaultConfig() Config {
 		IdleTimeout:           120 * time.Second,
 		MaxHeaderBytes:        64 << 10,
 		CatchUpWait:           2 * time.Second,
+		Rules:                 RequestRules{MaxConnectionTokens: 16},
+		Timeouts:              Timeouts{BodyIdle: 30 * time.Second, MinBodyRate: 256, WriteIdle: 30 * time.Second},
 	}
 }
 
@@ -136,6 +145,18 @@ func (c *Config) fill() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Rules.MaxConnectionTokens == 0 {
+		c.Rules.MaxConnectionTokens = d.Rules.MaxConnectionTokens
+	}
+	if c.Timeouts.BodyIdle == 0 {
+		c.Timeouts.BodyIdle = d.Timeouts.BodyIdle
+	}
+	if c.Timeouts.MinBodyRate == 0 {
+		c.Timeouts.MinBodyRate = d.Timeouts.MinBodyRate
+	}
+	if c.Timeouts.WriteIdle == 0 {
+		c.Timeouts.WriteIdle = d.Timeouts.WriteIdle
 	}
 	if c.Logger == nil {
 		l := zerolog.Nop()

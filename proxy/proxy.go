@@ -177,6 +177,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// are never read as a request.
 		w.Header().Set("Connection", "close")
 	}
+	if code, msg := p.cfg.Rules.Check(r.Method, r.Header["Connection"]); code != 0 {
+		w.Header().Set("Connection", "close")
+		p.reject(w, r, code, msg, start)
+		return
+	}
+	StripAdminCookies(r.Header)
 	host, ok := NormalizeHost(r.Host)
 	if !ok {
 		p.reject(w, r, http.StatusBadRequest, "tether: invalid or missing Host\n", start)
@@ -209,10 +215,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	rw := getWriter(w)
+	rw.writeIdle = p.cfg.Timeouts.WriteIdle
+	var slow *deadlineBody
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		rw.body = &trackBody{rc: r.Body}
+		body := r.Body
+		if p.cfg.Timeouts.BodyIdle > 0 {
+			slow = &deadlineBody{ReadCloser: body, rc: http.NewResponseController(w), to: p.cfg.Timeouts, start: time.Now()}
+			body = slow
+		}
+		rw.body = &trackBody{rc: body}
 		r.Body = rw.body
 	}
+
 	p.forward(rw, r, b)
 	if rw.retry {
 		// The replica refused the connection and the request is untouched:
@@ -247,6 +261,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Int("status", status).Str("pool", pl.name).Str("backend", b.name).Dur("took_ms", time.Since(start)).
 			AnErr("error", rw.err).Msg("request")
 	}
+	rw.clearDeadlines(slow)
 	putWriter(rw)
 }
 

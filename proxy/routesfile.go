@@ -15,6 +15,13 @@ import (
 type routesFile struct {
 	Health *fileHealth `yaml:"health"`
 	Pools  []filePool  `yaml:"pools"`
+	// TLS is the TLS listener's SNI certificate list, read by edge.LoadSNI;
+	// declared here so that the strict decoding accepts it (and its typos
+	// fail).
+	TLS []struct {
+		Cert string `yaml:"cert"`
+		Key  string `yaml:"key"`
+	} `yaml:"tls"`
 }
 
 type filePool struct {

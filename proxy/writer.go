@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // respWriter wraps the client's ResponseWriter for one request: it records
@@ -25,6 +26,9 @@ type respWriter struct {
 	// body tracks the request body when there is one. Not pooled: the
 	// transport may still read a body after the handler returned.
 	body *trackBody
+
+	writeIdle time.Duration // Timeouts.WriteIdle; <= 0 is off
+	wdl       time.Time     // the write deadline set last
 }
 
 var writerPool = sync.Pool{New: func() any { return new(respWriter) }}
@@ -39,6 +43,7 @@ func putWriter(rw *respWriter) {
 	rw.ResponseWriter, rw.status, rw.written = nil, 0, false
 	rw.be, rw.err, rw.retry, rw.retried = nil, nil, false, false
 	rw.body = nil
+	rw.writeIdle, rw.wdl = 0, time.Time{}
 	writerPool.Put(rw)
 }
 
@@ -54,12 +59,14 @@ func (w *respWriter) Write(p []byte) (int, error) {
 	if !w.written {
 		w.status, w.written = http.StatusOK, true
 	}
+	w.writeDeadline()
 	return w.ResponseWriter.Write(p)
 }
 
 // Flush lets streamed responses through without the ResponseController's
 // interface walk.
 func (w *respWriter) Flush() {
+	w.writeDeadline()
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 		return

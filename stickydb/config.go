@@ -46,7 +46,13 @@ type Config struct {
 	ReorderGroups int
 
 	// GapWait is how long a hole may stay open before the buffered groups
-	// are discarded and the range is requested. Default 40ms.
+	// are discarded and the range is requested. Groups leave a busy node
+	// about a millisecond apart (gossip's push budget), and memberlist
+	// reorders only what arrives within a few of them, so a hole still
+	// open after 10 ms is a lost message: asking sooner recovers sooner
+	// (BenchmarkConvergence with 1% loss: p99 28 ms at 10 ms, 507 ms at
+	// 40 ms, as a lost ask then waits out RangeTimeout). It is checked
+	// on each Tick. Default 10ms.
 	GapWait time.Duration
 
 	// RangeTimeout is how long a range request may go unanswered before it
@@ -91,7 +97,7 @@ func DefaultConfig(node string) Config {
 		OwnLogCap:            200_000,
 		ChangeLogTableCap:    1000,
 		ReorderGroups:        64,
-		GapWait:              40 * time.Millisecond,
+		GapWait:              10 * time.Millisecond,
 		RangeTimeout:         500 * time.Millisecond,
 		FullCopyTimeout:      3 * time.Second,
 		Watchdog:             5 * time.Second,

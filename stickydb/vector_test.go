@@ -164,10 +164,11 @@ func TestPaperVector8_12_16_4(t *testing.T) {
 		if got := db.Vector().Get("r1", 1); got != 8 {
 			t.Fatalf("r1 entry moved to %d", got)
 		}
-		if reqs := db.Tick(now.Add(10 * time.Millisecond)); len(reqs) != 0 {
+		wait := db.Config().GapWait
+		if reqs := db.Tick(now.Add(wait / 2)); len(reqs) != 0 {
 			t.Fatalf("asked before GapWait: %+v", reqs)
 		}
-		reqs := db.Tick(now.Add(50 * time.Millisecond))
+		reqs := db.Tick(now.Add(wait + 10*time.Millisecond))
 		if len(reqs) != 1 || reqs[0].To != "r1" || reqs[0].Full || reqs[0].Known.Get("r1", 1) != 8 {
 			t.Fatalf("requests = %+v", reqs)
 		}
@@ -175,7 +176,7 @@ func TestPaperVector8_12_16_4(t *testing.T) {
 			t.Fatalf("discarded = %d, want 1", st.GroupsDiscarded)
 		}
 		// The discarded group arriving again in full after the answer:
-		res, _ = db.Receive(groupOf("r1", 1, 9, 15, exp), now.Add(60*time.Millisecond))
+		res, _ = db.Receive(groupOf("r1", 1, 9, 15, exp), now.Add(wait+20*time.Millisecond))
 		if res.Applied != 7 || db.Vector().Get("r1", 1) != 15 {
 			t.Fatalf("after answer: res = %+v, vector = %v", res, db.Vector())
 		}

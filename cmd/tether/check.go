@@ -30,7 +30,7 @@ func init() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return checkMain(ctx, args, os.Stdout, os.Stderr)
-	}}
+	}, func(w io.Writer) { _, _, _ = parseCheckFlags([]string{"-h"}, w) }}
 }
 
 // checkMain is `tether check`; it returns the exit code.

@@ -33,18 +33,27 @@ type settings struct {
 	AdminToken      string `env:"TETHER_ADMIN_TOKEN" flag:"admin-token" help:"admin bearer token; required when admin is not on loopback" secret:"true"`
 	Backends        string `env:"TETHER_BACKENDS" flag:"backends" help:"default pool: name=url,name=url"`
 	RoutesFile      string `env:"TETHER_ROUTES_FILE" flag:"routes-file" help:"YAML file of per-Host pools, weights, health checks (reloaded on SIGHUP)"`
-	GossipBind      string `env:"TETHER_GOSSIP_BIND" envDefault:"0.0.0.0:7946" flag:"gossip-bind" help:"memberlist bind host:port"`
-	GossipAdvertise string `env:"TETHER_GOSSIP_ADVERTISE" flag:"gossip-advertise" help:"address peers use to reach this node, host:port"`
-	Join            string `env:"TETHER_JOIN" flag:"join" help:"peers to join: host:port,host:port"`
+	GossipBind      string `env:"TETHER_GOSSIP_BIND" envDefault:"127.0.0.1:7946" flag:"gossip-bind" help:"memberlist bind address: IP:port (0.0.0.0 = all interfaces; not loopback: TETHER_GOSSIP_KEY required)"`
+	GossipAdvertise string `env:"TETHER_GOSSIP_ADVERTISE" flag:"gossip-advertise" help:"address peers use to reach this node: IP:port (default: the bind address, or the first private one)"`
+	Join            string `env:"TETHER_JOIN" flag:"join" help:"peers to join: host:port,... (a DNS name joins every address it resolves to, re-resolved while the node has no peers)"`
 	GossipKey       string `env:"TETHER_GOSSIP_KEY" flag:"gossip-key" help:"base64 AES key for gossip (16, 24 or 32 bytes)" secret:"true"`
 	TTL             string `env:"TETHER_TTL" envDefault:"30m" flag:"ttl" help:"binding time-to-live"`
-	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"least gap between two change groups to one peer"`
+	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"push budget window: when busy, at most 20 change groups per peer per interval (idle: at once)"`
 	DataDir         string `env:"TETHER_DATA_DIR" flag:"data-dir" help:"write-ahead log and snapshots; empty = epoch mode"`
 	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it the one closest to expiry is evicted (0 = no cap)"`
 	Forwarding      string `env:"TETHER_FORWARDING" envDefault:"fast" flag:"forwarding" help:"fast (plain GET/HEAD on tether's own keep-alive client, the rest through httputil.ReverseProxy) or stdlib (everything through httputil.ReverseProxy)"`
 	TrustedProxies  string `env:"TETHER_TRUSTED_PROXIES" flag:"trusted-proxies" help:"CIDRs whose X-Forwarded-For is believed, comma-separated"`
-	LogLevel        string `env:"TETHER_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
+	LogLevel        string `env:"TETHER_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"trace, debug, info, warn or error"`
 	LogFormat       string `env:"TETHER_LOG_FORMAT" envDefault:"json" flag:"log-format" help:"json or console"`
+
+	// Limits against hostile clients (limits.go, docs/security.md).
+	MaxConns          string `env:"TETHER_MAX_CONNS" envDefault:"0" flag:"max-conns" help:"client connections open at once at most (0 = half of the open-files limit left after a reserve)"`
+	MaxConnsPerSource string `env:"TETHER_MAX_CONNS_PER_SOURCE" envDefault:"256" flag:"max-conns-per-source" help:"client connections from one address (IPv6: one /64) at most; trusted proxies are exempt (0 = no cap)"`
+	BodyTimeout       string `env:"TETHER_BODY_TIMEOUT" envDefault:"30s" flag:"body-timeout" help:"cut a request body idle this long, or slower than 256 B/s after it (0 = off)"`
+	WriteTimeout      string `env:"TETHER_WRITE_TIMEOUT" envDefault:"30s" flag:"write-timeout" help:"cut a response the client does not read for this long (0 = off)"`
+	TunnelIdleTimeout string `env:"TETHER_TUNNEL_IDLE_TIMEOUT" envDefault:"10m" flag:"tunnel-idle-timeout" help:"close an upgraded connection (WebSocket) with no traffic for this long (0 = never)"`
+	AllowTrace        string `env:"TETHER_ALLOW_TRACE" envDefault:"false" flag:"allow-trace" help:"forward TRACE requests"`
+	GossipInsecure    string `env:"TETHER_GOSSIP_INSECURE" envDefault:"false" flag:"gossip-insecure" help:"allow gossip on a non-loopback address without TETHER_GOSSIP_KEY (anyone reaching it joins the fleet)"`
 }
 
 // Config is the validated configuration a node runs with. Other parts
@@ -74,6 +83,8 @@ type Config struct {
 
 	LogLevel  zerolog.Level
 	LogFormat string // json or console
+
+	Limits limits // limits.go
 }
 
 // ErrConfig marks a configuration error (exit code 2).
@@ -97,15 +108,41 @@ func (e *settingError) Unwrap() error { return ErrConfig }
 
 // loadConfig reads the environment, then the flags in args, and validates
 // everything. hostname supplies the default node name. Help goes to out;
-// flag.ErrHelp is returned for -h.
+// flag.ErrHelp is returned for -h. serve and validate both start here, so
+// a check added to parse (or to configChecks) holds for both.
 func loadConfig(args []string, environ map[string]string, hostname func() (string, error), out io.Writer) (Config, error) {
+	s, err := readSettings("tether serve", args, environ, out)
+	if err != nil {
+		return Config{}, err
+	}
+	return s.config(hostname)
+}
+
+// readSettings merges the environment and the flags in args, unparsed.
+func readSettings(name string, args []string, environ map[string]string, out io.Writer) (settings, error) {
 	var s settings
 	if err := env.ParseWithOptions(&s, env.Options{Environment: environ}); err != nil {
-		return Config{}, fmt.Errorf("%w: %v", ErrConfig, err)
+		return s, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	fs := flag.NewFlagSet("tether serve", flag.ContinueOnError)
+	fs := settingsFlags(name, &s, out)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return s, err
+		}
+		return s, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if fs.NArg() > 0 {
+		return s, fmt.Errorf("%w: unexpected arguments %q", ErrConfig, fs.Args())
+	}
+	return s, nil
+}
+
+// settingsFlags binds one flag per setting to s, defaulting to the value s
+// holds (the environment's).
+func settingsFlags(name string, s *settings, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
-	v := reflect.ValueOf(&s).Elem()
+	v := reflect.ValueOf(s).Elem()
 	for i := 0; i < v.NumField(); i++ {
 		f := v.Type().Field(i)
 		name := f.Tag.Get("flag")
@@ -115,16 +152,27 @@ func loadConfig(args []string, environ map[string]string, hostname func() (strin
 			fs.Lookup(name).DefValue = "" // keep secrets from the environment out of -h
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return Config{}, err
+	return fs
+}
+
+// configChecks are checks of a parsed Config that read more than the
+// settings (certificate files, say): a file that owns such a setting
+// appends its check from init. loadConfig runs them after parse, so serve
+// and `tether validate` (and so ExecReload's validate) run the same ones.
+var configChecks []func(Config) error
+
+// config parses s and runs configChecks.
+func (s settings) config(hostname func() (string, error)) (Config, error) {
+	c, err := s.parse(hostname)
+	if err != nil {
+		return c, err
+	}
+	for _, check := range configChecks {
+		if err := check(c); err != nil {
+			return c, err
 		}
-		return Config{}, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("%w: unexpected arguments %q", ErrConfig, fs.Args())
-	}
-	return s.parse(hostname)
+	return c, nil
 }
 
 // bad builds the error for field (a settings field name).
@@ -153,12 +201,20 @@ func (s settings) parse(hostname func() (string, error)) (Config, error) {
 	for _, a := range []struct{ field, value string }{
 		{"Listen", s.Listen}, {"AdminListen", s.AdminListen}, {"GossipBind", s.GossipBind},
 	} {
-		if err := checkHostPort(a.value, true); err != nil {
+		if err := checkHostPort(a.value, false); err != nil {
 			return c, bad(a.field, a.value, "%v", err)
 		}
 	}
+	// memberlist takes IP addresses only: a name would bind all
+	// interfaces (bind) or stop the start (advertise).
+	if err := checkIPPort(s.GossipBind); err != nil {
+		return c, bad("GossipBind", s.GossipBind, "%v", err)
+	}
 	if s.GossipAdvertise != "" {
-		if err := checkHostPort(s.GossipAdvertise, true); err != nil {
+		if err := checkIPPort(s.GossipAdvertise); err != nil || strings.HasPrefix(s.GossipAdvertise, ":") {
+			if err == nil {
+				err = errors.New("no IP address")
+			}
 			return c, bad("GossipAdvertise", s.GossipAdvertise, "%v", err)
 		}
 	}
@@ -169,8 +225,8 @@ func (s settings) parse(hostname func() (string, error)) (Config, error) {
 		return c, bad("AdminToken", s.AdminToken, "shorter than 16 characters")
 	}
 	for _, j := range splitList(s.Join) {
-		if err := checkHostPort(j, false); err != nil {
-			return c, bad("Join", s.Join, "peer %q: %v", j, err)
+		if err := checkHostPort(j, true); err != nil {
+			return c, bad("Join", s.Join, "peer %q: %v (like node-b:7946)", j, err)
 		}
 		c.Join = append(c.Join, j)
 	}
@@ -220,13 +276,19 @@ func (s settings) parse(hostname func() (string, error)) (Config, error) {
 		}
 		c.TrustedProxies = append(c.TrustedProxies, pf.Masked())
 	}
-	if c.LogLevel, err = zerolog.ParseLevel(strings.ToLower(s.LogLevel)); err != nil || s.LogLevel == "" {
+	switch lvl := strings.ToLower(strings.TrimSpace(s.LogLevel)); lvl {
+	case "trace", "debug", "info", "warn", "error":
+		c.LogLevel, _ = zerolog.ParseLevel(lvl)
+	default:
 		return c, bad("LogLevel", s.LogLevel, "want trace, debug, info, warn or error")
 	}
 	switch c.LogFormat = strings.ToLower(s.LogFormat); c.LogFormat {
 	case "json", "console":
 	default:
 		return c, bad("LogFormat", s.LogFormat, "want json or console")
+	}
+	if err := s.parseLimits(&c); err != nil {
+		return c, err
 	}
 	if c.Routes, err = loadRoutes(c); err != nil {
 		return c, err
@@ -271,17 +333,14 @@ func splitList(s string) []string {
 	return out
 }
 
-// checkHostPort accepts host:port (host may be empty for "all
-// interfaces"); with needPort false, a bare host too.
-func checkHostPort(s string, needPort bool) error {
+// checkHostPort accepts host:port; the host may be empty ("all
+// interfaces") unless needHost.
+func checkHostPort(s string, needHost bool) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		if needPort || s == "" || strings.ContainsAny(s, " /") {
-			return errors.New("want host:port")
-		}
-		return nil
+		return errors.New("want host:port")
 	}
-	if !needPort && host == "" {
+	if needHost && host == "" {
 		return errors.New("no host")
 	}
 	if strings.ContainsAny(host, " /") {
@@ -290,6 +349,18 @@ func checkHostPort(s string, needPort bool) error {
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
+// checkIPPort accepts IP:port, or :port for all interfaces.
+func checkIPPort(s string) error {
+	if err := checkHostPort(s, false); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(s)
+	if _, err := netip.ParseAddr(host); err != nil && host != "" {
+		return fmt.Errorf("%q is not an IP address (memberlist takes no names here)", host)
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.NodeName != "host-a" || c.Listen != ":8080" || c.AdminListen != "127.0.0.1:9090" ||
-		c.GossipBind != "0.0.0.0:7946" || c.TTL != 30*time.Minute || c.PushInterval != 20*time.Millisecond ||
+		c.GossipBind != "127.0.0.1:7946" || c.TTL != 30*time.Minute || c.PushInterval != 20*time.Millisecond ||
 		c.LogLevel != zerolog.InfoLevel || c.LogFormat != "json" || c.DataDir != "" || c.GossipKey != nil ||
 		c.MaxBindings != 4_000_000 {
 		t.Fatalf("defaults: %+v", c)
@@ -43,13 +43,13 @@ func TestConfigFlagsWin(t *testing.T) {
 	env["TETHER_MAX_BINDINGS"] = "10"
 	key := "MDEyMzQ1Njc4OWFiY2RlZg==" // 16 bytes
 	c, err := loadConfig([]string{"--listen", "127.0.0.1:2222", "-ttl=7m", "--gossip-key", key,
-		"--join", "10.0.0.1:7946, node-b", "--trusted-proxies", "10.0.0.0/8,192.0.2.7",
+		"--join", "10.0.0.1:7946, node-b:7946", "--trusted-proxies", "10.0.0.0/8,192.0.2.7",
 		"--admin-listen", "0.0.0.0:9090", "--admin-token", "0123456789abcdef0123", "--max-bindings", "0"}, env, hostname, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Listen != "127.0.0.1:2222" || c.TTL != 7*time.Minute || c.NodeName != "from-env" || len(c.GossipKey) != 16 ||
-		len(c.Join) != 2 || c.Join[1] != "node-b" || len(c.TrustedProxies) != 2 || c.TrustedProxies[1].Bits() != 32 ||
+		len(c.Join) != 2 || c.Join[1] != "node-b:7946" || len(c.TrustedProxies) != 2 || c.TrustedProxies[1].Bits() != 32 ||
 		c.MaxBindings != 0 {
 		t.Fatalf("got %+v", c)
 	}
@@ -98,6 +98,12 @@ func TestConfigErrors(t *testing.T) {
 		{"gossip bind", "TETHER_GOSSIP_BIND", "0.0.0.0", []string{"TETHER_GOSSIP_BIND", "--gossip-bind"}},
 		{"gossip advertise", "TETHER_GOSSIP_ADVERTISE", "10.0.0.1:x", []string{"TETHER_GOSSIP_ADVERTISE", `bad port`}},
 		{"join", "TETHER_JOIN", "a:1,b:notaport", []string{"TETHER_JOIN", "--join", `peer "b:notaport"`}},
+		{"join without port", "TETHER_JOIN", "10.0.0.1:7946,node-b", []string{"TETHER_JOIN", "--join", `peer "node-b"`, "host:port"}},
+		{"join without host", "TETHER_JOIN", ":7946", []string{"TETHER_JOIN", "no host"}},
+		{"gossip bind name", "TETHER_GOSSIP_BIND", "localhost:7946", []string{"TETHER_GOSSIP_BIND", "not an IP address"}},
+		{"gossip advertise name", "TETHER_GOSSIP_ADVERTISE", "node-a.example:7946", []string{"TETHER_GOSSIP_ADVERTISE", "not an IP address"}},
+		{"gossip advertise no ip", "TETHER_GOSSIP_ADVERTISE", ":7946", []string{"TETHER_GOSSIP_ADVERTISE", "no IP address"}},
+		{"log level fatal", "TETHER_LOG_LEVEL", "fatal", []string{"TETHER_LOG_LEVEL", "trace, debug, info, warn or error"}},
 		{"max bindings negative", "TETHER_MAX_BINDINGS", "-1", []string{"TETHER_MAX_BINDINGS", "--max-bindings", `"-1"`, ">= 0"}},
 		{"max bindings garbage", "TETHER_MAX_BINDINGS", "lots", []string{"TETHER_MAX_BINDINGS", `"lots"`}},
 		{"data dir is a file", "TETHER_DATA_DIR", aFile, []string{"TETHER_DATA_DIR", "--data-dir", "not a directory"}},

@@ -18,7 +18,8 @@ import (
 )
 
 func init() {
-	commands["demo"] = command{"run a local fleet: 3 nodes and 3 demo backends on loopback", runDemo}
+	commands["demo"] = command{"run a local fleet: 3 nodes and 3 demo backends on loopback", runDemo,
+		func(w io.Writer) { fs, _, _ := demoFlags(w); fs.PrintDefaults() }}
 }
 
 // demoPlan is where the demo listens. Fixed ports make the printed
@@ -33,10 +34,16 @@ func (p demoPlan) admin(i int) string   { return "127.0.0.1:" + strconv.Itoa(p.b
 func (p demoPlan) gossip(i int) string  { return "127.0.0.1:" + strconv.Itoa(p.base+201+i) }
 func (p demoPlan) backend(j int) string { return "127.0.0.1:" + strconv.Itoa(p.base+301+j) }
 
+func demoFlags(w io.Writer) (fs *flag.FlagSet, base *int, level *string) {
+	fs = flag.NewFlagSet("tether demo", flag.ContinueOnError)
+	fs.SetOutput(w)
+	base = fs.Int("base", 8080, "port base: proxies on base+1.., admin on base+101.., gossip on base+201.., backends on base+301..")
+	level = fs.String("log-level", "warn", "log level of the nodes (logs go to stderr): trace, debug, info, warn or error")
+	return fs, base, level
+}
+
 func runDemo(args []string) int {
-	fs := flag.NewFlagSet("tether demo", flag.ContinueOnError)
-	base := fs.Int("base", 8080, "port base: proxies on base+1.., admin on base+101.., gossip on base+201.., backends on base+301..")
-	level := fs.String("log-level", "warn", "log level of the nodes (logs go to stderr)")
+	fs, base, level := demoFlags(os.Stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -26,7 +26,7 @@ import (
 )
 
 func init() {
-	commands["serve"] = command{"run a tether node (the default command)", runServe}
+	commands["serve"] = command{"run a tether node (the default command)", runServe, settingsHelp("tether serve")}
 }
 
 const (
@@ -222,6 +222,7 @@ func startProxy(_ context.Context, n *node) error {
 	pc.Bindings, pc.Routes, pc.TrustedProxies = n.bind, n.cfg.Routes, n.cfg.TrustedProxies
 	pc.Logger, pc.Now, pc.Registerer = &n.log, n.now, n.registry
 	pc.Forwarding = n.cfg.Forwarding
+	n.cfg.Limits.proxyLimits(&pc)
 	pc.CatchUp = n.gossip.WaitReady // a restarted node serves by what the fleet knows
 	p, err := proxy.New(pc)
 	if err != nil {
@@ -244,7 +245,13 @@ func startListener(_ context.Context, n *node) error {
 	if err != nil {
 		return err
 	}
-	n.ln, n.server = ln, n.proxy.NewServer()
+	n.server = n.proxy.NewServer()
+	lim, err := n.limitListener(ln, n.server)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ln, n.ln = lim, lim
 	go func() {
 		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			select {
