@@ -1,10 +1,13 @@
 package web
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -54,6 +57,73 @@ func (s *Server) findBindings(q stickydb.Query) (BindingsPage, error) {
 	return out, nil
 }
 
+// search is the bindings search of the page and the API: paged in key
+// order, or sorted.
+func (s *Server) search(f Filter, q stickydb.Query) (BindingsPage, error) {
+	if f.Sort != "" {
+		return s.findSorted(f, q)
+	}
+	return s.findBindings(q)
+}
+
+// sortCap bounds the matches a sorted search collects and sorts.
+const sortCap = 10_000
+
+// findSorted collects up to sortCap matches of q (pages of MaxPageSize in
+// key order), sorts them by f.Sort and returns the first q.Limit. A sorted
+// page has no next cursor; Truncated says more than sortCap matched.
+func (s *Server) findSorted(f Filter, q stickydb.Query) (BindingsPage, error) {
+	start := time.Now()
+	limit := q.Limit
+	q.Limit, q.Cursor = s.cfg.MaxPageSize, ""
+	var all []BindingView
+	out := BindingsPage{Sorted: f.Sort}
+	for {
+		page, err := s.findBindings(q)
+		if err != nil {
+			return BindingsPage{}, err
+		}
+		out.Scanned += page.Scanned
+		all = append(all, page.Bindings...)
+		if page.Next == "" {
+			break
+		}
+		if len(all) >= sortCap {
+			out.Truncated = true
+			break
+		}
+		q.Cursor = page.Next
+	}
+	out.Matched = len(all)
+	sortBindings(all, f.Sort)
+	out.Bindings = all[:min(limit, len(all))]
+	out.TookMs = float64(time.Since(start).Microseconds()) / 1000
+	return out, nil
+}
+
+// sortBindings orders by time left, backend or host; ties by host, client.
+func sortBindings(bs []BindingView, by string) {
+	key := func(a, b BindingView) int {
+		if c := strings.Compare(a.Host, b.Host); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Client, b.Client)
+	}
+	slices.SortStableFunc(bs, func(a, b BindingView) int {
+		switch by {
+		case "left":
+			if c := cmp.Compare(a.TimeLeftMs, b.TimeLeftMs); c != 0 {
+				return c
+			}
+		case "backend":
+			if c := strings.Compare(a.Replica, b.Replica); c != 0 {
+				return c
+			}
+		}
+		return key(a, b)
+	})
+}
+
 // findOne answers the commonest question, "this client on this host",
 // with one lookup instead of a walk of the table.
 func (s *Server) findOne(q stickydb.Query, now time.Time) (BindingsPage, bool) {
@@ -74,12 +144,12 @@ func (s *Server) findOne(q stickydb.Query, now time.Time) (BindingsPage, bool) {
 }
 
 func (s *Server) apiBindings(w http.ResponseWriter, r *http.Request) {
-	_, q, err := s.parseFilter(r.URL.Query())
+	f, q, err := s.parseFilter(r.URL.Query())
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, inputMessage(err))
 		return
 	}
-	page, err := s.findBindings(q)
+	page, err := s.search(f, q)
 	if err != nil {
 		s.failErr(w, r, err)
 		return

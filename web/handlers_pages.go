@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tetherproxy/tether/stickydb"
@@ -37,30 +38,60 @@ func groupPools(bs []BackendView) []poolView {
 // counterGroup is one box of the overview's replication counters.
 type counterGroup struct {
 	Title string
-	Rows  []NamedCount
+	Rows  []counterRow
+}
+
+// counterRow is a counter with the name an operator reads; Name stays the
+// API's (and the tests' data-counter).
+type counterRow struct {
+	NamedCount
+	Label, Help string
+}
+
+// counterLabels name the core's counters for people: box, label, help.
+var counterLabels = map[string][3]string{
+	"binds":             {"made here", "new bindings", "clients bound by this node"},
+	"rebinds":           {"made here", "rebinds", "clients moved to another replica (generation + 1)"},
+	"refreshes":         {"made here", "expiry refreshes", "later expiries announced to the fleet"},
+	"deletes":           {"made here", "deletes", "bindings deleted by an operator"},
+	"expiries":          {"made here", "expired", "bindings removed at expiry"},
+	"evictions":         {"made here", "evicted (over the cap)", "bindings removed over TETHER_MAX_BINDINGS"},
+	"cap_breaches":      {"refused", "over an origin's cap", "bindings refused over the per-origin cap"},
+	"groups_applied":    {"received", "groups applied", "change groups with at least one new event"},
+	"groups_buffered":   {"received", "groups held for order", "groups that waited in the reorder buffer"},
+	"groups_discarded":  {"received", "groups given up", "buffered groups discarded: the hole stayed open"},
+	"groups_duplicate":  {"received", "groups with nothing new", "duplicates"},
+	"groups_stale":      {"received", "groups of an ended epoch", "groups of an epoch that is over"},
+	"events_applied":    {"received", "events applied", "bindings, refreshes and deletes taken in"},
+	"events_expired":    {"received", "expired on arrival", "events already expired when they arrived"},
+	"events_rejected":   {"refused", "events refused", "events over a cap (expiry too far ahead, origin full)"},
+	"malformed":         {"refused", "malformed groups", "groups that broke the format"},
+	"seq_jumps":         {"refused", "sequence jumps", "groups or vectors that jumped too far ahead"},
+	"future_epochs":     {"refused", "epochs in the future", "groups or vectors from a clock too far ahead"},
+	"too_many":          {"refused", "oversized groups", "groups with too many events"},
+	"requests_origin":   {"repairs", "gaps asked of the origin", "range requests sent to the node that made the events"},
+	"requests_third":    {"repairs", "gaps asked of a third node", "range requests sent to a node holding the events"},
+	"requests_full":     {"repairs", "full copies asked", "full-copy requests"},
+	"requests_watchdog": {"repairs", "watchdog requests", "requests to a peer that went silent"},
+	"full_copies":       {"repairs", "full copies merged", "whole databases taken in from a peer"},
 }
 
 // counterGroups sorts the core's counters into boxes an operator reads at
-// a glance; a counter the core adds later lands in "other".
+// a glance; a counter the core adds later lands in "other" under its API
+// name.
 func counterGroups(cs []NamedCount) []counterGroup {
-	titles := []string{"own events", "received", "refused", "repair", "other"}
-	of := map[string]int{
-		"binds": 0, "rebinds": 0, "refreshes": 0, "deletes": 0, "expiries": 0, "evictions": 0, "cap_breaches": 0,
-		"groups_applied": 1, "groups_buffered": 1, "groups_discarded": 1, "groups_duplicate": 1, "groups_stale": 1,
-		"events_applied": 1, "events_expired": 1, "events_rejected": 1,
-		"malformed": 2, "seq_jumps": 2, "future_epochs": 2, "too_many": 2,
-		"requests_origin": 3, "requests_third": 3, "requests_full": 3, "requests_watchdog": 3, "full_copies": 3,
-	}
+	titles := []string{"made here", "received", "refused", "repairs", "other"}
 	gs := make([]counterGroup, len(titles))
 	for i, t := range titles {
 		gs[i].Title = t
 	}
 	for _, c := range cs {
-		i, ok := of[c.Name]
+		l, ok := counterLabels[c.Name]
 		if !ok {
-			i = len(titles) - 1
+			l = [3]string{"other", strings.ReplaceAll(c.Name, "_", " "), ""}
 		}
-		gs[i].Rows = append(gs[i].Rows, c)
+		i := slices.Index(titles, l[0])
+		gs[i].Rows = append(gs[i].Rows, counterRow{NamedCount: c, Label: l[1], Help: l[2]})
 	}
 	out := gs[:0]
 	for _, g := range gs {
@@ -71,11 +102,38 @@ func counterGroups(cs []NamedCount) []counterGroup {
 	return out
 }
 
+// trafficRow is one replica in the overview's traffic table.
+type trafficRow struct {
+	BackendView
+	Rate     BackendRate
+	ReqLabel string
+	Err4     string
+	Err5     string
+	P50, P99 string
+	ErrClass string // "", "warn" or "bad" for the error columns
+}
+
+// nodeRow is one member with its traffic: what it makes and how late its
+// changes arrive here.
+type nodeRow struct {
+	MemberView
+	EventsPerSec string // own events it made per second (binds, refreshes, deletes), as seen here
+	LagMs        string // replication lag of its last group to this node
+	LagMaxMs     string
+	LagClass     string
+}
+
 type overviewData struct {
-	Members      []MemberView
+	Members      []nodeRow
 	HasMembers   bool
 	Pools        []poolView
 	HasBackends  bool
+	Traffic      []trafficRow
+	HasTraffic   bool
+	ReqPerSec    string
+	ErrPerSec    string
+	BindsPerSec  string
+	Graphs       []graphView
 	Counters     []counterGroup
 	Peers        []PeerStats
 	Changelog    ChangelogResponse
@@ -84,22 +142,74 @@ type overviewData struct {
 	Certs        []CertView // the TLS listener's; nil without one
 }
 
+// lagClass colours a lag: green under 100 ms, amber under 1 s, red above.
+func lagClass(ms int64) string {
+	switch {
+	case ms < 100:
+		return "ok-text"
+	case ms < 1000:
+		return "lag"
+	}
+	return "bad-text"
+}
+
 func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request) {
 	c := s.src.Core
+	now := s.now()
 	count, sum, _ := s.counts.digest(s.cfg.DigestMargin)
+	bs := s.backends()
 	d := overviewData{
-		Members: s.members(), HasMembers: s.src.Members != nil,
-		Pools: groupPools(s.backends()), HasBackends: s.src.Backends != nil,
+		HasMembers: s.src.Members != nil,
+		Pools:      groupPools(bs), HasBackends: s.src.Backends != nil, HasTraffic: s.src.Traffic != nil,
 		Counters: counterGroups(snakeStats(c.Stats())), Changelog: s.changelog(),
-		Digest: digestView(count, sum, s.cfg.DigestMargin),
-		Certs:  s.certificates(),
+		Digest: digestView(count, sum, s.cfg.DigestMargin), Graphs: s.graphs(now),
+		Certs: s.certificates(),
 	}
 	for _, n := range s.counts.get() {
 		d.BindingsLive += n
 	}
+	rates := s.hist.rates()
+	var req, errs float64
+	for _, b := range bs {
+		rt := rates[b.Pool+"/"+b.Name]
+		row := trafficRow{BackendView: b, Rate: rt, ReqLabel: rateLabel(rt.ReqPerSec),
+			Err4: rateLabel(rt.Err4PerSec), Err5: rateLabel(rt.Err5PerSec),
+			P50: msLabel(rt.P50Ms, false), P99: msLabel(rt.P99Ms, rt.P99Over)}
+		if e := rt.Err4PerSec + rt.Err5PerSec; e > 0 && rt.ReqPerSec > 0 {
+			row.ErrClass = "warn"
+			if e/rt.ReqPerSec >= 0.05 || rt.Err5PerSec > 0 {
+				row.ErrClass = "bad"
+			}
+		}
+		req += rt.ReqPerSec
+		errs += rt.Err4PerSec + rt.Err5PerSec
+		d.Traffic = append(d.Traffic, row)
+	}
+	d.ReqPerSec, d.ErrPerSec = rateLabel(req), rateLabel(errs)
+	origins := s.hist.originRates()
+	if pts := s.hist.snapshot(); len(pts) > 0 {
+		d.BindsPerSec = rateLabel(pts[len(pts)-1].binds)
+	} else {
+		d.BindsPerSec = "—"
+	}
+	peerStats := map[string]PeerStats{}
 	if s.src.Transport != nil {
 		d.Peers = s.src.Transport.PeerStats()
 		sort.Slice(d.Peers, func(i, j int) bool { return d.Peers[i].Peer < d.Peers[j].Peer })
+		for _, p := range d.Peers {
+			peerStats[p.Peer] = p
+		}
+	}
+	for _, m := range s.members() {
+		row := nodeRow{MemberView: m, EventsPerSec: "—", LagMs: "—", LagMaxMs: "—"}
+		if v, ok := origins[m.Name]; ok {
+			row.EventsPerSec = rateLabel(v)
+		}
+		if p, ok := peerStats[m.Name]; ok && !m.Self && p.GroupsReceived > 0 {
+			row.LagMs, row.LagMaxMs = formatValue(float64(p.LagLastMs), "ms"), formatValue(float64(p.LagMaxMs), "ms")
+			row.LagClass = lagClass(p.LagLastMs)
+		}
+		d.Members = append(d.Members, row)
 	}
 	s.render(w, r, http.StatusOK, "overview", "Overview", d)
 }
@@ -138,7 +248,7 @@ func (s *Server) bindingsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	status := http.StatusOK
 	if err == nil {
-		d.Page, err = s.findBindings(q)
+		d.Page, err = s.search(f, q)
 	}
 	if err != nil {
 		d.Error, status = inputMessage(err), http.StatusBadRequest

@@ -27,7 +27,7 @@ type pages struct {
 	version string
 }
 
-var pageNames = []string{"overview", "bindings", "vectors", "backends", "login", "error"}
+var pageNames = []string{"overview", "bindings", "vectors", "backends", "lookup", "login", "error"}
 
 func loadPages() (*pages, error) {
 	p := &pages{sets: map[string]*template.Template{}}
@@ -88,6 +88,14 @@ var funcs = template.FuncMap{
 		return many
 	},
 	"withCursor": func(f Filter, cursor string) string { return "/bindings?" + f.values(cursor).Encode() },
+	"withSort":   func(f Filter, by string) string { f.Sort = by; return "/bindings?" + f.values("").Encode() },
+	"int":        func(v uint64) int { return int(min(v, 1<<31)) },
+	"checkAge": func(now, at time.Time) string {
+		if at.IsZero() {
+			return "—"
+		}
+		return humanAge(now.Sub(at)) + " ago"
+	},
 }
 
 // values renders a filter back into a query string.
@@ -103,6 +111,9 @@ func (f Filter) values(cursor string) url.Values {
 	}
 	if f.Limit != 0 {
 		v.Set("limit", fmt.Sprint(f.Limit))
+	}
+	if f.Sort != "" {
+		v.Set("sort", f.Sort)
 	}
 	if cursor != "" {
 		v.Set("cursor", cursor)

@@ -31,6 +31,9 @@ type Filter struct {
 	Deleted bool
 	Limit   int
 	Cursor  string
+	// Sort orders the matches: "" (key order, paged by cursor), "left"
+	// (time left, soonest first), "backend" or "host" (then client).
+	Sort string
 }
 
 // parseFilter reads client, host, backend, deleted, limit and cursor.
@@ -81,6 +84,13 @@ func (s *Server) parseFilter(v url.Values) (Filter, stickydb.Query, error) {
 		f.Limit = n
 	}
 	q.Limit = f.Limit
+	switch so := strings.ToLower(strings.TrimSpace(v.Get("sort"))); so {
+	case "", "key":
+	case "left", "backend", "host":
+		f.Sort = so
+	default:
+		return f, q, badField("sort", "%q: want left, backend or host", so)
+	}
 	if len(f.Cursor) > 512 {
 		return f, q, badField("cursor", "too long")
 	}

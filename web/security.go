@@ -295,11 +295,8 @@ func (s *Server) csrf(next http.Handler) http.Handler {
 			}
 			if nonce == "" || given == "" || !hmac.Equal([]byte(given), []byte(g.mac(g.csrfKey, nonce))) {
 				s.log.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("admin: missing or wrong CSRF token")
-				msg := "missing or wrong CSRF token; reload the page and try again"
-				if strings.HasPrefix(r.URL.Path, "/api/") {
-					msg = "missing or wrong CSRF token (a script calls the API with Authorization: Bearer, or with Content-Type: application/json)"
-				}
-				s.fail(w, r, http.StatusForbidden, msg)
+				status, msg := csrfRefusal(r)
+				s.fail(w, r, status, msg)
 				return
 			}
 		}

@@ -28,13 +28,19 @@ type Server struct {
 	registry *prometheus.Registry
 	pages    *pages
 	counts   *replicaCounts
-	handler  http.Handler
+	hist     *history
+	// peerClient asks peers' admin APIs (fleet lookup).
+	peerClient *http.Client
+	handler    http.Handler
 
 	mu   sync.Mutex
 	http *http.Server
 	ln   net.Listener
 	done chan struct{}
 	err  error
+	// stopSampler ends the history sampler; samplerDone closes when it has.
+	stopSampler chan struct{}
+	samplerDone chan struct{}
 }
 
 // New checks the configuration (it refuses a non-loopback Listen without
@@ -56,6 +62,8 @@ func New(cfg Config, src Sources) (*Server, error) {
 	}
 	s.guard = newGuard(&s.cfg)
 	s.counts = &replicaCounts{core: src.Core, ttl: cfg.CountTTL, now: cfg.Now}
+	s.hist = newHistory()
+	s.peerClient = newPeerClient()
 	s.registry = cfg.Registry
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
@@ -113,6 +121,8 @@ func (s *Server) Serve(ln net.Listener) error {
 		ErrorLog:          nil,
 	}
 	srv, done := s.http, s.done
+	s.stopSampler, s.samplerDone = make(chan struct{}), make(chan struct{})
+	go s.runSampler(s.stopSampler, s.samplerDone)
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -149,10 +159,17 @@ func (s *Server) URL() string {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	srv, done := s.http, s.done
+	stopSampler, samplerDone := s.stopSampler, s.samplerDone
+	s.stopSampler = nil
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
 	}
+	if stopSampler != nil {
+		close(stopSampler)
+		<-samplerDone
+	}
+	s.peerClient.CloseIdleConnections()
 	err := srv.Shutdown(ctx)
 	if err != nil {
 		_ = srv.Close()
@@ -197,6 +214,7 @@ func (s *Server) routes() http.Handler {
 		r.Post("/bindings/rebind", s.bindingRebindForm)
 		r.Get("/vectors", s.vectorsPage)
 		r.Get("/backends", s.backendsPage)
+		r.Get("/lookup", s.lookupPage)
 		r.Post("/backends/drain", s.drainForm)
 		r.Post("/routes/reload", s.reloadForm)
 
@@ -217,6 +235,7 @@ func (s *Server) routes() http.Handler {
 			r.Get("/gaps", s.apiGaps)
 			r.Get("/stats", s.apiStats)
 			r.Get("/certificates", s.apiCertificates)
+			r.Get("/lookup", s.apiLookup)
 		})
 	})
 	return r
@@ -242,6 +261,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // application/json with nosniff: "<token>" reads better than "\u003ctoken\u003e"
 	_ = enc.Encode(v)
 }
 

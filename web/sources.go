@@ -81,8 +81,11 @@ type BackendStatus struct {
 	Draining bool    `json:"draining"`
 	// LastCheck is the time of the last health check; zero if none yet.
 	LastCheck time.Time `json:"last_check,omitzero"`
-	// LastError is the last failed check's reason; "" when healthy.
+	// LastError is why the replica was last marked down; "" when healthy.
 	LastError string `json:"last_error,omitempty"`
+	// LastCheckError is why the last active check failed; "" when it
+	// passed (or none ran yet: see LastCheck).
+	LastCheckError string `json:"last_check_error,omitempty"`
 }
 
 // Backends is the proxy's view of its pools, and the operator's controls.
@@ -96,8 +99,9 @@ type BackendStatus struct {
 type Backends interface {
 	Backends() []BackendStatus
 	// SetDrain drains (on) or undrains a replica: a drained replica takes no
-	// new bindings and its bound clients move on their next request. The
-	// lead replicates it to the fleet.
+	// new bindings; the clients bound to it stay (until their binding
+	// expires, is deleted or rebound, or the replica goes down). The lead
+	// replicates it to the fleet.
 	SetDrain(pool, name string, on bool) error
 	// Reload rereads the routes file; an error leaves the old routes in force.
 	Reload() error
@@ -114,6 +118,11 @@ type PeerStats struct {
 	// CapBreaches counts groups from this peer the core refused with a cap
 	// or format error (ErrMalformed, ErrSeqJump, ErrFutureEpoch, ...).
 	CapBreaches uint64 `json:"cap_breaches"`
+	// LagLastMs is the replication lag of the last group pushed by this
+	// peer: from when its oldest event was made there to its arrival here
+	// (the two clocks compared), ms. LagMaxMs is the largest seen.
+	LagLastMs int64 `json:"lag_last_ms"`
+	LagMaxMs  int64 `json:"lag_max_ms"`
 }
 
 // Transport reports the per-peer counters.
@@ -122,6 +131,29 @@ type PeerStats struct {
 // block; the slice is the caller's.
 type Transport interface {
 	PeerStats() []PeerStats
+}
+
+// BackendTraffic is one replica's cumulative traffic (the proxy's
+// counters): the admin turns readings a second apart into rates, and
+// readings a minute apart into latency percentiles.
+type BackendTraffic struct {
+	Pool, Name string
+	// Classes counts responses by status class: [0] other, [1] 1xx ...
+	// [5] 5xx.
+	Classes [6]uint64
+	// Bounds are the latency histogram's bucket upper bounds (seconds),
+	// Cumulative[i] the requests that took at most Bounds[i], Count all.
+	Bounds     []float64
+	Cumulative []uint64
+	Count      uint64
+}
+
+// TrafficSource reports the proxy's per-replica traffic.
+//
+// Contract: called once a second from the admin's sampler goroutine (and
+// from tests); must not block; the slices are the caller's.
+type TrafficSource interface {
+	Traffic() []BackendTraffic
 }
 
 // NodeInfo describes this process.
@@ -149,6 +181,8 @@ type Sources struct {
 	ClientKey func(netip.Addr) netip.Addr
 	// Certs lists the TLS listener's certificates; nil without one.
 	Certs Certificates
+	// Traffic, when set, feeds the overview's traffic table and graphs.
+	Traffic TrafficSource
 }
 
 // poolFor returns the pool that serves host: the one listing it, else the

@@ -45,6 +45,12 @@ type BindingsPage struct {
 	Next    string  `json:"next,omitempty"`
 	Scanned int     `json:"scanned"`
 	TookMs  float64 `json:"took_ms"`
+	// Sorted names the order of a sorted search ("" = key order); such a
+	// page holds the first rows of Matched, and Truncated says the sort
+	// saw only the first sortCap matches in key order.
+	Sorted    string `json:"sorted,omitempty"`
+	Matched   int    `json:"matched,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
 }
 
 // Pair is one (epoch, seq) of a version vector entry.

@@ -27,6 +27,7 @@ func startAdmin(_ context.Context, n *node) error {
 		Members:   adminMembers{n},
 		Backends:  adminBackends{n},
 		Transport: adminTransport{n.gossip},
+		Traffic:   adminTraffic{n},
 		Node:      web.NodeInfo{Version: version, Started: n.started, Ready: n.ready},
 		ClientKey: n.cfg.Edge.ClientPrefix.Mask,
 		Certs:     certs,
@@ -66,7 +67,7 @@ func (m adminMembers) Members() []web.Member {
 	alive := map[string]bool{}
 	for _, mb := range m.n.gossip.Members() {
 		alive[mb.Name] = true
-		out = append(out, web.Member{Name: mb.Name, Addr: mb.Addr, State: "alive"})
+		out = append(out, web.Member{Name: mb.Name, Addr: mb.Addr, State: "alive", Admin: memberAdminURL(mb.Meta, mb.Addr)})
 	}
 	for _, p := range m.n.db.Table() {
 		if !alive[p.Name] {
@@ -83,7 +84,8 @@ func (b adminBackends) Backends() []web.BackendStatus {
 	var out []web.BackendStatus
 	for _, s := range b.n.proxy.Backends() {
 		out = append(out, web.BackendStatus{Pool: s.Pool, Hosts: s.Hosts, Name: s.Name, URL: s.URL, Weight: s.Weight,
-			Healthy: s.Healthy, Draining: s.Draining, LastError: s.Reason})
+			Healthy: s.Healthy, Draining: s.Draining, LastError: s.Reason,
+			LastCheck: s.LastCheck, LastCheckError: s.LastCheckError})
 	}
 	return out
 }
@@ -117,7 +119,7 @@ func (t adminTransport) PeerStats() []web.PeerStats {
 		e := errs[p.Name]
 		delete(errs, p.Name)
 		out = append(out, web.PeerStats{Peer: p.Name, GroupsSent: p.GroupsSent, GroupsReceived: p.GroupsReceived,
-			DecodeErrors: e[0], CapBreaches: e[1]})
+			DecodeErrors: e[0], CapBreaches: e[1], LagLastMs: p.LagLastMs, LagMaxMs: p.LagMaxMs})
 	}
 	if len(errs) > 0 {
 		other := web.PeerStats{Peer: notMember}
@@ -126,6 +128,19 @@ func (t adminTransport) PeerStats() []web.PeerStats {
 			other.CapBreaches += e[1]
 		}
 		out = append(out, other)
+	}
+	return out
+}
+
+// adminTraffic reads the proxy's per-replica counters for the overview.
+type adminTraffic struct{ n *node }
+
+func (t adminTraffic) Traffic() []web.BackendTraffic {
+	ts := t.n.proxy.Traffic()
+	out := make([]web.BackendTraffic, len(ts))
+	for i, x := range ts {
+		out[i] = web.BackendTraffic{Pool: x.Pool, Name: x.Name, Classes: x.Classes, Bounds: x.Bounds,
+			Cumulative: x.Cumulative, Count: x.Count}
 	}
 	return out
 }

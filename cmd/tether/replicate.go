@@ -52,6 +52,7 @@ func startGossip(_ context.Context, n *node) error {
 	gc.BindAddr, gc.AdvertiseAddr, gc.Join = n.cfg.GossipBind, n.cfg.GossipAdvertise, n.cfg.Join
 	gc.Key, gc.PushInterval = n.cfg.GossipKey, n.cfg.PushInterval
 	gc.Logger, gc.Now = &n.log, n.now
+	gc.Meta = encodeMemberMeta(n.cfg)
 	gc.WrapTransport = n.wrapTransport // nil but in faultinject test builds
 	gc.OnDrain = func(pool, name string, on bool) {
 		if p := n.proxyPtr.Load(); p != nil {
