@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetherproxy/tether/internal/connlimit"
 	"github.com/tetherproxy/tether/proxy"
+	"github.com/tetherproxy/tether/web"
 )
 
 // limits are the settings against hostile clients (docs/security.md).
@@ -25,8 +26,9 @@ type limits struct {
 	GossipInsecure    bool
 }
 
-// parseLimits reads the settings of limits into c and checks that gossip
-// on a non-loopback address has a key (or the explicit override).
+// parseLimits reads the settings of limits into c, refuses a predictable
+// admin token, and checks that gossip on a non-loopback address has a key
+// (or the explicit override).
 func (s settings) parseLimits(c *Config) error {
 	var err error
 	l := &c.Limits
@@ -65,6 +67,11 @@ func (s settings) parseLimits(c *Config) error {
 			return bad(b.field, b.value, "want true or false")
 		}
 		*b.to = v
+	}
+	if c.AdminToken != "" {
+		if err := web.CheckToken(c.AdminToken); err != nil {
+			return bad("AdminToken", c.AdminToken, "%v", err)
+		}
 	}
 	if host, _, _ := net.SplitHostPort(c.GossipBind); !isLoopback(host) && c.GossipKey == nil && !l.GossipInsecure {
 		return bad("GossipBind", c.GossipBind, "not a loopback address, so TETHER_GOSSIP_KEY (--gossip-key) is required: "+

@@ -50,7 +50,7 @@ func TestLimitsSettings(t *testing.T) {
 	for _, bad := range []struct{ k, v string }{
 		{"TETHER_MAX_CONNS", "-1"}, {"TETHER_MAX_CONNS_PER_SOURCE", "x"}, {"TETHER_BODY_TIMEOUT", "-3s"},
 		{"TETHER_WRITE_TIMEOUT", "soon"}, {"TETHER_TUNNEL_IDLE_TIMEOUT", "5"}, {"TETHER_ALLOW_TRACE", "maybe"},
-		{"TETHER_BIND_BURST", "-5"}, {"TETHER_BIND_RATE", "0"}, {"TETHER_BIND_RATE", "NaN"},
+		{"TETHER_ADMIN_TOKEN", "aaaaaaaaaaaaaaaa"}, {"TETHER_BIND_BURST", "-5"}, {"TETHER_BIND_RATE", "0"}, {"TETHER_BIND_RATE", "NaN"},
 	} {
 		env := baseEnv()
 		env[bad.k] = bad.v
