@@ -52,9 +52,7 @@
 //     without a token (ErrNoToken), and Start checks the bound address again.
 //   - With a token, every route but /healthz, /readyz, /static/ and /login
 //     needs it: "Authorization: Bearer <token>", or the session cookie the
-//     login form sets (HttpOnly, SameSite=Strict, Secure over TLS; a MAC'd
-//     expiry, so it needs no server state and changing the token ends every
-//     session). Tokens are compared in constant time (on their SHA-256, so
+//     login form sets (HttpOnly, SameSite=Strict, Secure over TLS). Tokens are compared in constant time (on their SHA-256, so
 //     the length leaks nothing either). Failures are limited per source
 //     address before the comparison: once limited, the right token gets 429
 //     too. A short or predictable token is refused at start (CheckToken).
