@@ -14,7 +14,7 @@ import (
 // fleet and starts it.
 func (n *Node) createMemberlist() (*memberlist.Memberlist, error) {
 	c := n.cfg
-	mlog := log.New(mlWriter{n.log.With().Str("component", "memberlist").Logger()}, "", 0)
+	mlog := log.New(mlWriter{n.log.With().Str("component", "memberlist").Logger(), &n.logs.ml}, "", 0)
 	host, port, _ := splitHostPort(c.BindAddr)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{host},

@@ -40,7 +40,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.guard.tokenOK(r.PostFormValue("token")) {
 		s.guard.attempts.fail(src, s.guard.now())
-		s.log.Warn().Str("remote", r.RemoteAddr).Msg("admin: failed login")
+		s.guard.noisy.Warn().Str("remote", r.RemoteAddr).Msg("admin: failed login")
 		s.render(w, r, http.StatusUnauthorized, "login", "Log in", loginData{Next: next, Error: "Wrong token."})
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 )
 
@@ -60,6 +61,10 @@ type guard struct {
 	secure     bool
 	ttl        time.Duration
 	now        func() time.Time
+	// noisy logs what any stranger can trigger per request (wrong tokens,
+	// foreign Host or Origin, CSRF failures): sampled, a burst of 5 per
+	// 10 s; the responses' status counters keep the numbers.
+	noisy zerolog.Logger
 }
 
 func newGuard(c *Config) *guard {
@@ -71,6 +76,10 @@ func newGuard(c *Config) *guard {
 		attempts: newSourceLimiter(rate.Limit(c.FailedAuthRate), c.FailedAuthBurst),
 		sessions: newSessionStore(maxSessions),
 		now:      c.Now,
+		noisy:    zerolog.Nop(),
+	}
+	if c.Logger != nil {
+		g.noisy = c.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	}
 	g.listenHost, _, _ = net.SplitHostPort(c.Listen)
 	g.listenHost = strings.ToLower(g.listenHost)
@@ -166,12 +175,12 @@ func sameHostPort(originHost, scheme, host string) bool {
 func (s *Server) filter(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.guard.hostAllowed(r.Host) {
-			s.log.Warn().Str("host", r.Host).Str("remote", r.RemoteAddr).Msg("admin: foreign Host refused")
+			s.guard.noisy.Warn().Str("host", r.Host).Str("remote", r.RemoteAddr).Msg("admin: foreign Host refused")
 			s.fail(w, r, http.StatusForbidden, "Host header "+strconv.Quote(r.Host)+" is not allowed (DNS rebinding protection; add it to the allowed hosts)")
 			return
 		}
 		if o := r.Header.Get("Origin"); o != "" && !s.guard.originAllowed(o, r.Host) {
-			s.log.Warn().Str("origin", o).Str("remote", r.RemoteAddr).Msg("admin: foreign Origin refused")
+			s.guard.noisy.Warn().Str("origin", o).Str("remote", r.RemoteAddr).Msg("admin: foreign Origin refused")
 			s.fail(w, r, http.StatusForbidden, "Origin "+strconv.Quote(o)+" is not allowed")
 			return
 		}
@@ -209,7 +218,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				}
 				if !g.bearer(r) {
 					g.attempts.fail(src, g.now())
-					s.log.Warn().Str("remote", r.RemoteAddr).Msg("admin: wrong bearer token")
+					g.noisy.Warn().Str("remote", r.RemoteAddr).Msg("admin: wrong bearer token")
 					w.Header().Set("WWW-Authenticate", `Bearer realm="tether", error="invalid_token"`)
 					s.fail(w, r, http.StatusUnauthorized, "invalid token")
 					return
@@ -283,7 +292,7 @@ func (s *Server) csrf(next http.Handler) http.Handler {
 				given = r.PostFormValue(csrfField)
 			}
 			if nonce == "" || given == "" || !hmac.Equal([]byte(given), []byte(g.mac(g.csrfKey, nonce))) {
-				s.log.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("admin: missing or wrong CSRF token")
+				s.guard.noisy.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("admin: missing or wrong CSRF token")
 				msg := "missing or wrong CSRF token; reload the page and try again"
 				if strings.HasPrefix(r.URL.Path, "/api/") {
 					msg = "missing or wrong CSRF token (a script calls the API with Authorization: Bearer, or with Content-Type: application/json)"
