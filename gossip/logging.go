@@ -2,6 +2,8 @@ package gossip
 
 import (
 	"bytes"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -13,6 +15,7 @@ import (
 // interval. Counters keep the exact numbers.
 type logLimits struct {
 	decode, reject, send, refuse, copy, persist, join rate.Sometimes
+	ml                                                lineLimiter // memberlist's own lines
 }
 
 func (l *logLimits) init() {
@@ -22,8 +25,14 @@ func (l *logLimits) init() {
 }
 
 // mlWriter turns memberlist's log lines ("[LEVEL] memberlist: ...") into
-// zerolog events of the matching level.
-type mlWriter struct{ log zerolog.Logger }
+// zerolog events of the matching level. Memberlist logs once per bad
+// packet or connection (a garbage UDP datagram, a failed decrypt), which a
+// stranger can send by the hundred thousand, so lines go through lim:
+// per kind of message, the first few of each interval, then a count.
+type mlWriter struct {
+	log zerolog.Logger
+	lim *lineLimiter
+}
 
 func (w mlWriter) Write(p []byte) (int, error) {
 	line := bytes.TrimSpace(p)
@@ -47,6 +56,79 @@ func (w mlWriter) Write(p []byte) (int, error) {
 		// death: routine, not trouble.
 		lvl = zerolog.DebugLevel
 	}
-	w.log.WithLevel(lvl).Msg(string(line))
+	if lvl < w.log.GetLevel() || lvl < zerolog.GlobalLevel() {
+		return len(p), nil
+	}
+	suppressed := 0
+	if w.lim != nil {
+		var ok bool
+		if ok, suppressed = w.lim.allow(lineKind(line), time.Now()); !ok {
+			return len(p), nil
+		}
+	}
+	e := w.log.WithLevel(lvl)
+	if suppressed > 0 {
+		e = e.Int("suppressed_before", suppressed)
+	}
+	e.Msg(string(line))
 	return len(p), nil
 }
+
+// lineKind is the part of a memberlist line that names what happened,
+// before the details that vary per packet (addresses, error text).
+func lineKind(line []byte) string {
+	if i := bytes.IndexAny(line, ":="); i > 0 {
+		line = line[:i]
+	}
+	if len(line) > 48 {
+		line = line[:48]
+	}
+	return string(line)
+}
+
+// lineLimiter lets through, per kind, the first lineBurst lines of every
+// lineInterval and counts the rest (Suppressed; the next line let through
+// says how many of its kind were left out).
+type lineLimiter struct {
+	mu         sync.Mutex
+	kinds      map[string]*lineKindState
+	suppressed atomic.Uint64
+}
+
+type lineKindState struct {
+	start   time.Time
+	n, lost int
+}
+
+const (
+	lineBurst    = 5
+	lineInterval = 10 * time.Second
+	maxLineKinds = 256
+)
+
+func (l *lineLimiter) allow(kind string, now time.Time) (ok bool, lostBefore int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kinds == nil || len(l.kinds) >= maxLineKinds {
+		l.kinds = map[string]*lineKindState{}
+	}
+	st := l.kinds[kind]
+	if st == nil {
+		st = &lineKindState{start: now}
+		l.kinds[kind] = st
+	}
+	if now.Sub(st.start) >= lineInterval {
+		st.start, st.n = now, 0
+	}
+	if st.n >= lineBurst {
+		st.lost++
+		l.suppressed.Add(1)
+		return false, 0
+	}
+	st.n++
+	lostBefore, st.lost = st.lost, 0
+	return true, lostBefore
+}
+
+// Suppressed is the number of lines left out so far.
+func (l *lineLimiter) Suppressed() uint64 { return l.suppressed.Load() }

@@ -18,7 +18,7 @@ func (n *Node) createMemberlist() (*memberlist.Memberlist, error) {
 	if c.Logger != nil {
 		base = *c.Logger // not n.log: one "component" key per line
 	}
-	mlog := log.New(mlWriter{base.With().Str("component", "memberlist").Logger()}, "", 0)
+	mlog := log.New(mlWriter{base.With().Str("component", "memberlist").Logger(), &n.logs.ml}, "", 0)
 	host, port, _ := splitHostPort(c.BindAddr)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{host},

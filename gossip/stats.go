@@ -31,6 +31,7 @@ type Stats struct {
 	OutboxDropped  uint64 // reliable messages dropped: the peer's queue was full
 	WorkDropped    uint64 // incoming work dropped: the worker queue was full
 	CursorSkips    uint64 // pushes that skipped a truncated part of the own log
+	LogSuppressed  uint64 // memberlist log lines left out by the rate limit (logging.go)
 
 	RequestsSent       uint64
 	RequestsAnswered   uint64 // range requests answered with groups
@@ -115,7 +116,7 @@ func (n *Node) Stats() Stats {
 		Heartbeats: c.heartbeats.Load(), GroupsReceived: c.groupsReceived.Load(), EventsApplied: c.eventsApplied.Load(), EventsRejected: c.eventsRejected.Load(),
 		MessagesUDP: c.msgsUDP.Load(), MessagesTCP: c.msgsTCP.Load(), BytesSent: c.bytesSent.Load(),
 		SendErrors: c.sendErrors.Load(), OutboxDropped: c.outboxDropped.Load(), WorkDropped: c.workDropped.Load(),
-		CursorSkips:  c.cursorSkips.Load(),
+		CursorSkips: c.cursorSkips.Load(), LogSuppressed: n.logs.ml.Suppressed(),
 		RequestsSent: c.requestsSent.Load(), RequestsAnswered: c.requestsAnswered.Load(), RequestsRefused: c.requestsRefused.Load(),
 		FullCopiesSent: c.fullCopiesSent.Load(), FullCopiesFailed: c.fullCopiesFailed.Load(),
 		FullCopiesReceived: c.fullCopiesReceived.Load(), ChunksReceived: c.chunksReceived.Load(),

@@ -93,6 +93,9 @@ type Config struct {
 	// Rules refuse CONNECT, TRACE (unless allowed) and Connection headers
 	// with too many options, before routing (hardening.go).
 	Rules RequestRules
+	// BindQuota bounds the new bindings one client address makes
+	// (bindquota.go).
+	BindQuota BindQuota
 	// Timeouts bound slow request bodies and unread responses; each is
 	// renewed as bytes flow (hardening.go).
 	Timeouts Timeouts
@@ -114,6 +117,7 @@ func DefaultConfig() Config {
 		CatchUpWait:           2 * time.Second,
 		ClientPrefix:          DefaultClientPrefix,
 		Rules:                 RequestRules{MaxConnectionTokens: 16},
+		BindQuota:             BindQuota{Burst: 100, PerSecond: 1, MaxSources: 65536},
 		Timeouts:              Timeouts{BodyIdle: 30 * time.Second, MinBodyRate: 256, WriteIdle: 30 * time.Second},
 	}
 }
@@ -152,6 +156,15 @@ func (c *Config) fill() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.BindQuota.Burst == 0 {
+		c.BindQuota.Burst = d.BindQuota.Burst
+	}
+	if c.BindQuota.PerSecond == 0 {
+		c.BindQuota.PerSecond = d.BindQuota.PerSecond
+	}
+	if c.BindQuota.MaxSources == 0 {
+		c.BindQuota.MaxSources = d.BindQuota.MaxSources
 	}
 	if c.Rules.MaxConnectionTokens == 0 {
 		c.Rules.MaxConnectionTokens = d.Rules.MaxConnectionTokens

@@ -59,9 +59,15 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	db := cfg.Bindings
+	if cfg.BindQuota.Burst > 0 {
+		if db, err = newQuotaBindings(db, cfg.BindQuota, cfg.Registerer); err != nil {
+			return nil, err
+		}
+	}
 	p := &Proxy{
 		cfg:         cfg,
-		db:          cfg.Bindings,
+		db:          db,
 		catchUp:     cfg.CatchUp,
 		catchUpWait: cfg.CatchUpWait,
 		log:         cfg.Logger.With().Str("component", "proxy").Logger(),

@@ -369,8 +369,8 @@ func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64)
 	return b, true, nil
 }
 
-// store puts e under k in s (locked), keeping the counters, and evicts the
-// entry closest to expiry in the shard when the table is over MaxBindings.
+// store puts e under k in s (locked), keeping the counters, and evicts an
+// entry of the shard (evict.go) when the table is over MaxBindings.
 func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int64) {
 	if existed {
 		if old.origin != e.origin {
@@ -381,12 +381,15 @@ func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int
 		// Reserve the slot first: concurrent writers in other shards each
 		// see a count that includes the others, so each one over the cap
 		// evicts one. What the locks here cannot evict, settleCap does.
-		if n := db.live.Add(1); db.cfg.MaxBindings > 0 && n > int64(db.cfg.MaxBindings) {
-			if !db.evictOne(s, nowMs) {
-				db.evictElsewhere(s, nowMs)
-			}
-		}
+		// The new entry is stored first: it may itself be the one to go
+		// (evict.go).
+		n := db.live.Add(1)
 		db.byOrigin[e.origin].Add(1)
+		s.m[k] = e
+		if db.cfg.MaxBindings > 0 && n > int64(db.cfg.MaxBindings) {
+			db.evictFor(s, k, nowMs)
+		}
+		return
 	}
 	s.m[k] = e
 }
@@ -409,46 +412,16 @@ func (db *DB) settleCap(nowMs int64) {
 	}
 }
 
-// evictOne removes, from a sample of the shard, the entry that expires
-// soonest (expired ones first). Sampling keeps the cost constant; the
-// binding table has no expiry index to keep the hot path lean.
+// evictOne removes one entry of a sample of the shard, in the order of
+// evict.go. Sampling keeps the cost constant; the binding table has no
+// expiry index to keep the hot path lean.
 func (db *DB) evictOne(s *shard, nowMs int64) bool {
-	const sample = 16
-	var victim Key
-	var soonest int64
-	n := 0
-	for k, e := range s.m {
-		if n == 0 || e.expiry() < soonest {
-			victim, soonest = k, e.expiry()
-		}
-		if n++; n == sample {
-			break
-		}
-	}
-	if n > 0 {
+	victim, ok := db.pickVictim(s, nowMs, nil)
+	if ok {
 		db.remove(s, victim)
 		db.stats.evictions.Add(1)
 	}
-	return n > 0
-}
-
-// evictElsewhere evicts from another shard when the new key's own shard is
-// empty (a small cap against many shards). It only tries shards whose lock
-// is free at once (TryLock), since it already holds one: two writers each
-// holding a shard and waiting for the other's would deadlock.
-func (db *DB) evictElsewhere(own *shard, nowMs int64) {
-	start := int(db.rs.sweepNext.Load())
-	for i := 0; i < len(db.shards); i++ {
-		o := &db.shards[(start+i)&int(db.shardMask)]
-		if o == own || !o.mu.TryLock() {
-			continue
-		}
-		ok := db.evictOne(o, nowMs)
-		o.mu.Unlock()
-		if ok {
-			return
-		}
-	}
+	return ok
 }
 
 func (db *DB) remove(s *shard, k Key) {

@@ -130,7 +130,7 @@ func TestInvalidInputIsAnError(t *testing.T) {
 	}
 }
 
-func TestMaxBindingsEvictsSoonestToExpire(t *testing.T) {
+func TestMaxBindingsKeepsEstablished(t *testing.T) {
 	db := newTestDB(t, "n1", t0, func(c *Config) { c.MaxBindings = 100; c.Shards = 1 })
 	for i := 0; i < 150; i++ {
 		k := mustKey(t, netipFrom(i).String(), "h")
@@ -141,9 +141,13 @@ func TestMaxBindingsEvictsSoonestToExpire(t *testing.T) {
 	if db.Len() != 100 || db.Stats().Evictions != 50 {
 		t.Fatalf("len %d evictions %d", db.Len(), db.Stats().Evictions)
 	}
-	// The newest bindings survive: eviction takes the soonest to expire of a sample.
-	if _, ok := db.Lookup(mustKey(t, netipFrom(149).String(), "h")); !ok {
-		t.Fatal("newest binding evicted")
+	// The older bindings survive: past the cap the newest goes first
+	// (evict.go; evict_test.go has the flood).
+	if _, ok := db.Lookup(mustKey(t, netipFrom(0).String(), "h")); !ok {
+		t.Fatal("oldest binding evicted")
+	}
+	if _, ok := db.Lookup(mustKey(t, netipFrom(149).String(), "h")); ok {
+		t.Fatal("newest binding kept past the cap")
 	}
 }
 

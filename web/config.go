@@ -47,7 +47,8 @@ type Config struct {
 	// over TLS are always Secure. Default false.
 	SecureCookie bool
 
-	// SessionTTL is how long a login lasts. Default 12h.
+	// SessionTTL is how long a login lasts (on the node it was made on;
+	// logout ends it sooner). Default 1h.
 	SessionTTL time.Duration
 
 	// Refresh is the live-refresh period of the pages. Default 2s.
@@ -67,8 +68,9 @@ type Config struct {
 	// whole table) are reused. Default 5s.
 	CountTTL time.Duration
 
-	// FailedAuthRate and FailedAuthBurst bound wrong tokens (per second,
-	// whole listener): past them a wrong token gets 429. Defaults 5, 20.
+	// FailedAuthRate and FailedAuthBurst bound wrong tokens per source
+	// address (IPv6: per /64), per second: past them every token, right
+	// or wrong, gets 429 until the source regains one. Defaults 5, 20.
 	FailedAuthRate  float64
 	FailedAuthBurst int
 
@@ -93,7 +95,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:            "127.0.0.1:9090",
-		SessionTTL:        12 * time.Hour,
+		SessionTTL:        time.Hour,
 		Refresh:           2 * time.Second,
 		PageSize:          50,
 		MaxPageSize:       1000,
@@ -117,8 +119,10 @@ func (c *Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("Listen", "%q is not host:port: %v", c.Listen, err)
 	}
-	if c.Token != "" && len(c.Token) < minTokenLen {
-		return bad("Token", "must be at least %d bytes", minTokenLen)
+	if c.Token != "" {
+		if err := CheckToken(c.Token); err != nil {
+			return bad("Token", "%v", err)
+		}
 	}
 	if strings.ContainsAny(c.Token, " \t\r\n") {
 		return bad("Token", "must not contain white space")

@@ -56,10 +56,12 @@
 //     without a token (ErrNoToken), and Start checks the bound address again.
 //   - With a token, every route but /healthz, /readyz, /static/ and /login
 //     needs it: "Authorization: Bearer <token>", or the session cookie the
-//     login form sets (HttpOnly, SameSite=Strict, Secure over TLS; a MAC'd
-//     expiry, so it needs no server state and changing the token ends every
-//     session). Tokens are compared in constant time (on their SHA-256, so
-//     the length leaks nothing either); wrong tokens are rate-limited.
+//     login form sets (HttpOnly, SameSite=Strict, Secure over TLS). Tokens are compared in constant time (on their SHA-256, so
+//     the length leaks nothing either). Failures are limited per source
+//     address before the comparison: once limited, the right token gets 429
+//     too. A short or predictable token is refused at start (CheckToken).
+//     Sessions live on the node that made them (a random id; logout forgets
+//     it; SessionTTL, default 1h).
 //     Read-only JSON and /metrics follow the same rule as pages.
 //   - Host must be an IP literal, localhost, the Listen host or one of
 //     Config.AllowedHosts (DNS rebinding); Origin, when sent, must be this
@@ -75,8 +77,9 @@
 //     Referrer-Policy same-origin (under no-referrer a browser sends
 //     "Origin: null" on the page's own form posts); dynamic responses are
 //     no-store.
-//   - Cookies are not isolated by port: the proxy should drop the
-//     tether_session and tether_csrf cookies from requests it forwards, so a
+//   - Cookies are not isolated by port: the proxy drops the
+//     tether_admin_session and tether_admin_csrf cookies (every cookie
+//     named proxy.AdminCookiePrefix...) from requests it forwards, so a
 //     backend app on the same host name never sees them.
 //
 // # Stable element ids (for browser tests)

@@ -191,6 +191,7 @@ func (t *fakeTransport) PeerStats() []PeerStats { return append([]PeerStats(nil)
 type req struct {
 	method, path, body string
 	host               string // default 127.0.0.1:9090
+	remote             string // default httptest's 192.0.2.1:1234
 	headers            map[string]string
 	cookies            []*http.Cookie
 }
@@ -208,6 +209,9 @@ func do(t testing.TB, h http.Handler, r req) *httptest.ResponseRecorder {
 	hr.Host = "127.0.0.1:9090"
 	if r.host != "" {
 		hr.Host = r.host
+	}
+	if r.remote != "" {
+		hr.RemoteAddr = r.remote
 	}
 	for k, v := range r.headers {
 		hr.Header.Set(k, v)

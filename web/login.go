@@ -19,9 +19,11 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "login", "Log in", loginData{Next: next})
 }
 
-// loginSubmit checks the token (constant time, failures rate-limited)
-// and sets the session cookie: HttpOnly (no script reads it), SameSite
-// Strict (no other site's page sends it), Secure over TLS.
+// loginSubmit checks the token (constant time; per-source failures are
+// limited before the comparison, so once limited the right token is
+// refused too) and sets the session cookie: HttpOnly (no script reads
+// it), SameSite Strict (no other site's page sends it), Secure over TLS.
+// The session lives on this node only, for SessionTTL, until logout.
 func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	next := r.PostFormValue("next")
 	if !localPath(next) {
@@ -31,12 +33,14 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
+	src := sourceOf(r)
+	if s.guard.attempts.limited(src, s.guard.now()) {
+		s.fail(w, r, http.StatusTooManyRequests, "too many failed logins from this address; retry later")
+		return
+	}
 	if !s.guard.tokenOK(r.PostFormValue("token")) {
-		if !s.guard.failures.Allow() {
-			s.fail(w, r, http.StatusTooManyRequests, "too many failed logins; retry later")
-			return
-		}
-		s.log.Warn().Str("remote", r.RemoteAddr).Msg("admin: failed login")
+		s.guard.attempts.fail(src, s.guard.now())
+		s.guard.noisy.Warn().Str("remote", r.RemoteAddr).Msg("admin: failed login")
 		s.render(w, r, http.StatusUnauthorized, "login", "Log in", loginData{Next: next, Error: "Wrong token."})
 		return
 	}
@@ -50,7 +54,10 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
+// logout ends the session on this node (the cookie stops working even if
+// a copy of it was kept) and clears the cookie.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	s.guard.endSession(r)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.guard.secure || r.TLS != nil})
 	target := "/login?done=loggedout"

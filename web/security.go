@@ -16,16 +16,18 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 )
 
 // Cookie and header names. The proxy forwards client requests to backends
-// that may share this host name (cookies are not isolated by port), so
-// it should drop these two cookies from what it forwards.
+// that may share this host name (cookies are not isolated by port): both
+// cookie names start with proxy.AdminCookiePrefix, "tether_admin_", and
+// the proxy drops such cookies from what it forwards.
 const (
 	maxFormBody   = 64 << 10 // bytes of a form or JSON body
-	sessionCookie = "tether_session"
-	csrfCookie    = "tether_csrf"
+	sessionCookie = "tether_admin_session"
+	csrfCookie    = "tether_admin_csrf"
 	csrfField     = "_csrf"
 	csrfHeader    = "X-CSRF-Token"
 )
@@ -51,14 +53,18 @@ const (
 type guard struct {
 	tokenHash  [32]byte // sha256 of the token; zero when open
 	open       bool
-	sessionKey []byte // MACs session cookies; derived from the token so logins survive restarts
+	sessions   *sessionStore // this node's logins (authguard.go)
+	attempts   *sourceLimiter
 	csrfKey    []byte // MACs CSRF tokens
 	listenHost string
 	allowed    []string
 	secure     bool
 	ttl        time.Duration
-	failures   *rate.Limiter
 	now        func() time.Time
+	// noisy logs what any stranger can trigger per request (wrong tokens,
+	// foreign Host or Origin, CSRF failures): sampled, a burst of 5 per
+	// 10 s; the responses' status counters keep the numbers.
+	noisy zerolog.Logger
 }
 
 func newGuard(c *Config) *guard {
@@ -67,8 +73,13 @@ func newGuard(c *Config) *guard {
 		allowed:  c.AllowedHosts,
 		secure:   c.SecureCookie,
 		ttl:      c.SessionTTL,
-		failures: rate.NewLimiter(rate.Limit(c.FailedAuthRate), c.FailedAuthBurst),
+		attempts: newSourceLimiter(rate.Limit(c.FailedAuthRate), c.FailedAuthBurst),
+		sessions: newSessionStore(maxSessions),
 		now:      c.Now,
+		noisy:    zerolog.Nop(),
+	}
+	if c.Logger != nil {
+		g.noisy = c.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})
 	}
 	g.listenHost, _, _ = net.SplitHostPort(c.Listen)
 	g.listenHost = strings.ToLower(g.listenHost)
@@ -78,7 +89,6 @@ func newGuard(c *Config) *guard {
 		return g
 	}
 	g.tokenHash = sha256.Sum256([]byte(c.Token))
-	g.sessionKey = derive(c.Token, "tether admin session v1")
 	g.csrfKey = derive(c.Token, "tether admin csrf v1")
 	return g
 }
@@ -165,12 +175,12 @@ func sameHostPort(originHost, scheme, host string) bool {
 func (s *Server) filter(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.guard.hostAllowed(r.Host) {
-			s.log.Warn().Str("host", r.Host).Str("remote", r.RemoteAddr).Msg("admin: foreign Host refused")
+			s.guard.noisy.Warn().Str("host", r.Host).Str("remote", r.RemoteAddr).Msg("admin: foreign Host refused")
 			s.fail(w, r, http.StatusForbidden, "Host header "+strconv.Quote(r.Host)+" is not allowed (DNS rebinding protection; add it to the allowed hosts)")
 			return
 		}
 		if o := r.Header.Get("Origin"); o != "" && !s.guard.originAllowed(o, r.Host) {
-			s.log.Warn().Str("origin", o).Str("remote", r.RemoteAddr).Msg("admin: foreign Origin refused")
+			s.guard.noisy.Warn().Str("origin", o).Str("remote", r.RemoteAddr).Msg("admin: foreign Origin refused")
 			s.fail(w, r, http.StatusForbidden, "Origin "+strconv.Quote(o)+" is not allowed")
 			return
 		}
@@ -196,17 +206,23 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		g := s.guard
 		kind := authOpen
 		if !g.open {
-			switch ok, present := g.bearer(r); {
-			case present && !ok:
-				if !g.failures.Allow() {
-					s.fail(w, r, http.StatusTooManyRequests, "too many failed authentications; retry later")
+			switch {
+			case r.Header.Get("Authorization") != "":
+				// Limited before the comparison: once a source has spent
+				// its failures, the right token is refused as well, so
+				// guessing faster than the limit learns nothing.
+				src := sourceOf(r)
+				if g.attempts.limited(src, g.now()) {
+					s.fail(w, r, http.StatusTooManyRequests, "too many failed authentications from this address; retry later")
 					return
 				}
-				s.log.Warn().Str("remote", r.RemoteAddr).Msg("admin: wrong bearer token")
-				w.Header().Set("WWW-Authenticate", `Bearer realm="tether", error="invalid_token"`)
-				s.fail(w, r, http.StatusUnauthorized, "invalid token")
-				return
-			case ok:
+				if !g.bearer(r) {
+					g.attempts.fail(src, g.now())
+					g.noisy.Warn().Str("remote", r.RemoteAddr).Msg("admin: wrong bearer token")
+					w.Header().Set("WWW-Authenticate", `Bearer realm="tether", error="invalid_token"`)
+					s.fail(w, r, http.StatusUnauthorized, "invalid token")
+					return
+				}
 				kind = authBearer
 			case g.sessionOK(r):
 				kind = authCookie
@@ -225,50 +241,32 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// bearer reads the Authorization header: present says one was sent.
-func (g *guard) bearer(r *http.Request) (ok, present bool) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return false, false
-	}
-	scheme, tok, found := strings.Cut(h, " ")
+// bearer checks the Authorization header's bearer token.
+func (g *guard) bearer(r *http.Request) bool {
+	scheme, tok, found := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !found || !strings.EqualFold(scheme, "Bearer") {
-		return false, true
+		return false
 	}
-	return g.tokenOK(strings.TrimSpace(tok)), true
+	return g.tokenOK(strings.TrimSpace(tok))
 }
 
-// Session cookie: "v1.<expiry unix s>.<nonce>.<mac>", MAC over the rest
-// with a key derived from the token. Stateless, so it survives restarts
-// and is valid on every node sharing the token; changing the token ends
+// Sessions live on the node that made them (authguard.go): the cookie is
+// a random id, logout forgets it, and a restart or a token change ends
 // every session.
 func (g *guard) newSession() (value string, expires time.Time) {
-	var nonce [16]byte
-	_, _ = rand.Read(nonce[:])
 	expires = g.now().Add(g.ttl)
-	body := "v1." + strconv.FormatInt(expires.Unix(), 10) + "." + base64.RawURLEncoding.EncodeToString(nonce[:])
-	return body + "." + g.mac(g.sessionKey, body), expires
+	return g.sessions.create(expires, g.now()), expires
 }
 
 func (g *guard) sessionOK(r *http.Request) bool {
 	c, err := r.Cookie(sessionCookie)
-	if err != nil {
-		return false
+	return err == nil && g.sessions.valid(c.Value, g.now())
+}
+
+func (g *guard) endSession(r *http.Request) {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		g.sessions.revoke(c.Value)
 	}
-	i := strings.LastIndexByte(c.Value, '.')
-	if i < 0 {
-		return false
-	}
-	body, sig := c.Value[:i], c.Value[i+1:]
-	if !hmac.Equal([]byte(sig), []byte(g.mac(g.sessionKey, body))) {
-		return false
-	}
-	parts := strings.Split(body, ".")
-	if len(parts) != 3 || parts[0] != "v1" {
-		return false
-	}
-	exp, err := strconv.ParseInt(parts[1], 10, 64)
-	return err == nil && g.now().Unix() < exp
 }
 
 func (g *guard) mac(key []byte, msg string) string {
@@ -294,7 +292,7 @@ func (s *Server) csrf(next http.Handler) http.Handler {
 				given = r.PostFormValue(csrfField)
 			}
 			if nonce == "" || given == "" || !hmac.Equal([]byte(given), []byte(g.mac(g.csrfKey, nonce))) {
-				s.log.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("admin: missing or wrong CSRF token")
+				s.guard.noisy.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("admin: missing or wrong CSRF token")
 				status, msg := csrfRefusal(r)
 				s.fail(w, r, status, msg)
 				return

@@ -63,6 +63,8 @@ type settings struct {
 	BodyTimeout       string `env:"TETHER_BODY_TIMEOUT" envDefault:"30s" flag:"body-timeout" help:"cut a request body idle this long, or slower than 256 B/s after it (0 = off)"`
 	WriteTimeout      string `env:"TETHER_WRITE_TIMEOUT" envDefault:"30s" flag:"write-timeout" help:"cut a response the client does not read for this long (0 = off)"`
 	TunnelIdleTimeout string `env:"TETHER_TUNNEL_IDLE_TIMEOUT" envDefault:"10m" flag:"tunnel-idle-timeout" help:"close an upgraded connection (WebSocket) with no traffic for this long (0 = never)"`
+	BindBurst         string `env:"TETHER_BIND_BURST" envDefault:"100" flag:"bind-burst" help:"new bindings one client address (IPv6: one /64) may make at once; past it the client is served unbound (0 = no quota)"`
+	BindRate          string `env:"TETHER_BIND_RATE" envDefault:"1" flag:"bind-rate" help:"new bindings per second one client address regains after its burst"`
 	AllowTrace        string `env:"TETHER_ALLOW_TRACE" envDefault:"false" flag:"allow-trace" help:"forward TRACE requests"`
 	GossipInsecure    string `env:"TETHER_GOSSIP_INSECURE" envDefault:"false" flag:"gossip-insecure" help:"allow gossip on a non-loopback address without TETHER_GOSSIP_KEY (anyone reaching it joins the fleet)"`
 }

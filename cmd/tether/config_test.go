@@ -44,7 +44,7 @@ func TestConfigFlagsWin(t *testing.T) {
 	key := "MDEyMzQ1Njc4OWFiY2RlZg==" // 16 bytes
 	c, err := loadConfig([]string{"--listen", "127.0.0.1:2222", "-ttl=7m", "--gossip-key", key,
 		"--join", "10.0.0.1:7946, node-b:7946", "--trusted-proxies", "10.0.0.0/8,192.0.2.7",
-		"--admin-listen", "0.0.0.0:9090", "--admin-token", "0123456789abcdef0123", "--max-bindings", "0"}, env, hostname, io.Discard)
+		"--admin-listen", "0.0.0.0:9090", "--admin-token", "3f9c2a7e1b4d8065c7e2", "--max-bindings", "0"}, env, hostname, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

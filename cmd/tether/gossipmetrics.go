@@ -11,8 +11,9 @@ import (
 // names no sender, a request over a peer's rate limit, or a full-copy
 // chunk nobody asked for would otherwise leave no trace in /metrics.
 type gossipCollector struct {
-	g       *gossip.Node
-	refused *prometheus.Desc
+	g          *gossip.Node
+	refused    *prometheus.Desc
+	suppressed *prometheus.Desc
 }
 
 func newGossipCollector(g *gossip.Node) *gossipCollector {
@@ -20,10 +21,12 @@ func newGossipCollector(g *gossip.Node) *gossipCollector {
 		"Gossip messages or requests refused, by reason: decode (did not decode, wrong version or type), "+
 			"over_cap (over a size or count cap), core (refused by the core's checks), request_rate (over the "+
 			"peer's range or full-copy request limit), unsolicited (copy messages nobody asked for), unknown_peer "+
-			"(from or to a non-member), work_queue_full, outbox_full.", []string{"reason"}, nil)}
+			"(from or to a non-member), work_queue_full, outbox_full.", []string{"reason"}, nil),
+		suppressed: prometheus.NewDesc("tether_gossip_log_lines_suppressed_total",
+			"memberlist log lines left out by the per-kind rate limit (one per bad packet or connection otherwise).", nil, nil)}
 }
 
-func (c *gossipCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.refused }
+func (c *gossipCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.refused; ch <- c.suppressed }
 
 func (c *gossipCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.g.Stats()
@@ -37,4 +40,5 @@ func (c *gossipCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(r.v), r.reason)
 	}
+	ch <- prometheus.MustNewConstMetric(c.suppressed, prometheus.CounterValue, float64(st.LogSuppressed))
 }

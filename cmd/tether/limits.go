@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetherproxy/tether/internal/connlimit"
 	"github.com/tetherproxy/tether/proxy"
+	"github.com/tetherproxy/tether/web"
 )
 
 // limits are the settings against hostile clients (docs/security.md).
@@ -19,12 +20,15 @@ type limits struct {
 	BodyTimeout       time.Duration
 	WriteTimeout      time.Duration
 	TunnelIdleTimeout time.Duration
+	BindBurst         int     // proxy.BindQuota.Burst; 0 = no quota
+	BindRate          float64 // proxy.BindQuota.PerSecond
 	AllowTrace        bool
 	GossipInsecure    bool
 }
 
-// parseLimits reads the settings of limits into c and checks that gossip
-// on a non-loopback address has a key (or the explicit override).
+// parseLimits reads the settings of limits into c, refuses a predictable
+// admin token, and checks that gossip on a non-loopback address has a key
+// (or the explicit override).
 func (s settings) parseLimits(c *Config) error {
 	var err error
 	l := &c.Limits
@@ -33,6 +37,12 @@ func (s settings) parseLimits(c *Config) error {
 	}
 	if l.MaxConnsPerSource, err = strconv.Atoi(strings.TrimSpace(s.MaxConnsPerSource)); err != nil || l.MaxConnsPerSource < 0 {
 		return bad("MaxConnsPerSource", s.MaxConnsPerSource, "want a whole number >= 0 (0 = no per-source cap)")
+	}
+	if l.BindBurst, err = strconv.Atoi(strings.TrimSpace(s.BindBurst)); err != nil || l.BindBurst < 0 {
+		return bad("BindBurst", s.BindBurst, "want a whole number >= 0 (0 = no quota)")
+	}
+	if l.BindRate, err = strconv.ParseFloat(strings.TrimSpace(s.BindRate), 64); err != nil || !(l.BindRate > 0) || l.BindRate > 1e6 {
+		return bad("BindRate", s.BindRate, "want a number of bindings per second > 0")
 	}
 	for _, d := range []struct {
 		field, value string
@@ -58,6 +68,11 @@ func (s settings) parseLimits(c *Config) error {
 		}
 		*b.to = v
 	}
+	if c.AdminToken != "" {
+		if err := web.CheckToken(c.AdminToken); err != nil {
+			return bad("AdminToken", c.AdminToken, "%v", err)
+		}
+	}
 	if host, _, _ := net.SplitHostPort(c.GossipBind); !isLoopback(host) && c.GossipKey == nil && !l.GossipInsecure {
 		return bad("GossipBind", c.GossipBind, "not a loopback address, so TETHER_GOSSIP_KEY (--gossip-key) is required: "+
 			"without it anyone who reaches the port joins the fleet, reads every binding and moves clients "+
@@ -76,6 +91,10 @@ func (l limits) proxyLimits(pc *proxy.Config) {
 		return d
 	}
 	pc.Rules.AllowTrace = l.AllowTrace
+	pc.BindQuota.Burst, pc.BindQuota.PerSecond = l.BindBurst, l.BindRate
+	if l.BindBurst == 0 {
+		pc.BindQuota.Burst = -1
+	}
 	pc.Timeouts.BodyIdle = off(l.BodyTimeout)
 	pc.Timeouts.WriteIdle = off(l.WriteTimeout)
 }
@@ -112,7 +131,8 @@ func (n *node) limitListener(ln net.Listener, srv *http.Server) (net.Listener, e
 	}
 	n.log.Info().Int("max_conns", maxConns).Int("max_conns_per_source", l.MaxConnsPerSource).Uint64("fd_limit", fd).
 		Str("body_timeout", l.BodyTimeout.String()).Str("write_timeout", l.WriteTimeout.String()).
-		Str("tunnel_idle_timeout", l.TunnelIdleTimeout.String()).Bool("allow_trace", l.AllowTrace).Msg("connection limits")
+		Str("tunnel_idle_timeout", l.TunnelIdleTimeout.String()).Bool("allow_trace", l.AllowTrace).
+		Int("bind_burst", l.BindBurst).Float64("bind_rate", l.BindRate).Msg("client limits")
 	if l.GossipInsecure && n.cfg.GossipKey == nil {
 		if host, _, _ := net.SplitHostPort(n.cfg.GossipBind); !isLoopback(host) {
 			n.log.Warn().Str("gossip_bind", n.cfg.GossipBind).Msg(fmt.Sprintf("INSECURE: gossip on %s has no key (TETHER_GOSSIP_INSECURE=true): "+

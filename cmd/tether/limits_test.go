@@ -44,12 +44,13 @@ func TestLimitsSettings(t *testing.T) {
 	}
 	l := c.Limits
 	if l.MaxConns != 0 || l.MaxConnsPerSource != 256 || l.BodyTimeout != 30*time.Second || l.WriteTimeout != 30*time.Second ||
-		l.TunnelIdleTimeout != 10*time.Minute || l.AllowTrace || l.GossipInsecure {
+		l.TunnelIdleTimeout != 10*time.Minute || l.AllowTrace || l.GossipInsecure || l.BindBurst != 100 || l.BindRate != 1 {
 		t.Fatalf("defaults: %+v", l)
 	}
 	for _, bad := range []struct{ k, v string }{
 		{"TETHER_MAX_CONNS", "-1"}, {"TETHER_MAX_CONNS_PER_SOURCE", "x"}, {"TETHER_BODY_TIMEOUT", "-3s"},
 		{"TETHER_WRITE_TIMEOUT", "soon"}, {"TETHER_TUNNEL_IDLE_TIMEOUT", "5"}, {"TETHER_ALLOW_TRACE", "maybe"},
+		{"TETHER_ADMIN_TOKEN", "aaaaaaaaaaaaaaaa"}, {"TETHER_BIND_BURST", "-5"}, {"TETHER_BIND_RATE", "0"}, {"TETHER_BIND_RATE", "NaN"},
 	} {
 		env := baseEnv()
 		env[bad.k] = bad.v
