@@ -222,7 +222,7 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 		return out
 	}
-	good := map[string]string{"gossip-key": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "admin-token": "0123456789abcdef0123456789"}
+	good := map[string]string{"gossip-key": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "admin-token": "7d1f0c9a4be23865f0a1c7e9d4b2"}
 	out := runOK(t, "", podEnv(good), bin, "validate")
 	for _, w := range []string{"TETHER_NODE_NAME=tether-0", "TETHER_GOSSIP_ADVERTISE=10.1.2.3:7946", "pool app: hosts app.example.com", "app-2 http://app-2.app:8080"} {
 		if !bytes.Contains(out, []byte(w)) {

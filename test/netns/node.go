@@ -62,6 +62,7 @@ func NewNode(bin, dir string, h, ctl *Host, disk bool, env map[string]string) *N
 		"TETHER_ADMIN_LISTEN": n.Admin,
 		"TETHER_ADMIN_TOKEN":  n.Token,
 		"TETHER_GOSSIP_BIND":  n.Gossip,
+		"TETHER_GOSSIP_KEY":   "bmV0bnMtZ29zc2lwLWtleQ==", // gossip beyond loopback needs a key
 		"TETHER_LOG_FORMAT":   "json",
 		"TETHER_LOG_LEVEL":    "info",
 	}
