@@ -45,6 +45,7 @@ func (n *Node) startCopy(p *peer, now time.Time) {
 	}
 	if o.busy[p.name] {
 		o.mu.Unlock()
+		n.stats.fullCopiesJoined.Add(1)
 		return
 	}
 	if len(o.busy) >= maxCopiesOut || n.closing.Load() {

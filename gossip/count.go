@@ -123,16 +123,7 @@ func (n *Node) CountLive(ctx context.Context, replica string) (FleetCount, error
 // countLocal walks the table: live, non-deleted bindings to replica, by
 // this node's own expiry.
 func countLocal(db *stickydb.DB, replica string, now time.Time) int {
-	c := 0
-	_, _ = db.Snapshot(now, func(recs []stickydb.Record) error {
-		for _, r := range recs {
-			if !r.Binding.Deleted && r.Binding.Replica == replica {
-				c++
-			}
-		}
-		return nil
-	})
-	return c
+	return db.CountLive(replica, now)
 }
 
 // onCountQuery (delegate) answers from a worker: the walk takes tens of ms

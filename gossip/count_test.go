@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tetherproxy/tether/stickydb"
 )
 
 // CountLive gathers every node's own count: a binding that one node keeps
@@ -15,7 +17,13 @@ import (
 func TestCountLiveEveryNodesView(t *testing.T) {
 	var shift atomic.Int64
 	clock := func() time.Time { return time.Now().Add(time.Duration(shift.Load())) }
-	c := startCluster(t, 3, clusterOpts{node: func(i int, cfg *Config) { cfg.Now = clock }})
+	// A wide MaxSkew leaves room between the moment the other nodes let the
+	// binding go (announced + RefreshThreshold) and its horizon (+ MaxSkew),
+	// past which n2 too holds it absent (an entry nobody announced).
+	c := startCluster(t, 3, clusterOpts{
+		node: func(i int, cfg *Config) { cfg.Now = clock },
+		db:   func(dc *stickydb.Config) { dc.MaxSkew = 2 * time.Minute },
+	})
 	now := clock()
 	for i := 0; i < 30; i++ {
 		r := replicas[0]
@@ -47,11 +55,12 @@ func TestCountLiveEveryNodesView(t *testing.T) {
 		}
 	}
 
-	// n2 serves client 0 later than the fleet was told; past every other
-	// node's expiry only n2 still holds a live binding.
+	// n2 serves client 0 later than the fleet was told (its refresh not
+	// sent yet); past every other node's expiry, and before the binding's
+	// horizon, only n2 still holds a live binding.
 	dbc := c.nodes[2].DB().Config()
 	c.nodes[2].DB().Touch(testKey(t, 0), now.Add(dbc.TTL/2))
-	shift.Store(int64(dbc.TTL + dbc.RefreshThreshold + time.Minute))
+	shift.Store(int64(dbc.TTL + dbc.RefreshThreshold + 30*time.Second))
 	fc = count(0, replicas[0])
 	want := map[string]int{nodeName(0): 0, nodeName(1): 0, nodeName(2): 1}
 	for _, nc := range fc.Nodes {

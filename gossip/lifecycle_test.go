@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -116,11 +117,16 @@ func TestFullCopyRateLimit(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, func() bool {
 		st := victim.Stats()
-		return st.RequestsRefused+st.FullCopiesSent >= asks
-	}, func() string { return "requests not all handled" })
+		return st.RequestsRefused+st.FullCopiesSent+st.FullCopiesJoined >= asks
+	}, func() string {
+		st := victim.Stats()
+		return fmt.Sprintf("requests not all handled: sent %d, joined %d, refused %d", st.FullCopiesSent, st.FullCopiesJoined, st.RequestsRefused)
+	})
+	// Two asks pass the limit (burst 2); the second may be answered by the
+	// copy the first started (joined) rather than by a copy of its own.
 	st := victim.Stats()
-	if st.FullCopiesSent > 2 || st.RequestsRefused < asks-2 {
-		t.Fatalf("sent %d copies, refused %d", st.FullCopiesSent, st.RequestsRefused)
+	if st.FullCopiesSent > 2 || st.FullCopiesSent+st.FullCopiesJoined > 2 || st.RequestsRefused < asks-2 {
+		t.Fatalf("sent %d copies, joined %d, refused %d", st.FullCopiesSent, st.FullCopiesJoined, st.RequestsRefused)
 	}
 	// The flooder never asked through its core: the copies are unsolicited.
 	eventually(t, 5*time.Second, func() bool { return flooder.Stats().Unsolicited > 0 },

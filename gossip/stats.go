@@ -37,6 +37,7 @@ type Stats struct {
 	RequestsAnswered   uint64 // range requests answered with groups
 	RequestsRefused    uint64 // over a peer's rate limit
 	FullCopiesSent     uint64
+	FullCopiesJoined   uint64 // full-copy asks answered by a copy already streaming to that peer
 	FullCopiesFailed   uint64
 	FullCopiesReceived uint64 // merged completely
 	ChunksReceived     uint64
@@ -94,7 +95,7 @@ type counters struct {
 	msgsUDP, msgsTCP, bytesSent, sendErrors, outboxDropped, workDropped                       atomic.Uint64
 	cursorSkips                                                                               atomic.Uint64
 	requestsSent, requestsAnswered, requestsRefused                                           atomic.Uint64
-	fullCopiesSent, fullCopiesFailed, fullCopiesReceived, chunksReceived                      atomic.Uint64
+	fullCopiesSent, fullCopiesJoined, fullCopiesFailed, fullCopiesReceived, chunksReceived    atomic.Uint64
 	copiesIncomplete, unsolicited                                                             atomic.Uint64
 	decodeErrors, capBreaches, coreRejects, unknownPeer, statesMerged                         atomic.Uint64
 	persistErrors, joinRetries, catchUpTimeout, reconnects                                    atomic.Uint64
@@ -118,7 +119,7 @@ func (n *Node) Stats() Stats {
 		SendErrors: c.sendErrors.Load(), OutboxDropped: c.outboxDropped.Load(), WorkDropped: c.workDropped.Load(),
 		CursorSkips: c.cursorSkips.Load(), LogSuppressed: n.logs.ml.Suppressed(),
 		RequestsSent: c.requestsSent.Load(), RequestsAnswered: c.requestsAnswered.Load(), RequestsRefused: c.requestsRefused.Load(),
-		FullCopiesSent: c.fullCopiesSent.Load(), FullCopiesFailed: c.fullCopiesFailed.Load(),
+		FullCopiesSent: c.fullCopiesSent.Load(), FullCopiesJoined: c.fullCopiesJoined.Load(), FullCopiesFailed: c.fullCopiesFailed.Load(),
 		FullCopiesReceived: c.fullCopiesReceived.Load(), ChunksReceived: c.chunksReceived.Load(),
 		CopiesIncomplete: c.copiesIncomplete.Load(), Unsolicited: c.unsolicited.Load(),
 		DecodeErrors: c.decodeErrors.Load(), CapBreaches: c.capBreaches.Load(), CoreRejects: c.coreRejects.Load(),

@@ -357,7 +357,6 @@ func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64)
 	}
 	db.store(s, k, old, inMap, e, nowMs)
 	s.mu.Unlock()
-	db.settleCap(nowMs)
 	b := db.binding(e)
 	if kind == 0 {
 		return b, false, nil
@@ -380,9 +379,12 @@ func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int
 	} else {
 		// Reserve the slot first: concurrent writers in other shards each
 		// see a count that includes the others, so each one over the cap
-		// evicts one. What the locks here cannot evict, settleCap does.
-		// The new entry is stored first: it may itself be the one to go
-		// (evict.go).
+		// evicts one, from its own shard, where the new entry is always a
+		// candidate: the count is back within the cap once they are done.
+		// (A pass over other shards to "settle" a count seen over the cap
+		// would race with writers about to evict, and take an older
+		// binding where the newest should go.) The new entry is stored
+		// first: it may itself be the one to go (evict.go).
 		n := db.live.Add(1)
 		db.byOrigin[e.origin].Add(1)
 		s.m[k] = e
@@ -392,36 +394,6 @@ func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int
 		return
 	}
 	s.m[k] = e
-}
-
-// settleCap evicts until the table is back within MaxBindings. store
-// evicts under the lock it holds and may only try other shards' locks, so
-// it can leave the table one over when they are all busy; the writer calls
-// this after releasing its shard, free to wait for any lock.
-func (db *DB) settleCap(nowMs int64) {
-	limit := int64(db.cfg.MaxBindings)
-	if limit <= 0 || db.live.Load() <= limit {
-		return
-	}
-	start := int(db.rs.sweepNext.Load())
-	for i := 0; i < len(db.shards) && db.live.Load() > limit; i++ {
-		o := &db.shards[(start+i)&int(db.shardMask)]
-		o.mu.Lock()
-		db.evictOne(o, nowMs)
-		o.mu.Unlock()
-	}
-}
-
-// evictOne removes one entry of a sample of the shard, in the order of
-// evict.go. Sampling keeps the cost constant; the binding table has no
-// expiry index to keep the hot path lean.
-func (db *DB) evictOne(s *shard, nowMs int64) bool {
-	victim, ok := db.pickVictim(s, nowMs, nil)
-	if ok {
-		db.remove(s, victim)
-		db.stats.evictions.Add(1)
-	}
-	return ok
 }
 
 func (db *DB) remove(s *shard, k Key) {

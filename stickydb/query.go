@@ -169,3 +169,23 @@ func (db *DB) Digest(now time.Time, margin time.Duration) (count int, sum uint64
 	}
 	return count, sum
 }
+
+// CountLive counts the bindings to replica that this node serves at now:
+// not deleted, and within their local expiry (extended by hits here, so a
+// node that served a client later than the fleet was told counts it while
+// the others no longer do).
+func (db *DB) CountLive(replica string, now time.Time) int {
+	nowMs := now.UnixMilli()
+	c := 0
+	for i := range db.shards {
+		s := &db.shards[i]
+		s.mu.Lock()
+		for _, e := range s.m {
+			if !e.deleted() && e.expiry() > nowMs && db.names.name(e.replica) == replica {
+				c++
+			}
+		}
+		s.mu.Unlock()
+	}
+	return c
+}

@@ -401,9 +401,7 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 // expiry of the join it holds (raiseExpired), so an event that still
 // decides a live binding somewhere is never past its horizon.
 func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
-	changed, err := db.mergeRemote(k, r, nowMs, ic)
-	db.settleCap(nowMs)
-	return changed, err
+	return db.mergeRemote(k, r, nowMs, ic)
 }
 
 // pastHorizon reports whether a binding announced to expire at annMs can

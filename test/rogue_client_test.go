@@ -298,6 +298,17 @@ func TestRogueClients(t *testing.T) {
 
 	t.Run("flood of source addresses", func(t *testing.T) {
 		const cap, flood = 500, 2000
+		// Clients bound before the flood: eviction takes the flood's newest
+		// binding before an older one, so they must all keep their replica.
+		settled := newClients(t, 30, 90_000, false)
+		want := make([]string, len(settled.c))
+		if err := settled.each(8, func(i int, c *fleet.Client) error {
+			var err error
+			want[i], err = c.Backend(ctx, untrusted.Proxy, appHost)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
 		evict0 := metricSum(t, untrusted, "tether_binding_evictions_total")
 		cs := newClients(t, flood, 100_000, false)
 		if err := cs.each(32, func(i int, c *fleet.Client) error {
@@ -322,11 +333,21 @@ func TestRogueClients(t *testing.T) {
 		if d := metricSum(t, untrusted, "tether_binding_evictions_total") - evict0; d < flood-cap {
 			t.Errorf("node0 counted %v evictions for %d clients over a cap of %d", d, flood, cap)
 		}
-		// The newest clients keep their replica: eviction takes the
-		// soonest to expire, the oldest.
-		last := cs.c[len(cs.c)-1]
-		if code, _ := bindingOf(untrusted, last.Addr.String()); code != http.StatusOK {
-			t.Errorf("the newest client's binding was evicted (%d)", code)
+		for _, n := range f.Nodes {
+			lost := 0
+			for i, c := range settled.c {
+				if code, replica := bindingOf(n, c.Addr.String()); code != http.StatusOK || replica != want[i] {
+					lost++
+				}
+			}
+			if lost > 0 {
+				t.Errorf("%s: %d of %d clients bound before the flood lost their binding", n.Name, lost, len(settled.c))
+			}
+		}
+		for i, c := range settled.c {
+			if got, err := c.Backend(ctx, untrusted.Proxy, appHost); err != nil || got != want[i] {
+				t.Errorf("client %s bound before the flood: sent to %q (%v), was %q", c.Addr, got, err, want[i])
+			}
 		}
 	})
 }
