@@ -739,6 +739,17 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 				db.stats.reqThird.Add(1)
 			}
 		case stageFull:
+			if to, at, ok := db.fullInFlight(oe, gp.want, nowMs); ok {
+				// A full copy asked for another gap, of a peer that covers
+				// this one too, brings this gap's events as well: wait for
+				// it rather than stream the table twice (a joiner opens a
+				// gap per origin at once).
+				gp.asked, gp.askedAt = to, at
+				rec.Asked, rec.Stage = to, "full (joined)"
+				rs.record(rec)
+				db.stats.reqFullJoined.Add(1)
+				return Request{}, false
+			}
 			to := db.coveringPeer(oe, gp.want, gp.hint)
 			if to == "" {
 				to = db.anyLivePeer(oe.origin)
@@ -759,6 +770,25 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 	rec.Asked = req.To
 	rs.record(rec)
 	return req, true
+}
+
+// fullInFlight finds a full copy asked (for another gap) and not timed out
+// yet, of a live peer whose last vector covers oe up to seq.
+func (db *DB) fullInFlight(oe originEpoch, seq uint64, nowMs int64) (to string, at int64, ok bool) {
+	rs := &db.rs
+	for other, g := range rs.gaps {
+		if other == oe || g.stage != stageFull || g.asked == "" || nowMs-g.askedAt >= db.cfg.FullCopyTimeout.Milliseconds() {
+			continue
+		}
+		p := rs.peers[g.asked]
+		if p == nil || !p.live || !p.vector.Covers(oe.origin, oe.epoch, seq) {
+			continue
+		}
+		if !ok || g.asked < to || (g.asked == to && g.askedAt > at) {
+			to, at, ok = g.asked, g.askedAt, true
+		}
+	}
+	return to, at, ok
 }
 
 // coveringPeer returns a live peer other than the origin whose last vector

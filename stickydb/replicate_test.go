@@ -365,3 +365,62 @@ func TestTombstoneFromClockAhead(t *testing.T) {
 		t.Fatalf("b holds %+v after a's delete", got)
 	}
 }
+
+// A joiner missing every origin's history opens a gap per origin at once;
+// one full copy from a peer covering them all serves every gap: the others
+// wait for it (FullJoined) instead of streaming the table again.
+func TestGapsShareOneFullCopy(t *testing.T) {
+	now := t0
+	db := newTestDB(t, "me", now)
+	peers := []string{"a", "b", "c"}
+	db.SetPeers(peers, now)
+	all := Vector{"a": {{1, 20}}, "b": {{1, 20}}, "c": {{1, 20}}}
+	for _, p := range peers {
+		db.ObserveVector(p, all, now)
+	}
+	var full []Request
+	for ms := 50; ms <= 3000; ms += 50 {
+		for _, r := range db.Tick(now.Add(time.Duration(ms) * time.Millisecond)) {
+			if r.Full {
+				full = append(full, r)
+			}
+		}
+	}
+	if len(full) != 1 {
+		t.Fatalf("%d full copies asked, want 1: %+v", len(full), full)
+	}
+	if st := db.Stats(); st.FullJoined != 2 {
+		t.Fatalf("gaps joined to the copy: %d, want 2 (stats %+v)", st.FullJoined, st)
+	}
+	// The copy's vector closes every gap.
+	db.MergeVector(all, full[0].To, now.Add(3100*time.Millisecond))
+	if rs := db.Tick(now.Add(3200 * time.Millisecond)); len(rs) != 0 {
+		t.Fatalf("asked after the copy: %+v", rs)
+	}
+	for _, g := range db.RecentGaps() {
+		if g.Stage == "full (joined)" && g.Asked != full[0].To {
+			t.Fatalf("gap joined to %s, copy asked of %s", g.Asked, full[0].To)
+		}
+	}
+}
+
+// A full copy asked of a peer that does not cover a gap is not joined:
+// that gap asks its own.
+func TestGapNotJoinedToUncoveringCopy(t *testing.T) {
+	now := t0
+	db := newTestDB(t, "me", now)
+	db.SetPeers([]string{"a", "b"}, now)
+	db.ObserveVector("a", Vector{"a": {{1, 20}}}, now)
+	db.ObserveVector("b", Vector{"b": {{1, 20}}}, now)
+	fulls := map[string]int{}
+	for ms := 50; ms <= 3000; ms += 50 {
+		for _, r := range db.Tick(now.Add(time.Duration(ms) * time.Millisecond)) {
+			if r.Full {
+				fulls[r.To]++
+			}
+		}
+	}
+	if fulls["a"] != 1 || fulls["b"] != 1 || db.Stats().FullJoined != 0 {
+		t.Fatalf("full copies asked %v, joined %d; want one of each peer", fulls, db.Stats().FullJoined)
+	}
+}

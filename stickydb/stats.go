@@ -13,9 +13,9 @@ type counters struct {
 	eventsApplied, eventsExpired, eventsRejected   atomic.Uint64
 	malformed, seqJumps, futureEpochs, tooMany     atomic.Uint64
 
-	reqOrigin, reqThird, reqFull, reqWatchdog atomic.Uint64
-	fullCopies                                atomic.Uint64
-	epochsAhead, gapsAbandoned, departed      atomic.Uint64
+	reqOrigin, reqThird, reqFull, reqFullJoined, reqWatchdog atomic.Uint64
+	fullCopies                                               atomic.Uint64
+	epochsAhead, gapsAbandoned, departed                     atomic.Uint64
 }
 
 func (c *counters) count(k EventKind) {
@@ -55,6 +55,7 @@ type Stats struct {
 	RequestsOrigin   uint64 // range requests sent to the origin
 	RequestsThird    uint64 // range requests sent to a third node
 	RequestsFull     uint64 // full-copy requests
+	FullJoined       uint64 // gaps left to a full copy already asked for another gap
 	RequestsWatchdog uint64 // watchdog requests
 	FullCopies       uint64 // full copies merged
 	EpochsAhead      uint64 // new epochs started because a peer knew a later one of ours
@@ -74,7 +75,7 @@ func (db *DB) Stats() Stats {
 		EventsExpired: c.eventsExpired.Load(), EventsRejected: c.eventsRejected.Load(),
 		Malformed: c.malformed.Load(), SeqJumps: c.seqJumps.Load(), FutureEpochs: c.futureEpochs.Load(),
 		TooMany: c.tooMany.Load(), RequestsOrigin: c.reqOrigin.Load(), RequestsThird: c.reqThird.Load(),
-		RequestsFull: c.reqFull.Load(), RequestsWatchdog: c.reqWatchdog.Load(), FullCopies: c.fullCopies.Load(),
+		RequestsFull: c.reqFull.Load(), FullJoined: c.reqFullJoined.Load(), RequestsWatchdog: c.reqWatchdog.Load(), FullCopies: c.fullCopies.Load(),
 		EpochsAhead: c.epochsAhead.Load(), GapsAbandoned: c.gapsAbandoned.Load(), Departed: c.departed.Load(),
 	}
 }
