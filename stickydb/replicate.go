@@ -67,6 +67,18 @@ type gapState struct {
 	buf     map[uint64]Group // buffered groups by From
 }
 
+// firstBuffered returns the first event number of the earliest buffered
+// group, or 0 when none is buffered.
+func (gp *gapState) firstBuffered() uint64 {
+	lo := uint64(0)
+	for from := range gp.buf {
+		if lo == 0 || from < lo {
+			lo = from
+		}
+	}
+	return lo
+}
+
 const (
 	stageWait = iota
 	stageOrigin
@@ -734,7 +746,14 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 				db.stats.reqOrigin.Add(1)
 			}
 		case stageThird:
-			if to := db.coveringPeer(oe, gp.want, gp.hint); to != "" {
+			to := db.coveringPeer(oe, gp.want, gp.hint)
+			if lo := gp.firstBuffered(); to == "" && lo > known+1 {
+				// Nobody shows the newest events yet (they were just pushed
+				// to everyone), but they are buffered here: a peer that
+				// holds the events before them closes the gap.
+				to = db.coveringPeer(oe, lo-1, gp.hint)
+			}
+			if to != "" {
 				req.To, req.Reason, rec.Stage = to, "third", "third"
 				db.stats.reqThird.Add(1)
 			}

@@ -424,3 +424,32 @@ func TestGapNotJoinedToUncoveringCopy(t *testing.T) {
 		t.Fatalf("full copies asked %v, joined %d; want one of each peer", fulls, db.Stats().FullJoined)
 	}
 }
+
+// A gap whose newest events only the origin shows yet (just pushed), with
+// those events buffered here, asks a third node that holds the ones before
+// them rather than escalating to a full copy.
+func TestThirdCoversUpToBuffered(t *testing.T) {
+	now := t0
+	exp := now.Add(20 * time.Minute).UnixMilli()
+	db := newTestDB(t, "me", now)
+	db.SetPeers([]string{"o", "third"}, now)
+	db.ObserveVector("third", Vector{"o": {{1, 21}}}, now)
+	if _, err := db.Receive(groupOf("o", 1, 22, 22, exp), now); err != nil {
+		t.Fatal(err)
+	}
+	reqs := db.Tick(now.Add(50 * time.Millisecond))
+	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != "gap" {
+		t.Fatalf("first ask = %+v", reqs)
+	}
+	// The buffered group was discarded at the first ask (Fig. 7); the next
+	// push arrives while the origin does not answer; the third node got
+	// the previous one.
+	db.ObserveVector("third", Vector{"o": {{1, 22}}}, now.Add(300*time.Millisecond))
+	if _, err := db.Receive(groupOf("o", 1, 23, 23, exp), now.Add(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	reqs = db.Tick(now.Add(600 * time.Millisecond))
+	if len(reqs) != 1 || reqs[0].To != "third" || reqs[0].Full {
+		t.Fatalf("second ask = %+v, want a range request to the third node", reqs)
+	}
+}

@@ -775,7 +775,8 @@ func testSlowLink(t *testing.T, w *world) {
 	t.Logf("behind %s: %s joined %v and was ready (full copy of %d bindings) %v after start; %s; live binds made during the copy: %d, lag p50 %v max %v; all: max %v",
 		*rate, n.Name, joined.Round(time.Millisecond), node.Bindings, ready.Round(time.Millisecond), st, len(during), pct(during, 0.5), pct(during, 1), pct(lags, 1))
 	if len(late) > 0 {
-		t.Errorf("copy %v; live binds made during it starved behind it: %v", ready.Round(time.Millisecond), late)
+		_, gaps, _ := n.Do(http.MethodGet, "/api/v1/gaps", nil)
+		t.Errorf("copy %v; live binds made during it starved behind it: %v\n%s's recent gaps: %s", ready.Round(time.Millisecond), late, n.Name, gaps)
 	}
 }
 
