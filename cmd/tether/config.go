@@ -41,7 +41,7 @@ type settings struct {
 	TTL             string `env:"TETHER_TTL" envDefault:"30m" flag:"ttl" help:"binding time-to-live"`
 	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"push budget window: when busy, at most 20 change groups per peer per interval (idle: at once)"`
 	DataDir         string `env:"TETHER_DATA_DIR" flag:"data-dir" help:"write-ahead log and snapshots; empty = epoch mode"`
-	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it the one closest to expiry is evicted (0 = no cap)"`
+	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it one is evicted: expired first, then unused ones, then a flood's newest (0 = no cap)"`
 	Forwarding      string `env:"TETHER_FORWARDING" envDefault:"fast" flag:"forwarding" help:"fast (plain GET/HEAD on tether's own keep-alive client, the rest through httputil.ReverseProxy) or stdlib (everything through httputil.ReverseProxy)"`
 	TrustedProxies  string `env:"TETHER_TRUSTED_PROXIES" flag:"trusted-proxies" help:"CIDRs whose X-Forwarded-For is believed, comma-separated"`
 	// The edge (edgeconfig.go).
