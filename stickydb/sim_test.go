@@ -61,6 +61,7 @@ type simNet struct {
 	pool    []string
 	seen    []map[Key]Binding          // per node: the last live binding observed
 	created map[keyGen]map[string]bool // replicas bound per (key, generation)
+	gone    map[string]bool            // names not in the fleet a request may go to (left for good, a rogue peer): dropped
 }
 
 type keyGen struct {
@@ -209,6 +210,9 @@ func (s *simNet) push(i int, heartbeat bool) {
 func (s *simNet) tick(i int) {
 	for _, r := range s.nodes[i].db.Tick(s.now) {
 		to := slices.IndexFunc(s.nodes, func(n *simNode) bool { return n.name == r.To })
+		if to < 0 && s.gone[r.To] {
+			continue // that peer left for good (or is the rogue): the request is lost
+		}
 		if to < 0 {
 			s.t.Fatalf("request to unknown peer %q", r.To)
 		}
