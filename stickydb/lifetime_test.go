@@ -61,10 +61,11 @@ var stepBeyond = os.Getenv("LIFETIME_STEP_BEYOND") == "1"
 
 type lifetimeSim struct {
 	*simNet
-	nextName int
-	rogueSeq uint64
-	rogueEp  int64
-	leftAt   map[string]time.Time // when each departed name left
+	nextName   int
+	rogueSeq   uint64
+	rogueEp    int64
+	leftAt     map[string]time.Time // when each departed name left
+	restoredAt time.Time            // last restart from disk
 }
 
 func newLifetimeSim(t *rapid.T) *lifetimeSim {
@@ -168,6 +169,9 @@ func (ls *lifetimeSim) lifeEvent(ev string) {
 	case "restart":
 		s.settle() // a restart in memory mode loses what was not yet sent; settle first
 		s.nodes[i].disk = rapid.Bool().Draw(t, "diskMode") && s.nodes[i].disk
+		if s.nodes[i].disk {
+			ls.restoredAt = s.now
+		}
 		s.start(i, true)
 		s.seen[i] = map[Key]Binding{}
 	case "leave-join":
@@ -313,7 +317,9 @@ func (ls *lifetimeSim) checkBounds(phase string) {
 		window := 2 * (s.cfg.TTL + s.cfg.TTL/4 + s.cfg.MaxSkew)
 		recent := 0
 		for _, at := range ls.leftAt {
-			if s.now.Sub(at) < window {
+			// A restart from an old snapshot brings back the departed
+			// origins its vector held, for one more window.
+			if s.now.Sub(at) < window || s.now.Sub(ls.restoredAt) < window {
 				recent++
 			}
 		}
