@@ -10,6 +10,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: deb systemd promtool kubectl
+.PHONY: soak
 .PHONY: all build test deps browser haproxy vet lint bench bench-go bench-e2e fuzz demo chaos clean
 
 all: build
@@ -75,6 +76,29 @@ fuzz: deps
 	    echo "== fuzz ./$$(dirname $$f) $$t"; \
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f); \
 	  done; done
+
+# The deep property runs of the pure core and the wire format, each with a
+# fresh seed per run (rapid prints it on failure; replay with
+# -rapid.seed=N): the fleet simulation at 1500 checks x 300 steps for
+# SOAK_SEEDS seeds, the whole-lifetime test at 10x (1000 fleets x 80
+# phases), the merge semilattice and gossip's wire round trips at 10x
+# checks, recovery's randomized crash tests 10 times. Bounded by
+# SOAK_TIMEOUT per command (the whole target well under 30 min on 2 cores).
+SOAK_SEEDS   ?= 3
+SOAK_TIMEOUT ?= 25m
+soak: deps
+	@set -e; for n in $$(seq 1 $(SOAK_SEEDS)); do \
+	  seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); \
+	  echo "== soak: TestSimulatedFleetConverges run $$n (1500 checks x 300 steps) -rapid.seed=$$seed"; \
+	  $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestSimulatedFleetConverges$$' ./stickydb/ -rapid.checks=1500 -rapid.steps=300 -rapid.seed=$$seed; \
+	done
+	@echo "== soak: TestFleetLifetime x10 (1000 fleets x 80 phases)"
+	LIFETIME_PHASES=80 $(GO) test -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestFleetLifetime$$' ./stickydb/ -rapid.checks=1000
+	@echo "== soak: stickydb merge, gossip wire properties x10"
+	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestMergeIsASemilattice$$' ./stickydb/ -rapid.checks=1000
+	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^Test(Group|Chunk|RequestEndState)RoundTrip$$' ./gossip/ -rapid.checks=1000
+	@echo "== soak: recovery's kill -9 test x10"
+	$(GO) test -count=10 -timeout $(SOAK_TIMEOUT) -run '^TestKillNine$$' ./recovery/
 
 # The long chaos run (test/chaos): a 5-node fleet built with -tags
 # faultinject (and the race detector), nemeses drawn from the seed,

@@ -1,8 +1,10 @@
 package stickydb
 
 import (
+	"flag"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"slices"
@@ -29,12 +31,24 @@ import (
 // says its epoch (begun 30 days earlier) has numbered that many events,
 // which is exactly what RestoreOwn sees after a long-lived node restarts.
 //
-// LIFETIME_PHASES sets the phases per run (default 8; `make soak` 80).
+// LIFETIME_PHASES sets the phases per run (default 24; `make soak` 80).
 // rapid prints the seed; replay with -rapid.seed.
 func TestFleetLifetime(t *testing.T) {
-	phases := 8
+	phases := 24
 	if v, err := strconv.Atoi(os.Getenv("LIFETIME_PHASES")); err == nil && v > 0 {
 		phases = v
+	}
+	// rapid prints its seed only on failure: pick it here and print it, so
+	// that every run (even a passing one) can be replayed.
+	if f := flag.Lookup("rapid.seed"); f != nil && f.Value.String() == "0" {
+		seed := rand.Uint64()
+		if err := f.Value.Set(strconv.FormatUint(seed, 10)); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = f.Value.Set("0") }()
+		t.Logf("seed %d (replay with -rapid.seed=%d), %d phases per fleet", seed, seed, phases)
+	} else if f != nil {
+		t.Logf("seed %s, %d phases per fleet", f.Value.String(), phases)
 	}
 	rapid.Check(t, func(t *rapid.T) {
 		s := newLifetimeSim(t)
