@@ -31,10 +31,10 @@ import (
 // says its epoch (begun 30 days earlier) has numbered that many events,
 // which is exactly what RestoreOwn sees after a long-lived node restarts.
 //
-// LIFETIME_PHASES sets the phases per run (default 24; `make soak` 80).
+// LIFETIME_PHASES sets the phases per run (default 8; `make soak` 80).
 // rapid prints the seed; replay with -rapid.seed.
 func TestFleetLifetime(t *testing.T) {
-	phases := 24
+	phases := 8
 	if v, err := strconv.Atoi(os.Getenv("LIFETIME_PHASES")); err == nil && v > 0 {
 		phases = v
 	}
