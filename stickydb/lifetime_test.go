@@ -338,7 +338,12 @@ func (ls *lifetimeSim) checkBounds(phase string) {
 			}
 		}
 		if o := len(nd.db.Vector()); o > len(s.nodes)+recent+1 {
-			s.t.Fatalf("after %s: node %d vector names %d origins: %v", phase, i, o, nd.db.Vector())
+			var live []string
+			for _, n := range s.nodes {
+				live = append(live, n.name)
+			}
+			s.t.Fatalf("after %s: node %d (%s) vector names %d origins (live %v, left %v, now %v, last restore %v): %v",
+				phase, i, nd.name, o, live, ls.leftAt, s.now, ls.restoredAt, nd.db.Vector())
 		}
 	}
 	if len(s.msgs) > 2000 {
