@@ -93,7 +93,7 @@ soak: deps
 	  $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestSimulatedFleetConverges$$' ./stickydb/ -rapid.checks=1500 -rapid.steps=300 -rapid.seed=$$seed; \
 	done
 	@echo "== soak: TestFleetLifetime x10 (1000 fleets x 80 phases)"
-	LIFETIME_PHASES=80 LIFETIME_STRICT_DEPARTED=1 $(GO) test -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestFleetLifetime$$' ./stickydb/ -rapid.checks=1000
+	LIFETIME_PHASES=80 $(GO) test -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestFleetLifetime$$' ./stickydb/ -rapid.checks=1000
 	@echo "== soak: stickydb merge, gossip wire properties x10"
 	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestMergeIsASemilattice$$' ./stickydb/ -rapid.checks=1000
 	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^Test(Group|Chunk|RequestEndState)RoundTrip$$' ./gossip/ -rapid.checks=1000

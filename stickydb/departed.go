@@ -11,7 +11,11 @@ package stickydb
 // a peer on the other side of a partition) is taken in again. Every node
 // forgets an origin about when the others do (its entry stopped moving
 // everywhere when its events stopped), and a floor is kept for twice that
-// span, by when no peer lists the origin any more.
+// span and, beyond it, for as long as a live peer's latest vector still
+// lists the origin at or below it: a floor dropped on time alone let a node
+// take the origin back from a peer that had not forgotten it yet (after
+// the whole fleet's clocks jumped, or from a peer restarted from an old
+// snapshot), and the origin went round the fleet once more.
 
 // maxDeparted bounds the floors kept (the oldest go first).
 const maxDeparted = 4096
@@ -55,8 +59,19 @@ func (db *DB) forgetDeparted(nowMs, cutoff int64) {
 			delete(rs.peers, name) // a peer that never made an event
 		}
 	}
+	var listed map[string]bool
+	for _, p := range rs.peers {
+		if p.live {
+			for _, o := range p.lists {
+				if listed == nil {
+					listed = map[string]bool{}
+				}
+				listed[o] = true
+			}
+		}
+	}
 	for o, d := range rs.departed {
-		if d.at+2*span <= nowMs {
+		if d.at+2*span <= nowMs && !listed[o] {
 			delete(rs.departed, o)
 		}
 	}

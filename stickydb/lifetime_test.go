@@ -73,7 +73,6 @@ func TestFleetLifetime(t *testing.T) {
 
 var (
 	stepBeyond     = os.Getenv("LIFETIME_STEP_BEYOND") == "1"
-	strictDeparted = os.Getenv("LIFETIME_STRICT_DEPARTED") == "1"
 )
 
 type lifetimeSim struct {
@@ -336,11 +335,7 @@ func (ls *lifetimeSim) checkBounds(phase string) {
 		for _, at := range ls.leftAt {
 			// A restart from an old snapshot brings back the departed
 			// origins its vector held, for one more window.
-			// Known open failure (docs/core-guarantees.md): departed origins
-			// that never made an event can stay in a joiner's vector past
-			// the window. Checked strictly with LIFETIME_STRICT_DEPARTED=1
-			// (make soak); by default every departure counts.
-			if !strictDeparted || s.now.Sub(at) < window || s.now.Sub(ls.restoredAt) < window {
+			if s.now.Sub(at) < window || s.now.Sub(ls.restoredAt) < window {
 				recent++
 			}
 		}

@@ -47,6 +47,10 @@ func compareOE(a, b originEpoch) int {
 
 type peerState struct {
 	vector Vector // the last vector received from it
+	// lists: the forgotten origins its last vector still listed at or
+	// below their floor (sanitize left them out of vector); a floor is kept
+	// while a peer lists its origin (departed.go).
+	lists  []string
 	live   bool
 	heard  int64 // last group from it, unix ms
 	asked  int64 // last watchdog request to it
@@ -221,7 +225,7 @@ func (db *DB) Receive(g Group, now time.Time) (Result, error) {
 	var res Result
 	err := db.applyGroup(&g, nowMs, &res)
 	if g.Vector != nil {
-		p.vector = db.sanitize(g.Vector, nowMs)
+		p.vector, p.lists = db.sanitize(g.Vector, nowMs, p.lists[:0])
 		db.observe(g.Sender, p.vector, nowMs)
 	}
 	return res, err
@@ -244,9 +248,11 @@ func (db *DB) seqPlausible(epoch int64, seq uint64, nowMs int64) bool {
 	return (seq-db.cfg.MaxSeqJump)/uint64(db.cfg.MaxEventRate) <= uint64(age)/1000
 }
 
-// sanitize copies a peer's vector, leaving out pairs from the future and
-// sequence numbers no origin can have reached (seqPlausible).
-func (db *DB) sanitize(v Vector, nowMs int64) Vector {
+// sanitize copies a peer's vector, leaving out pairs from the future,
+// sequence numbers no origin can have reached (seqPlausible), and pairs at
+// or below a forgotten origin's floor; the origins of those are appended to
+// lists.
+func (db *DB) sanitize(v Vector, nowMs int64, lists []string) (Vector, []string) {
 	limit := nowMs + db.cfg.MaxFutureEpoch.Milliseconds()
 	out := make(Vector, len(v))
 	for o, ps := range v {
@@ -261,6 +267,9 @@ func (db *DB) sanitize(v Vector, nowMs int64) Vector {
 			case !db.seqPlausible(p.Epoch, p.Seq, nowMs):
 				db.stats.seqJumps.Add(1)
 			case db.rs.departedCovers(o, p):
+				if len(lists) == 0 || lists[len(lists)-1] != o {
+					lists = append(lists, o)
+				}
 			default:
 				keep = append(keep, p)
 			}
@@ -271,7 +280,7 @@ func (db *DB) sanitize(v Vector, nowMs int64) Vector {
 			out[o] = keep
 		}
 	}
-	return out
+	return out, lists
 }
 
 func (db *DB) applyGroup(g *Group, nowMs int64, res *Result) error {
@@ -571,7 +580,7 @@ func (db *DB) ObserveVector(peer string, v Vector, now time.Time) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	p := db.rs.peer(peer, nowMs)
-	p.vector = db.sanitize(v, nowMs)
+	p.vector, p.lists = db.sanitize(v, nowMs, p.lists[:0])
 	db.observe(peer, p.vector, nowMs)
 }
 

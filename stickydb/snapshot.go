@@ -93,7 +93,7 @@ func (db *DB) MergeVector(v Vector, from string, now time.Time) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	rs := &db.rs
-	v = db.sanitize(v, nowMs)
+	v, _ = db.sanitize(v, nowMs, nil)
 	for o, ps := range v {
 		for _, p := range ps {
 			if o == db.cfg.Node && p.Epoch == rs.epoch {
