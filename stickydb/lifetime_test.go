@@ -72,7 +72,7 @@ func TestFleetLifetime(t *testing.T) {
 }
 
 var (
-	stepBeyond     = os.Getenv("LIFETIME_STEP_BEYOND") == "1"
+	stepBeyond = os.Getenv("LIFETIME_STEP_BEYOND") == "1"
 )
 
 type lifetimeSim struct {
