@@ -5,6 +5,7 @@ import (
 	mrand "math/rand/v2"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -189,3 +190,36 @@ func BenchmarkMemoryLatency(b *testing.B) {
 }
 
 var sink uint64
+
+// BenchmarkHeapPerBindingLongHost is BenchmarkHeapPerBinding1M's cost for
+// a Host flood's bindings: 200,000 distinct 253-byte Hosts (the longest a
+// DNS name can be). The table keeps each key's Host, so a binding costs
+// its length more; the per-source quota bounds how many one address makes.
+func BenchmarkHeapPerBindingLongHost(b *testing.B) {
+	const n = 200_000
+	for i := 0; i < b.N; i++ {
+		now := t0
+		label := strings.Repeat("x", 60)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		// Keys are made here and kept by nothing but the table, so the
+		// Hosts' bytes count.
+		db, _ := New(DefaultConfig("bench"), now)
+		exp := now.Add(30 * time.Minute).UnixMilli()
+		recs := make([]Record, 1)
+		for j := 0; j < n; j++ {
+			host := fmt.Sprintf("%09d.%s.%s.%s.%s", j, label, label, label, label) // 253 bytes
+			k, err := NewKey(netip.AddrFrom4([4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)}), host)
+			if err != nil {
+				b.Fatal(err)
+			}
+			recs[0] = Record{Key: k, Binding: Binding{Replica: fmt.Sprintf("r%d", j%8), Expiry: exp, Generation: 1, Origin: "n1"}}
+			db.MergeRecords(recs, now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(db.Len()), "B/binding")
+		runtime.KeepAlive(db)
+	}
+}
