@@ -41,8 +41,8 @@ type floodResult struct {
 	attempted, served int // attacker connections, and those answered 200
 	honest, honestOK  int
 	honestErrs        []string
-	healthy           bool   // the replica was still marked healthy during the flood
-	emfile            bool   // the node logged "too many open files"
+	healthy           bool    // the replica was still marked healthy during the flood
+	emfile            bool    // the node logged "too many open files"
 	open              float64 // tether_conns_open during the flood (-1: admin unreachable)
 }
 

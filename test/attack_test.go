@@ -155,11 +155,11 @@ func TestAttackSuite(t *testing.T) {
 	rep := startAttackReplica(t)
 	token := strongToken(t)
 	f := fleet.Start(t, bin, fleet.Options{Nodes: 1, Backends: "a=" + rep.url, Env: map[string]string{
-		"TETHER_ADMIN_TOKEN":          token,
-		"TETHER_MAX_BINDINGS":         "1000",
-		"TETHER_BODY_TIMEOUT":         "2s",
-		"TETHER_WRITE_TIMEOUT":        "2s",
-		"TETHER_TUNNEL_IDLE_TIMEOUT":  "2s",
+		"TETHER_ADMIN_TOKEN":         token,
+		"TETHER_MAX_BINDINGS":        "1000",
+		"TETHER_BODY_TIMEOUT":        "2s",
+		"TETHER_WRITE_TIMEOUT":       "2s",
+		"TETHER_TUNNEL_IDLE_TIMEOUT": "2s",
 	}})
 	node := f.Nodes[0]
 	metric := func(t *testing.T, family string, labels ...string) float64 {
