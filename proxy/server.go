@@ -196,6 +196,15 @@ func (c *handoffConn) Read(p []byte) (int, error) {
 
 func (c *handoffConn) NetConn() net.Conn { return c.Conn }
 
+// CloseWrite lets net/http half-close before it closes (closeWriteAndWait),
+// so that a client still sending gets the error response, not a reset.
+func (c *handoffConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 const (
 	loopHeadMax   = 16 << 10 // a longer head goes to net/http (which allows MaxHeaderBytes)
 	loopWriteBuf  = 8 << 10
