@@ -27,7 +27,9 @@ import (
 //
 // Keys are secrets: they go only over an encrypted gossip (Config.Key).
 // Without a key the node keeps and rotates its keys alone, sends none, and
-// drops (and counts) ticket keys a peer sends.
+// drops (and counts) ticket keys a peer sends. A node without a TLS
+// listener (OnTicketKeys nil) makes no keys but, in an encrypted fleet,
+// keeps and resends the fleet's.
 
 // TicketKey is one session ticket key of the fleet.
 type TicketKey struct {
@@ -127,12 +129,14 @@ func newTicketKey(self string, now int64, newest []TicketKey) (TicketKey, error)
 // (the one that encrypts) first.
 func (n *Node) TicketKeys() []TicketKey { return n.tickets.all() }
 
-// ticketsOn reports whether this node keeps ticket keys.
+// ticketsOn reports whether this node uses ticket keys (it has a TLS
+// listener): it makes keys when they are due.
 func (n *Node) ticketsOn() bool { return n.cfg.OnTicketKeys != nil }
 
 // ticketsShared reports whether ticket keys go over the gossip: only when
-// it is encrypted.
-func (n *Node) ticketsShared() bool { return n.ticketsOn() && n.cfg.Key != nil }
+// it is encrypted. A node of an encrypted fleet without a TLS listener
+// keeps and passes on the fleet's keys but makes none.
+func (n *Node) ticketsShared() bool { return n.cfg.Key != nil }
 
 // checkTicketKeys refuses a peer's keys that this node must not take: any
 // at all over a gossip without a key, and keys made further in the future
@@ -140,7 +144,7 @@ func (n *Node) ticketsShared() bool { return n.ticketsOn() && n.cfg.Key != nil }
 // rotation).
 func (n *Node) checkTicketKeys(m ticketMsg) error {
 	if !n.ticketsShared() {
-		return wireErr(ErrType, "ticket keys, but this node does not share ticket keys (no gossip key, or no TLS listener)")
+		return wireErr(ErrType, "ticket keys over a gossip without a key (never taken: keys must not travel in the clear)")
 	}
 	limit := n.now().Add(n.cfg.TicketKeyRotate).UnixMilli()
 	for _, k := range m.Keys {
@@ -171,17 +175,16 @@ func (n *Node) applyTicketKeys(how, from string) {
 	for i, k := range keys {
 		secrets[i] = k.Secret
 	}
-	n.cfg.OnTicketKeys(secrets)
+	if n.cfg.OnTicketKeys != nil {
+		n.cfg.OnTicketKeys(secrets)
+	}
 }
 
 // ticketTick (run loop) makes a key when one is due, and resends the set
 // every drainResend.
 func (n *Node) ticketTick() {
-	if !n.ticketsOn() {
-		return
-	}
 	now := n.now()
-	if n.tickets.due(now.UnixMilli(), time.Since(n.startedAt), n.cfg.TicketKeyGrace, n.cfg.TicketKeyRotate, n.ticketJitter) {
+	if n.ticketsOn() && n.tickets.due(now.UnixMilli(), time.Since(n.startedAt), n.cfg.TicketKeyGrace, n.cfg.TicketKeyRotate, n.ticketJitter) {
 		k, err := newTicketKey(n.self, now.UnixMilli(), n.tickets.all())
 		if err != nil {
 			n.log.Error().Err(err).Msg("TLS ticket key: no randomness; the keys in force stay")
@@ -196,7 +199,7 @@ func (n *Node) ticketTick() {
 			}
 		}
 	}
-	if time.Since(n.tickets.lastSent) >= drainResend {
+	if n.ticketsShared() && time.Since(n.tickets.lastSent) >= drainResend {
 		n.tickets.lastSent = time.Now()
 		n.resendTicketKeys(n.peers.live())
 	}
