@@ -160,7 +160,8 @@ func TestTicketKeysResumeAcrossListeners(t *testing.T) {
 
 // BenchmarkTLSHandshake measures a client's new connection to a local TLS
 // listener (ECDSA P-256 certificate, Go's default key exchange:
-// X25519MLKEM768 for TLS 1.3, X25519 for 1.2): a full handshake, and one
+// X25519MLKEM768 for TLS 1.3, X25519 for 1.2; tls1.3-x25519: a client
+// offering X25519 only): a full handshake, and one
 // resumed with a session ticket. Both ends run in this process, so ns/op
 // is the CPU of both sides plus loopback latency; cpu-µs/op is the
 // process's CPU time (client + server) per connection.
@@ -174,7 +175,8 @@ func BenchmarkTLSHandshake(b *testing.B) {
 	for _, v := range []struct {
 		name string
 		ver  uint16
-	}{{"tls1.2", tls.VersionTLS12}, {"tls1.3", tls.VersionTLS13}} {
+		kex  []tls.CurveID // client's key exchanges; nil: Go's default
+	}{{"tls1.2", tls.VersionTLS12, nil}, {"tls1.3", tls.VersionTLS13, nil}, {"tls1.3-x25519", tls.VersionTLS13, []tls.CurveID{tls.X25519}}} {
 		for _, resume := range []bool{false, true} {
 			name := v.name + "/full"
 			if resume {
@@ -186,7 +188,7 @@ func BenchmarkTLSHandshake(b *testing.B) {
 				tk.Attach(cfg)
 				tk.Set(randomKeys(b, 3))
 				addr := handshakeServer(b, cfg)
-				cc := &tls.Config{RootCAs: ca.Pool, ServerName: "a.example", MaxVersion: v.ver}
+				cc := &tls.Config{RootCAs: ca.Pool, ServerName: "a.example", MaxVersion: v.ver, CurvePreferences: v.kex}
 				if resume {
 					cc.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 					connect(b, addr, cc)
