@@ -56,6 +56,32 @@ func resumeFleet(t *testing.T, key bool) (f *fleet.Fleet, tlsAddrs []string, sit
 	return f, tlsAddrs, site
 }
 
+// checkTicketLogs checks the nodes' ticket key lines as the log test does
+// every line: strict JSON, durations with units.
+func checkTicketLogs(t *testing.T, f *fleet.Fleet) {
+	t.Helper()
+	for _, n := range f.Nodes {
+		found := 0
+		for _, line := range strings.Split(strings.TrimRight(n.Log(), "\n"), "\n") {
+			if !strings.Contains(line, "ticket key") {
+				continue
+			}
+			found++
+			fields, err := strictObject([]byte(line))
+			if err != nil {
+				t.Errorf("%s: %v\n%s", n.Name, err, line)
+				continue
+			}
+			for _, problem := range logLineProblems(fields) {
+				t.Errorf("%s: %s\n%s", n.Name, problem, line)
+			}
+		}
+		if found == 0 {
+			t.Errorf("%s logged nothing about its ticket keys", n.Name)
+		}
+	}
+}
+
 // newResumer is an HTTPS client with its own session cache and one
 // connection per request.
 func newResumer(site *edgeSite, maxVersion uint16) *http.Client {
@@ -84,6 +110,7 @@ func TestEdgeResumeAcrossNodes(t *testing.T) {
 			t.Fatalf("%s does not say its ticket keys are shared:\n%s", n.Name, n.LogTail(20))
 		}
 	}
+	checkTicketLogs(t, f)
 	// The keys reach the other node within a gossip round trip; a client
 	// may get a ticket under a key B does not hold yet only in that window.
 	waitUntil(t, "a ticket from node0 resumes on node1", func() bool {
@@ -119,6 +146,7 @@ func TestEdgeNoResumeAcrossNodesWithoutGossipKey(t *testing.T) {
 			t.Fatalf("%s does not say its ticket keys are its own:\n%s", n.Name, n.LogTail(20))
 		}
 	}
+	checkTicketLogs(t, f)
 	for try := range 4 {
 		c := newResumer(site, 0)
 		from, to := try%2, 1-try%2
