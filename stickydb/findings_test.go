@@ -323,7 +323,7 @@ func TestFindingNoFullCopyStormForLostEvents(t *testing.T) {
 	sent := 0
 	for now := t1; now.Before(t0.Add(40 * time.Minute)); now = now.Add(50 * time.Millisecond) {
 		for _, r := range me.Tick(now) {
-			if r.Reason != "watchdog" {
+			if r.Reason != ReasonWatchdog {
 				sent++
 			}
 			catchUp(t, me, peers[r.To], now)
