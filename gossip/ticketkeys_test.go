@@ -290,3 +290,26 @@ func TestTicketKeysReplicated(t *testing.T) {
 		})
 	}
 }
+
+// A node of an encrypted fleet without a TLS listener (no OnTicketKeys)
+// makes no key but holds and passes on the fleet's.
+func TestTicketKeysNodeWithoutTLS(t *testing.T) {
+	c := startCluster(t, 2, clusterOpts{key: make([]byte, 32), node: func(i int, cfg *Config) {
+		cfg.TicketKeyGrace = 100 * time.Millisecond
+		if i == 1 {
+			cfg.OnTicketKeys = func([][32]byte) {}
+		}
+	}})
+	eventually(t, 10*time.Second, func() bool { return len(c.nodes[0].TicketKeys()) == 1 },
+		func() string { return "the node without TLS does not hold the fleet's key" })
+	time.Sleep(300 * time.Millisecond) // past its grace: it must still make none
+	for _, k := range c.nodes[0].TicketKeys() {
+		if k.Origin != c.nodes[1].Name() {
+			t.Fatalf("the node without TLS made a key: %+v", k.Origin)
+		}
+	}
+	// A node that joins later gets the key from either.
+	c.add(2)
+	eventually(t, 10*time.Second, func() bool { return len(c.nodes[2].TicketKeys()) == 1 },
+		func() string { return "a late joiner did not receive the key" })
+}
