@@ -21,16 +21,18 @@ import (
 // over the measuring window.
 type FleetResult struct {
 	N              int     `json:"n"`
-	Rate           int     `json:"rate"`            // new bindings/s asked for, fleet-wide
-	BindsPerSec    float64 `json:"binds_per_s"`     // made, fleet-wide
-	StartupSec     float64 `json:"startup_s"`       // all joined and ready
-	WindowSec      float64 `json:"window_s"`        // measuring window
-	Probes         int     `json:"probes"`          // convergence samples
-	ProbesLost     int     `json:"probes_lost"`     // not on every node within ProbeTimeout
-	P50Ms          float64 `json:"conv_p50_ms"`     // bind on one node -> on all others
-	P99Ms          float64 `json:"conv_p99_ms"`     //
-	MaxMs          float64 `json:"conv_max_ms"`     //
-	MsgsPerNode    float64 `json:"msgs_per_s_node"` // tether messages sent (UDP+TCP)
+	Tuning         string  `json:"tuning"`              // gossip push settings of the run
+	Rate           int     `json:"rate"`                // new bindings/s asked for, fleet-wide
+	BindsPerSec    float64 `json:"binds_per_s"`         // made, fleet-wide
+	StartupSec     float64 `json:"startup_s"`           // all joined and ready
+	WindowSec      float64 `json:"window_s"`            // measuring window
+	Probes         int     `json:"probes"`              // convergence samples
+	ProbesLost     int     `json:"probes_lost"`         // not on every node within ProbeTimeout
+	P50Ms          float64 `json:"conv_p50_ms"`         // bind on one node -> on all others
+	P99Ms          float64 `json:"conv_p99_ms"`         //
+	MaxMs          float64 `json:"conv_max_ms"`         //
+	MsgsPerNode    float64 `json:"msgs_per_s_node"`     // tether messages sent (UDP+TCP)
+	TCPPerNode     float64 `json:"tcp_msgs_per_s_node"` // of which reliable (a TCP connection each)
 	TetherBytes    float64 `json:"tether_bytes_per_s_node"`
 	WireBytes      float64 `json:"wire_bytes_per_s_node"` // everything the transport wrote
 	IdleWireBytes  float64 `json:"idle_wire_bytes_per_s_node"`
@@ -139,7 +141,7 @@ func (f *fleet) wireBytes() (s uint64) {
 }
 
 type sums struct {
-	msgs, bytes, workDropped, outboxDropped, requests, copies uint64
+	msgs, tcp, bytes, workDropped, outboxDropped, requests, copies uint64
 }
 
 func (f *fleet) sums() (s sums) {
@@ -147,6 +149,7 @@ func (f *fleet) sums() (s sums) {
 		st := n.Stats()
 		s.msgs += st.MessagesUDP + st.MessagesTCP
 		s.bytes += st.BytesSent
+		s.tcp += st.MessagesTCP
 		s.workDropped += st.WorkDropped
 		s.outboxDropped += st.OutboxDropped
 		s.requests += st.RequestsSent
@@ -161,7 +164,7 @@ func (f *fleet) waitFormed(timeout time.Duration) error {
 	for {
 		ok := true
 		for _, n := range f.nodes {
-			if len(n.Members()) < len(f.nodes)-1 || !n.Ready() {
+			if len(n.Members()) < len(f.nodes) || !n.Ready() {
 				ok = false
 				break
 			}
@@ -200,8 +203,11 @@ func (g *loadGen) run(nodes []*gossip.Node, rate int, stop <-chan struct{}) {
 		case <-tk.C:
 		}
 		// Catch up to the wall clock so a late tick does not lower the rate.
+		// A process too busy to keep the rate makes at most 4 ticks' worth
+		// per tick: the rate made is reported, not assumed.
 		due := uint64(time.Since(start).Seconds() * float64(rate))
-		for g.made.Load() < due {
+		budget := max(1, 4*rate*int(tick)/int(time.Second))
+		for ; g.made.Load() < due && budget > 0; budget-- {
 			i := g.next.Add(1)
 			now := time.Now()
 			_, _, _ = nodes[i%uint64(len(nodes))].Store().BindIfAbsent(loadKey(i), replicas[i%4], now)
@@ -265,11 +271,12 @@ type fleetOpts struct {
 	joiner     int // bindings in the fleet for the joiner run; 0 skips it
 	perBindCPU time.Duration
 	retune     func(*gossip.Config, int)
+	tuning     string
 	logf       func(string, ...any)
 }
 
 func runFleet(n int, o fleetOpts) (FleetResult, error) {
-	r := FleetResult{N: n, Rate: o.rate}
+	r := FleetResult{N: n, Rate: o.rate, Tuning: o.tuning}
 	f := &fleet{net: faultnet.New(1), transports: map[string]*faultnet.Transport{}, key: []byte("0123456789abcdef"), retune: o.retune}
 	defer f.close()
 	t0 := time.Now()
@@ -307,7 +314,7 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	pace := time.NewTicker(o.probeEvery)
 	for seq := 0; time.Since(t1) < o.window; seq++ {
 		<-pace.C
-		d, ok := probe(f.nodes, seq%n, seq, 5*time.Second)
+		d, ok := probe(f.nodes, seq%n, seq, min(5*time.Second, max(time.Second, o.window-time.Since(t1))))
 		r.Probes++
 		if !ok {
 			r.ProbesLost++
@@ -325,6 +332,7 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	binds := m1 - m0
 	r.BindsPerSec = float64(binds) / win
 	r.MsgsPerNode = float64(s1.msgs-s0.msgs) / win / float64(n)
+	r.TCPPerNode = float64(s1.tcp-s0.tcp) / win / float64(n)
 	r.TetherBytes = float64(s1.bytes-s0.bytes) / win / float64(n)
 	r.WireBytes = float64(w1-w0) / win / float64(n)
 	proc := (c1 - c0).Seconds() / win
@@ -344,13 +352,13 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	// Settle: every node holds every binding made (load + probes).
 	want := int(gen.made.Load()) + r.Probes - r.ProbesLost
 	ts := time.Now()
-	r.Settled = waitLen(f.nodes, want, 30*time.Second)
+	r.Settled = waitLen(f.nodes, want, 10*time.Second)
 	r.SettleSec = time.Since(ts).Seconds()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r.HeapMiB = float64(ms.HeapAlloc) / (1 << 20)
-	o.logf("n=%d p50 %.1fms p99 %.1fms, %.0f msgs/s/node, %.0f B/s/node wire, cpu/node %.1f%%, settled %v in %.1fs",
-		n, r.P50Ms, r.P99Ms, r.MsgsPerNode, r.WireBytes, r.CPUPerNode, r.Settled, r.SettleSec)
+	o.logf("n=%d %.0f binds/s, p50 %.1fms p99 %.1fms (%d/%d probes lost), %.0f msgs/s/node (%.0f TCP), %d range requests, %d full copies, %.0f B/s/node wire, cpu/node %.1f%%, settled %v in %.1fs",
+		n, r.BindsPerSec, r.P50Ms, r.P99Ms, r.ProbesLost, r.Probes, r.MsgsPerNode, r.TCPPerNode, r.RangeRequests, r.FullCopies, r.WireBytes, r.CPUPerNode, r.Settled, r.SettleSec)
 
 	if o.joiner > 0 {
 		if err := joinerRun(f, n, o, &r); err != nil {

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tetherproxy/tether/gossip"
 )
 
 // Result is the whole run, as written to -out.
@@ -47,6 +49,8 @@ func main() {
 	table := flag.String("table", "", "table sizes for the one-node runs, comma separated (e.g. 100000,1000000,10000000)")
 	opDur := flag.Duration("op-dur", 4*time.Second, "proxy-like load per table size")
 	dir := flag.String("dir", "", "directory for snapshots (default a temporary one)")
+	pushInterval := flag.Duration("push-interval", 0, "gossip PushInterval for every node (0: the default, 20ms)")
+	pushBurst := flag.Int("push-burst", 0, "gossip PushBurst for every node (0: the default, 20)")
 	out := flag.String("out", "bench/scale.json", "JSON output")
 	flag.Parse()
 
@@ -80,6 +84,16 @@ func main() {
 		for _, n := range sizes {
 			o := fleetOpts{rate: *rate, window: *window, idle: *idle, warmup: *warmup, probeEvery: *probeEvery,
 				perBindCPU: per, logf: logf}
+			dc := gossip.DefaultConfig()
+			pi, pb := dc.PushInterval, dc.PushBurst
+			if *pushInterval > 0 {
+				pi = *pushInterval
+			}
+			if *pushBurst > 0 {
+				pb = *pushBurst
+			}
+			o.tuning = fmt.Sprintf("push %v x%d", pi, pb)
+			o.retune = func(c *gossip.Config, _ int) { c.PushInterval, c.PushBurst = pi, pb }
 			if n == *joinerN {
 				o.joiner = *joiner
 			}
