@@ -217,7 +217,7 @@ func (g *loadGen) run(nodes []*gossip.Node, rate int, stop <-chan struct{}) {
 }
 
 // probe binds one key on from and waits until every other node holds it.
-func probe(nodes []*gossip.Node, from int, seq int, timeout time.Duration) (time.Duration, bool) {
+func probe(nodes []*gossip.Node, from int, seq int, timeout time.Duration, logf func(string, ...any)) (time.Duration, bool) {
 	k, _ := stickydb.NewKey(netip.AddrFrom4([4]byte{192, 168, byte(seq >> 8), byte(seq)}), "probe.example")
 	t0 := time.Now()
 	if _, _, err := nodes[from].Store().BindIfAbsent(k, "web-0", t0); err != nil {
@@ -239,6 +239,15 @@ func probe(nodes []*gossip.Node, from int, seq int, timeout time.Duration) (time
 			break
 		}
 		if time.Now().After(deadline) {
+			if seq < 3 && logf != nil {
+				for _, n := range pending[:min(3, len(pending))] {
+					st := n.Stats()
+					ds := n.DB().Stats()
+					logf("probe %d from %s missing on %s (%d of %d missing): members %d ready %v groups rcvd %d applied %d rejected %d decode errs %d cap %d core rejects %d unknown peer %d work dropped %d; core %+v",
+						seq, nodes[from].Name(), n.Name(), len(pending), len(nodes)-1, len(n.Members()), st.Ready, st.GroupsReceived, st.EventsApplied, st.EventsRejected,
+						st.DecodeErrors, st.CapBreaches, st.CoreRejects, st.UnknownPeer, st.WorkDropped, ds)
+				}
+			}
 			return 0, false
 		}
 		time.Sleep(200 * time.Microsecond)
@@ -314,7 +323,7 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	pace := time.NewTicker(o.probeEvery)
 	for seq := 0; time.Since(t1) < o.window; seq++ {
 		<-pace.C
-		d, ok := probe(f.nodes, seq%n, seq, min(5*time.Second, max(time.Second, o.window-time.Since(t1))))
+		d, ok := probe(f.nodes, seq%n, seq, min(5*time.Second, max(time.Second, o.window-time.Since(t1))), o.logf)
 		r.Probes++
 		if !ok {
 			r.ProbesLost++
