@@ -22,6 +22,9 @@ import (
 
 type fleetRow struct {
 	N         int     `json:"n"`
+	Tuning    string  `json:"tuning"`
+	Probes    int     `json:"probes"`
+	Lost      int     `json:"probes_lost"`
 	P50       float64 `json:"conv_p50_ms"`
 	P99       float64 `json:"conv_p99_ms"`
 	Wire      float64 `json:"wire_bytes_per_s_node"`
@@ -64,19 +67,38 @@ func main() {
 		r.Table = append(r.Table, one.Table...)
 	}
 	if len(r.Fleet) > 0 {
-		conv := newPlot("Convergence (bind on one node -> on all others)", "nodes (N)", "ms")
-		line(conv, "p50", 0, pts(r.Fleet, func(f fleetRow) (float64, float64) { return float64(f.N), f.P50 }))
-		line(conv, "p99", 1, pts(r.Fleet, func(f fleetRow) (float64, float64) { return float64(f.N), f.P99 }))
+		// One line per push tuning. A size where probes were lost (the
+		// fleet fell apart on this machine) has no convergence figure and
+		// is left out of that chart; SCALE.md says which.
+		var tunings []string
+		byTuning := map[string][]fleetRow{}
+		for _, f := range r.Fleet {
+			if _, ok := byTuning[f.Tuning]; !ok {
+				tunings = append(tunings, f.Tuning)
+			}
+			byTuning[f.Tuning] = append(byTuning[f.Tuning], f)
+		}
+		conv := newPlot("Convergence, bind on one node -> on all others (held sizes only)", "nodes (N)", "ms")
+		bw := newPlot("Bytes sent per node per second (memberlist + tether)", "nodes (N)", "KiB/s")
+		cpu := newPlot("Process CPU / N, load generator taken out (in-process)", "nodes (N)", "% of one core")
+		for i, t := range tunings {
+			rows := byTuning[t]
+			var held []fleetRow
+			for _, f := range rows {
+				if f.Probes > 0 && f.Lost == 0 {
+					held = append(held, f)
+				}
+			}
+			if len(held) > 0 {
+				line(conv, t+" p50", 2*i, pts(held, func(f fleetRow) (float64, float64) { return float64(f.N), f.P50 }))
+				line(conv, t+" p99", 2*i+1, pts(held, func(f fleetRow) (float64, float64) { return float64(f.N), f.P99 }))
+			}
+			line(bw, t+", under load", 2*i, pts(rows, func(f fleetRow) (float64, float64) { return float64(f.N), f.Wire / 1024 }))
+			line(bw, t+", idle", 2*i+1, pts(rows, func(f fleetRow) (float64, float64) { return float64(f.N), f.IdleWire / 1024 }))
+			line(cpu, t, 2*i, pts(rows, func(f fleetRow) (float64, float64) { return float64(f.N), f.CPUPerNod }))
+		}
 		save(conv, *out, "scale-convergence.png")
-
-		bw := newPlot("Bytes sent per node per second", "nodes (N)", "KiB/s")
-		line(bw, "wire, under load", 0, pts(r.Fleet, func(f fleetRow) (float64, float64) { return float64(f.N), f.Wire / 1024 }))
-		line(bw, "tether messages, under load", 1, pts(r.Fleet, func(f fleetRow) (float64, float64) { return float64(f.N), f.Tether / 1024 }))
-		line(bw, "wire, idle", 2, pts(r.Fleet, func(f fleetRow) (float64, float64) { return float64(f.N), f.IdleWire / 1024 }))
 		save(bw, *out, "scale-bytes.png")
-
-		cpu := newPlot("Replication CPU per node (in-process)", "nodes (N)", "% of one core")
-		line(cpu, "per node", 0, pts(r.Fleet, func(f fleetRow) (float64, float64) { return float64(f.N), f.CPUPerNod }))
 		save(cpu, *out, "scale-cpu.png")
 	}
 	if len(r.Table) > 0 {
@@ -106,6 +128,9 @@ var palette = []color.Color{
 	color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 255},
 	color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 255},
 	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 255},
+	color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 255},
+	color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 255},
+	color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 255},
 }
 
 func newPlot(title, x, y string) *plot.Plot {
