@@ -23,6 +23,7 @@ import (
 type fleetRow struct {
 	N         int     `json:"n"`
 	Tuning    string  `json:"tuning"`
+	Rate      int     `json:"rate"`
 	Probes    int     `json:"probes"`
 	Lost      int     `json:"probes_lost"`
 	P50       float64 `json:"conv_p50_ms"`
@@ -73,10 +74,11 @@ func main() {
 		var tunings []string
 		byTuning := map[string][]fleetRow{}
 		for _, f := range r.Fleet {
-			if _, ok := byTuning[f.Tuning]; !ok {
-				tunings = append(tunings, f.Tuning)
+			key := fmt.Sprintf("%s, %d/s", f.Tuning, f.Rate)
+			if _, ok := byTuning[key]; !ok {
+				tunings = append(tunings, key)
 			}
-			byTuning[f.Tuning] = append(byTuning[f.Tuning], f)
+			byTuning[key] = append(byTuning[key], f)
 		}
 		conv := newPlot("Convergence, bind on one node -> on all others (held sizes only)", "nodes (N)", "ms")
 		bw := newPlot("Bytes sent per node per second (memberlist + tether)", "nodes (N)", "KiB/s")
