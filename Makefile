@@ -81,10 +81,12 @@ fuzz: deps
 # fresh seed per run (rapid prints it on failure; replay with
 # -rapid.seed=N): the fleet simulation at 1500 checks x 300 steps for
 # SOAK_SEEDS seeds, the whole-lifetime test at 10x (1000 fleets x 80
-# phases), the merge semilattice and gossip's wire round trips at 10x
-# checks, recovery's randomized crash tests 10 times. Bounded by
-# SOAK_TIMEOUT per command (the whole target well under 30 min on 2 cores).
-SOAK_SEEDS   ?= 3
+# phases), a fleet of processes through 60 TTLs with 30 restarts per
+# recovery mode, the merge semilattice and gossip's wire round trips at 10x
+# checks, recovery's randomized crash tests 10 times. About 35 min on the
+# 2-core machine with the default 40 seeds; bounded by SOAK_TIMEOUT per
+# command.
+SOAK_SEEDS   ?= 40
 SOAK_TIMEOUT ?= 25m
 soak: deps
 	@set -e; for n in $$(seq 1 $(SOAK_SEEDS)); do \
@@ -97,6 +99,8 @@ soak: deps
 	@echo "== soak: stickydb merge, gossip wire properties x10"
 	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestMergeIsASemilattice$$' ./stickydb/ -rapid.checks=1000
 	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^Test(Group|Chunk|RequestEndState)RoundTrip$$' ./gossip/ -rapid.checks=1000
+	@echo "== soak: a fleet of processes through 60 TTLs, 30 restarts per recovery mode"
+	LONGRUN_RESTARTS=30 LONGRUN_TTLS=60 $(GO) test -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestFleetLongRun$$' ./test/
 	@echo "== soak: recovery's kill -9 test x10"
 	$(GO) test -count=10 -timeout $(SOAK_TIMEOUT) -run '^TestKillNine$$' ./recovery/
 

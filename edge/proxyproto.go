@@ -61,6 +61,8 @@ func TCPPeerOf(c net.Conn) net.Addr {
 			c = t.NetConn()
 		case *proxyproto.Conn:
 			return t.Raw().RemoteAddr()
+		case interface{ NetConn() net.Conn }:
+			c = t.NetConn() // e.g. a connection the proxy's loop handed to net/http
 		default:
 			return c.RemoteAddr()
 		}

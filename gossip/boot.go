@@ -69,7 +69,7 @@ func (n *Node) startup(now time.Time) {
 	b.askedAt = now
 	b.chunksAt = n.stats.chunksReceived.Load()
 	n.log.Info().Str("peer", p.name).Msg("asking for a full copy (start-up)")
-	n.sendRequest(stickydb.Request{To: p.name, Full: true, Reason: "initial"}, now)
+	n.sendRequest(stickydb.Request{To: p.name, Full: true, Reason: stickydb.ReasonInitial}, now)
 }
 
 // checkEpoch starts an epoch after the latest one of ours a peer knows, if

@@ -27,7 +27,7 @@ func FuzzDecode(f *testing.F) {
 		}}
 	f.Add(encodeGroup(&g, groupMeta{}))
 	f.Add(encodeGroup(&g, groupMeta{flags: groupAnswer}))
-	f.Add(encodeRequest("n2", &stickydb.Request{Origins: []string{"n1"}, Known: g.Vector, Reason: "gap"}))
+	f.Add(encodeRequest("n2", &stickydb.Request{Origins: []string{"n1"}, Known: g.Vector, Reason: stickydb.ReasonGap}))
 	f.Add(encodeChunk(&chunkMsg{Sender: "n1", Copy: 5, Hint: 100, Records: []stickydb.Record{{Key: k, Binding: g.Events[0].Binding}}}))
 	f.Add(encodeCopyEnd("n1", 5, 1, 1, g.Vector))
 	f.Add(encodeState("n1", g.Vector))

@@ -108,7 +108,7 @@ func TestFullCopyRateLimit(t *testing.T) {
 	}
 	c.waitConverged(5 * time.Second)
 	victim, flooder := c.nodes[0], c.nodes[1]
-	req := encodeRequest(flooder.Name(), &stickydb.Request{Full: true, Reason: "full"})
+	req := encodeRequest(flooder.Name(), &stickydb.Request{Full: true, Reason: stickydb.ReasonFull})
 	const asks = 20
 	for range asks {
 		if err := flooder.ml.SendToAddress(memberlist.Address{Addr: victim.Addr(), Name: victim.Name()}, req); err != nil {

@@ -16,7 +16,7 @@ func (n *Node) sendRequest(req stickydb.Request, now time.Time) {
 	if req.Full && n.copies.arriving() {
 		// One copy at a time: the one arriving closes the gap or, if it
 		// does not, the core asks again once it is merged (copyflow.go).
-		n.log.Debug().Str("peer", req.To).Str("reason", req.Reason).Msg("full copy request held: a copy is arriving")
+		n.log.Debug().Str("peer", req.To).Stringer("reason", req.Reason).Msg("full copy request held: a copy is arriving")
 		return
 	}
 	// Any request may be answered with a full copy (when the range is gone
@@ -27,7 +27,7 @@ func (n *Node) sendRequest(req stickydb.Request, now time.Time) {
 		n.stats.requestsSent.Add(1)
 		p.c.requestsSent.Add(1)
 	}
-	n.log.Debug().Str("peer", req.To).Str("reason", req.Reason).Bool("full", req.Full).Strs("origins", req.Origins).Msg("request sent")
+	n.log.Debug().Str("peer", req.To).Stringer("reason", req.Reason).Bool("full", req.Full).Strs("origins", req.Origins).Msg("request sent")
 }
 
 // onRequest (delegate) applies the per-peer rate limits, then hands the
@@ -74,7 +74,7 @@ func (n *Node) answer(p *peer, req stickydb.Request) {
 		return
 	}
 	n.stats.requestsAnswered.Add(1)
-	n.log.Debug().Str("peer", p.name).Str("reason", req.Reason).Int("groups", len(groups)).Msg("answering")
+	n.log.Debug().Str("peer", p.name).Stringer("reason", req.Reason).Int("groups", len(groups)).Msg("answering")
 	for i := range groups {
 		if !n.sendAnswerGroup(p, &groups[i]) {
 			return

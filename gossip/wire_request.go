@@ -10,18 +10,6 @@ func wireErr(err error, format string, args ...any) error {
 	return fmt.Errorf("%w: %s", err, fmt.Sprintf(format, args...))
 }
 
-// Request reasons on the wire. Only append.
-var reasons = []string{"", "gap", "third", "full", "watchdog"}
-
-func reasonCode(s string) uint64 {
-	for i, r := range reasons {
-		if r == s {
-			return uint64(i)
-		}
-	}
-	return 0
-}
-
 const flagFull = 1
 
 // requestMsg is a decoded msgRequest.
@@ -45,7 +33,7 @@ func encodeRequest(sender string, req *stickydb.Request) []byte {
 		flags |= flagFull
 	}
 	w.uint(flags)
-	w.uint(reasonCode(req.Reason))
+	w.uint(uint64(req.Reason)) // stickydb.Reason: numbered, only appended
 	if req.Origins == nil {
 		w.nil()
 	} else {
@@ -67,8 +55,8 @@ func decodeRequest(body []byte, caps *Caps) (requestMsg, error) {
 	flags := r.uint(0xff, "flags")
 	reason := r.uint(0xff, "reason")
 	m.Req.Full = flags&flagFull != 0
-	if reason < uint64(len(reasons)) {
-		m.Req.Reason = reasons[reason]
+	if r := stickydb.Reason(reason); reason <= 255 && r.Known() {
+		m.Req.Reason = r // one a newer peer added stays ReasonNone
 	}
 	if !r.isNil() {
 		n := r.count(caps.MaxOrigins, 1, "origins")

@@ -274,6 +274,16 @@ func BenchmarkEndToEnd(b *testing.B) {
 			go func() { _ = srv.Serve(ln) }()
 			return "http://" + ln.Addr().String(), func() { _ = srv.Close(); _ = p.Close() }
 		}},
+		{"tether-loop", func(b *testing.B) (string, func()) {
+			p := benchProxy(b, be)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			ls := NewLoopServer(p.NewServer())
+			go func() { _ = ls.Serve(ln) }()
+			return "http://" + ln.Addr().String(), func() { _ = ls.Close(); _ = p.Close() }
+		}},
 		{"haproxy", func(b *testing.B) (string, func()) { u, s, _ := startHAProxy(b, be); return u, s }},
 	}
 	for _, tg := range targets {

@@ -232,10 +232,18 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 			c.setReadDeadline(last) // headers arriving in pieces
 		}
 		c.cr.lim = c.cr.n + maxResponseHeaderBytes
+		connLines := rawConnection(c.br)
 		res, err := http.ReadResponse(c.br, r)
 		c.cr.lim = math.MaxInt64
 		if err != nil {
 			return nil, plainHead{}, err
+		}
+		if _, ok := res.Header["Connection"]; !ok && len(connLines) > 0 {
+			// http.ReadResponse drops the Connection lines of a response
+			// that says close, and with them the fields they name, which
+			// a proxy must remove (RFC 9110 7.6.1): put them back for
+			// copyResponseFast.
+			res.Header["Connection"] = connLines
 		}
 		if res.StatusCode < 100 || res.StatusCode > 199 || res.StatusCode == http.StatusSwitchingProtocols {
 			return res, plainHead{}, nil
@@ -249,6 +257,24 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 		rw.WriteHeader(res.StatusCode)
 		clear(h)
 	}
+}
+
+// rawConnection returns the values of the Connection lines of the response
+// head in br's buffer, when the whole head is there.
+func rawConnection(br *bufio.Reader) []string {
+	buf, _ := br.Peek(br.Buffered())
+	end := bytes.Index(buf, crlfcrlf)
+	if end < 0 {
+		return nil
+	}
+	var out []string
+	for _, line := range bytes.Split(buf[:end], crlf) {
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(name, []byte("Connection")) {
+			out = append(out, string(bytes.TrimSpace(value)))
+		}
+	}
+	return out
 }
 
 // headerBuffered reports whether a whole header block (up to its blank

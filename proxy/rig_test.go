@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -86,17 +87,31 @@ func newRig(t *testing.T, routes Routes, mod func(*Config)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As tether serves: the fast forwarding behind the server loop, the
+	// standard one behind net/http's server alone.
 	srv := p.NewServer()
-	go func() { _ = srv.Serve(ln) }()
+	shutdown := srv.Shutdown
+	if cfg.Forwarding == ForwardFast && !rigStdServer {
+		ls := NewLoopServer(srv)
+		go func() { _ = ls.Serve(ln) }()
+		shutdown = ls.Shutdown
+	} else {
+		go func() { _ = srv.Serve(ln) }()
+	}
 	r := &rig{t: t, db: db, p: p, srv: srv, url: "http://" + ln.Addr().String(), reg: reg}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
+		_ = shutdown(ctx)
 		_ = p.Close()
 	})
 	return r
 }
+
+// rigStdServer makes newRig serve the fast forwarding with net/http's
+// server instead of the loop (TETHER_TEST_STD_SERVER=1), to tell the two
+// apart when a test fails.
+var rigStdServer = os.Getenv("TETHER_TEST_STD_SERVER") == "1"
 
 // clientIP is the i-th test client's source address, 127.20.x.y.
 func clientIP(i int) string { return fmt.Sprintf("127.20.%d.%d", i/250, i%250+1) }

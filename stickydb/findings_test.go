@@ -1,6 +1,8 @@
 package stickydb
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -323,7 +325,7 @@ func TestFindingNoFullCopyStormForLostEvents(t *testing.T) {
 	sent := 0
 	for now := t1; now.Before(t0.Add(40 * time.Minute)); now = now.Add(50 * time.Millisecond) {
 		for _, r := range me.Tick(now) {
-			if r.Reason != "watchdog" {
+			if r.Reason != ReasonWatchdog {
 				sent++
 			}
 			catchUp(t, me, peers[r.To], now)
@@ -334,5 +336,49 @@ func TestFindingNoFullCopyStormForLostEvents(t *testing.T) {
 	}
 	if sent > 5 {
 		t.Fatalf("%d requests for events nobody holds", sent)
+	}
+}
+
+// Finding 7 (name table): filling the 65,535-entry name table copied it on
+// every insert, O(n²) bytes (about 50 GB): seven groups of new names held
+// the replication lock for 38 s. Now it grows by doubling: filling it
+// allocates a few MB, and the names read back right while it grows under a
+// concurrent reader (run with -race).
+func TestNameTableFillsInLinearTime(t *testing.T) {
+	n := newNames()
+	stop := make(chan struct{})
+	done := make(chan string, 1)
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			l := *n.list.Load()
+			if last := len(l) - 1; last > 0 && l[last].name != fmt.Sprintf("r%d", last) {
+				done <- fmt.Sprintf("id %d reads %q", last, l[last].name)
+				return
+			}
+		}
+	}()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 1; i <= 0xffff; i++ {
+		if _, err := n.id(fmt.Sprintf("r%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	close(stop)
+	if msg, ok := <-done; ok {
+		t.Fatal(msg)
+	}
+	if _, err := n.id("one-too-many"); err != ErrTooManyNames {
+		t.Fatalf("65,536th name: %v", err)
+	}
+	if b := after.TotalAlloc - before.TotalAlloc; b > 64<<20 {
+		t.Fatalf("filling the table allocated %d MB", b>>20)
 	}
 }

@@ -86,19 +86,7 @@ type lifetimeSim struct {
 
 func newLifetimeSim(t *rapid.T) *lifetimeSim {
 	n := rapid.IntRange(3, 5).Draw(t, "nodes")
-	cfg := DefaultConfig("")
-	cfg.Shards = 4
-	cfg.OwnLogCap = rapid.SampledFrom([]int{8, 64, 10_000}).Draw(t, "ownLogCap")
-	cfg.ChangeLogTableCap = rapid.SampledFrom([]int{4, 1000}).Draw(t, "cltCap")
-	cfg.ReorderGroups = rapid.SampledFrom([]int{1, 64}).Draw(t, "reorder")
-	s := &simNet{t: t, cfg: cfg, now: t0, cut: map[[2]int]bool{}, pool: []string{"r1", "r2", "r3"},
-		created: map[keyGen]map[string]bool{}}
-	for c := 0; c < 6; c++ {
-		for _, h := range []string{"a", "b"} {
-			k, _ := NewKey(netip.AddrFrom4([4]byte{198, 51, 100, byte(c)}), h)
-			s.keys = append(s.keys, k)
-		}
-	}
+	s := newSimNet(t, [3]byte{198, 51, 100})
 	ls := &lifetimeSim{simNet: s, leftAt: map[string]time.Time{}}
 	s.gone = map[string]bool{"rogue": true}
 	for i := 0; i < n; i++ {

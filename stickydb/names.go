@@ -7,8 +7,9 @@ import (
 
 // names interns replica and node names as 16-bit ids, so that a binding
 // table entry holds two small integers instead of two strings. Reading an id
-// takes no lock (an atomic copy-on-write slice); adding a name, which happens
-// when a new replica or node is first seen, takes a mutex.
+// takes no lock (an atomic slice, grown by doubling, entries never changed
+// once published); adding a name, which happens when a new replica or node
+// is first seen, takes a mutex.
 type names struct {
 	mu   sync.Mutex
 	ids  map[string]uint16
@@ -39,8 +40,17 @@ func (n *names) id(name string) (uint16, error) {
 		return 0, ErrTooManyNames
 	}
 	id := uint16(len(l))
-	nl := make([]nameInfo, len(l)+1, len(l)+1+len(l)/2)
-	copy(nl, l)
+	// Readers hold the old slice and never index past its length, so the
+	// new entry can go into spare capacity in place; the slice is copied
+	// only when full (doubling), so filling the table costs O(n), not the
+	// O(n²) a copy per name cost (finding 7: 38 s under the lock).
+	var nl []nameInfo
+	if len(l) < cap(l) {
+		nl = l[:len(l)+1]
+	} else {
+		nl = make([]nameInfo, len(l)+1, 2*len(l)+1)
+		copy(nl, l)
+	}
 	nl[id] = nameInfo{name: name, hash: NameHash(name)}
 	n.ids[name] = id
 	n.list.Store(&nl)

@@ -15,14 +15,14 @@ func TestEscalationOriginThirdFull(t *testing.T) {
 	// third's vector says it has o's events 1..20.
 	db.ObserveVector("third", Vector{"o": {{1, 20}}}, now)
 	reqs := db.Tick(now.Add(50 * time.Millisecond))
-	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != "gap" {
+	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != ReasonGap {
 		t.Fatalf("first ask = %+v", reqs)
 	}
 	if rs := db.Tick(now.Add(100 * time.Millisecond)); len(rs) != 0 {
 		t.Fatalf("asked again before RangeTimeout: %+v", rs)
 	}
 	reqs = db.Tick(now.Add(600 * time.Millisecond))
-	if len(reqs) != 1 || reqs[0].To != "third" || reqs[0].Reason != "third" || reqs[0].Full {
+	if len(reqs) != 1 || reqs[0].To != "third" || reqs[0].Reason != ReasonThird || reqs[0].Full {
 		t.Fatalf("second ask = %+v", reqs)
 	}
 	reqs = db.Tick(now.Add(1200 * time.Millisecond))
@@ -214,7 +214,7 @@ func TestWatchdogAsksSilentPeer(t *testing.T) {
 		t.Fatalf("early watchdog: %+v", reqs)
 	}
 	reqs := db.Tick(t0.Add(6 * time.Second))
-	if len(reqs) != 1 || reqs[0].To != "p" || reqs[0].Reason != "watchdog" {
+	if len(reqs) != 1 || reqs[0].To != "p" || reqs[0].Reason != ReasonWatchdog {
 		t.Fatalf("watchdog = %+v", reqs)
 	}
 	if reqs := db.Tick(t0.Add(7 * time.Second)); len(reqs) != 0 {
@@ -438,7 +438,7 @@ func TestThirdCoversUpToBuffered(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := db.Tick(now.Add(50 * time.Millisecond))
-	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != "gap" {
+	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != ReasonGap {
 		t.Fatalf("first ask = %+v", reqs)
 	}
 	// The buffered group was discarded at the first ask (Fig. 7); the next

@@ -71,6 +71,22 @@ type keyGen struct {
 
 func newSim(t *rapid.T) *simNet {
 	n := rapid.IntRange(2, 7).Draw(t, "nodes")
+	s := newSimNet(t, [3]byte{192, 0, 2})
+	for i := 0; i < n; i++ {
+		nd := &simNode{name: fmt.Sprintf("n%d", i), disk: rapid.Bool().Draw(t, fmt.Sprintf("disk%d", i))}
+		s.nodes = append(s.nodes, nd)
+		s.seen = append(s.seen, map[Key]Binding{})
+	}
+	for i := range s.nodes {
+		s.start(i, false)
+	}
+	return s
+}
+
+// newSimNet is a simulated network without nodes: a drawn configuration
+// (small logs and caps, to reach their edges) and 12 keys, 6 clients of
+// net.0/24 on two hosts.
+func newSimNet(t *rapid.T, net [3]byte) *simNet {
 	cfg := DefaultConfig("")
 	cfg.Shards = 4
 	cfg.OwnLogCap = rapid.SampledFrom([]int{8, 64, 10_000}).Draw(t, "ownLogCap")
@@ -80,17 +96,9 @@ func newSim(t *rapid.T) *simNet {
 		created: map[keyGen]map[string]bool{}}
 	for c := 0; c < 6; c++ {
 		for _, h := range []string{"a", "b"} {
-			k, _ := NewKey(netip.AddrFrom4([4]byte{192, 0, 2, byte(c)}), h)
+			k, _ := NewKey(netip.AddrFrom4([4]byte{net[0], net[1], net[2], byte(c)}), h)
 			s.keys = append(s.keys, k)
 		}
-	}
-	for i := 0; i < n; i++ {
-		nd := &simNode{name: fmt.Sprintf("n%d", i), disk: rapid.Bool().Draw(t, fmt.Sprintf("disk%d", i))}
-		s.nodes = append(s.nodes, nd)
-		s.seen = append(s.seen, map[Key]Binding{})
-	}
-	for i := range s.nodes {
-		s.start(i, false)
 	}
 	return s
 }

@@ -319,17 +319,24 @@ func attackUDPFlood(t *testing.T, n *fleet.Node, token string, metric func(*test
 	}
 }
 
-// runRefused runs `tether serve` with env and wants it to exit 2 naming
-// field.
-func runRefused(t *testing.T, env map[string]string, field string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+// serveCmd is `tether serve` with env alone (and PATH), killed after
+// within if still running.
+func serveCmd(t *testing.T, env map[string]string, within time.Duration) *exec.Cmd {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, bin, "serve")
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	return cmd
+}
+
+// runRefused runs `tether serve` with env and wants it to exit 2 naming
+// field.
+func runRefused(t *testing.T, env map[string]string, field string) string {
+	t.Helper()
+	cmd := serveCmd(t, env, 20*time.Second)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -392,13 +399,7 @@ func attackGossipKey(t *testing.T) {
 
 	// The override starts, loudly.
 	env["TETHER_GOSSIP_INSECURE"] = "true"
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "serve")
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd := serveCmd(t, env, 30*time.Second)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -2,7 +2,6 @@ package test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -142,26 +141,11 @@ func connFlood(t *testing.T, n *fleet.Node, token string, sources, perSource, ho
 
 // metricTextOr is metricText that reports -1 instead of failing.
 func metricTextOr(n *fleet.Node, token, family string) float64 {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Admin+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	body, err := metricsOf(n, token)
 	if err != nil {
 		return -1
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), family+" "); ok {
-			var f float64
-			if _, err := fmt.Sscan(v, &f); err == nil {
-				return f
-			}
-		}
-	}
-	return -1
+	return sumFamily(body, family)
 }
 
 // attackConnFlood (finding 1): idle keep-alive connections used every file

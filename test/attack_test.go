@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -177,22 +178,41 @@ func TestAttackSuite(t *testing.T) {
 	t.Run("gossip needs a key", func(t *testing.T) { attackGossipKey(t) })
 }
 
-// metricText reads one family's sum from /metrics with the admin token.
+// metricText is metricSum for a node whose admin wants token ("": none).
 func metricText(t *testing.T, n *fleet.Node, token, family string, labels ...string) float64 {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+n.Admin+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
+	body, err := metricsOf(n, token)
+	if err != nil {
+		t.Fatalf("%s: %v", n.Name, err)
+	}
+	return sumFamily(body, family, labels...)
+}
+
+// metricsOf fetches a node's /metrics text.
+func metricsOf(n *fleet.Node, token string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Admin+"/metrics", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %d", resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("/metrics: %d", resp.StatusCode)
 	}
+	return string(body), err
+}
+
+// sumFamily adds the values of every series of family in a /metrics text
+// whose labels contain all of labels.
+func sumFamily(body, family string, labels ...string) float64 {
 	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(body, "\n") {
 		if !strings.HasPrefix(line, family+"{") && !strings.HasPrefix(line, family+" ") {
 			continue
 		}

@@ -89,28 +89,7 @@ func (d rogueDelegate) LocalState(bool) []byte {
 // contain all of the given label pairs (e.g. `peer="rogue"`).
 func metricSum(t *testing.T, n *fleet.Node, family string, labels ...string) float64 {
 	t.Helper()
-	code, body, err := n.Get("/metrics")
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("%s /metrics: %d %v", n.Name, code, err)
-	}
-	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, family+"{") && !strings.HasPrefix(line, family+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if !ok {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
-			sum += v
-		}
-	}
-	return sum
+	return metricText(t, n, "", family, labels...)
 }
 
 // TestRoguePeer (issue 8): a member holding the gossip key (an in-test

@@ -43,7 +43,7 @@ type settings struct {
 	PushBurst       string `env:"TETHER_PUSH_BURST" envDefault:"20" flag:"push-burst" help:"change groups per peer per push interval; fewer = fewer, larger messages (a fleet of 25+ nodes: 1 with a 50ms interval, see bench/SCALE.md)"`
 	DataDir         string `env:"TETHER_DATA_DIR" flag:"data-dir" help:"write-ahead log and snapshots; empty = epoch mode"`
 	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it one is evicted: expired first, then unused ones, then a flood's newest (0 = no cap)"`
-	Forwarding      string `env:"TETHER_FORWARDING" envDefault:"fast" flag:"forwarding" help:"fast (plain GET/HEAD on tether's own keep-alive client, the rest through httputil.ReverseProxy) or stdlib (everything through httputil.ReverseProxy)"`
+	Forwarding      string `env:"TETHER_FORWARDING" envDefault:"fast" flag:"forwarding" help:"fast (plain GET/HEAD read by tether's own connection loop and sent on its own keep-alive client, the rest through net/http's server and httputil.ReverseProxy) or stdlib (everything through net/http's server and httputil.ReverseProxy)"`
 	TrustedProxies  string `env:"TETHER_TRUSTED_PROXIES" flag:"trusted-proxies" help:"CIDRs whose X-Forwarded-For is believed, comma-separated"`
 	// The edge (edgeconfig.go).
 	TLSListen       string `env:"TETHER_TLS_LISTEN" flag:"tls-listen" help:"TLS (HTTPS, HTTP/2) proxy address, host:port; empty = none"`

@@ -12,13 +12,14 @@ import (
 // without a key. Anyone who reaches an unencrypted gossip port can write
 // bindings into the fleet, so a node whose gossip listens beyond loopback
 // without TETHER_GOSSIP_KEY says so, once, at start. It returns an error
-// when the node must not start (today it never does: it only warns).
+// when the node must not start (it never does: validation refuses such a
+// node unless TETHER_GOSSIP_INSECURE=true, and then this is the warning).
 func checkGossipExposure(cfg Config, log zerolog.Logger) error {
 	if cfg.GossipKey != nil || loopbackOnly(cfg.GossipBind) {
 		return nil
 	}
 	log.Warn().Str("gossip_bind", cfg.GossipBind).
-		Msg("gossip listens beyond loopback without TETHER_GOSSIP_KEY: anyone who reaches this port can write bindings; set a key (head -c 16 /dev/urandom | base64, the same on every node)")
+		Msg("INSECURE: gossip listens beyond loopback without TETHER_GOSSIP_KEY (TETHER_GOSSIP_INSECURE=true): anyone who reaches this port can join the fleet, read every client's binding, drain replicas and move clients; set a key (head -c 16 /dev/urandom | base64, the same on every node)")
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -133,11 +132,5 @@ func (n *node) limitListener(ln net.Listener, srv *http.Server) (net.Listener, e
 		Str("body_timeout", l.BodyTimeout.String()).Str("write_timeout", l.WriteTimeout.String()).
 		Str("tunnel_idle_timeout", l.TunnelIdleTimeout.String()).Bool("allow_trace", l.AllowTrace).
 		Int("bind_burst", l.BindBurst).Float64("bind_rate", l.BindRate).Msg("client limits")
-	if l.GossipInsecure && n.cfg.GossipKey == nil {
-		if host, _, _ := net.SplitHostPort(n.cfg.GossipBind); !isLoopback(host) {
-			n.log.Warn().Str("gossip_bind", n.cfg.GossipBind).Msg(fmt.Sprintf("INSECURE: gossip on %s has no key (TETHER_GOSSIP_INSECURE=true): "+
-				"anyone who reaches this port can join the fleet, read every client's binding, drain replicas and move clients", n.cfg.GossipBind))
-		}
-	}
 	return lim, nil
 }

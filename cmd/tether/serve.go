@@ -263,8 +263,16 @@ func startListener(_ context.Context, n *node) error {
 	ln, n.ln = lim, lim
 	ln = n.edgeListener(ln)
 	n.edgeServer(n.server, true)
+	// The fast forwarding is served by the proxy's own connection loop
+	// (plain GET and HEAD; the rest goes to n.server on the same
+	// connection); TETHER_FORWARDING=stdlib keeps net/http's server alone.
+	serve, shutdown, closeAll := n.server.Serve, n.server.Shutdown, n.server.Close
+	if n.cfg.Forwarding == proxy.ForwardFast && !n.cfg.Edge.HTTPSRedirect {
+		ls := proxy.NewLoopServer(n.server)
+		serve, shutdown, closeAll = ls.Serve, ls.Shutdown, ls.Close
+	}
 	go func() {
-		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			select {
 			case n.failed <- fmt.Errorf("proxy listener: %w", err):
 			default:
@@ -274,9 +282,9 @@ func startListener(_ context.Context, n *node) error {
 	n.onShutdown("listener", func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, drainTimeout)
 		defer cancel()
-		err := n.server.Shutdown(ctx)
+		err := shutdown(ctx)
 		if err != nil {
-			_ = n.server.Close()
+			_ = closeAll()
 		}
 		return err
 	})

@@ -388,6 +388,16 @@ func (c *Conn) Close() error {
 	return c.Conn.Close()
 }
 
+// CloseWrite half-closes the socket, as net/http does before closing a
+// connection whose client may still be sending (so the client reads the
+// error response instead of a reset).
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // sourceOf is the per-source key: the IPv4 address, or the IPv6 /64.
 func sourceOf(a net.Addr) netip.Addr {
 	var ip netip.Addr

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -124,6 +125,7 @@ type Node struct {
 type Fleet struct {
 	tb    testing.TB
 	Nodes []*Node
+	dir   string
 }
 
 // Start launches a fleet and waits until every node is ready.
@@ -137,8 +139,8 @@ func Start(tb testing.TB, bin string, o Options) *Fleet {
 func StartEach(tb testing.TB, bin string, nodes int, o Options, env func(i int) map[string]string) *Fleet {
 	tb.Helper()
 	o.Nodes = nodes
-	f := &Fleet{tb: tb}
 	dir := tb.TempDir()
+	f := &Fleet{tb: tb, dir: dir}
 	var seeds []string
 	for i := 0; i < o.Nodes; i++ {
 		n := &Node{Name: fmt.Sprintf("node%d", i), Proxy: FreePort(tb), Admin: FreePort(tb), Gossip: FreePort(tb), bin: bin}
@@ -286,6 +288,51 @@ func (n *Node) stop(sig syscall.Signal, wait time.Duration) {
 	n.mu.Lock()
 	n.cmd = nil
 	n.mu.Unlock()
+}
+
+// Join starts one more node, named name, with the settings of the first
+// node but its own ports (and its own data dir when disk), joining every
+// node of the fleet; env adds to or overrides its variables. It waits
+// until the node is ready and appends it to Nodes.
+func (f *Fleet) Join(name string, disk bool, env map[string]string) (*Node, error) {
+	tb := f.tb
+	tb.Helper()
+	n := &Node{Name: name, Proxy: FreePort(tb), Admin: FreePort(tb), Gossip: FreePort(tb), bin: f.Nodes[0].bin,
+		logPath: filepath.Join(f.dir, name+".log")}
+	var join []string
+	for _, o := range f.Nodes {
+		join = append(join, o.Gossip)
+	}
+	f.Nodes[0].mu.Lock()
+	base := slices.Clone(f.Nodes[0].env)
+	f.Nodes[0].mu.Unlock()
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "TETHER_DATA_DIR" {
+			n.env = append(n.env, kv)
+		}
+	}
+	n.setEnv("TETHER_NODE_NAME", name)
+	n.setEnv("TETHER_LISTEN", n.Proxy)
+	n.setEnv("TETHER_ADMIN_LISTEN", n.Admin)
+	n.setEnv("TETHER_GOSSIP_BIND", n.Gossip)
+	n.setEnv("TETHER_JOIN", strings.Join(join, ","))
+	if disk {
+		n.DataDir = filepath.Join(f.dir, name+"-data")
+		n.setEnv("TETHER_DATA_DIR", n.DataDir)
+	}
+	for k, v := range env {
+		n.setEnv(k, v)
+	}
+	if err := n.Start(); err != nil {
+		return nil, err
+	}
+	tb.Cleanup(n.Stop)
+	if err := n.WaitReady(30 * time.Second); err != nil {
+		return nil, fmt.Errorf("%s: %v\n%s", name, err, n.LogTail(30))
+	}
+	f.Nodes = append(f.Nodes, n)
+	return n, nil
 }
 
 // StopAll stops every node gracefully.

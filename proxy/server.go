@@ -1,0 +1,552 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// LoopServer serves a plain HTTP/1.1 listener with a connection loop of
+// tether's own for the requests parseRequestHead understands (plain GET
+// and HEAD without a body or an upgrade: most of a web application's
+// traffic) and hands every other connection, with the bytes already read,
+// to net/http's server (Std), which serves it from then on. The loop reads
+// and writes through reused buffers and one reused http.Request per
+// connection, and calls Std.Handler as net/http would.
+//
+// What the loop does as net/http's server does: the timeouts (Std's
+// ReadHeaderTimeout, IdleTimeout, ReadTimeout, WriteTimeout), ConnState
+// and ConnContext hooks, the response framing (Content-Length for a body
+// the handler wrote whole within 2 KiB, chunked otherwise, none for HEAD,
+// 1xx, 204 and 304), the Date header, Content-Type sniffing, trailers,
+// Connection: close, http.ErrAbortHandler. What it does not: watch the
+// client during a response (a client that leaves is noticed at the next
+// write, not at once), and serve anything parseRequestHead refuses.
+type LoopServer struct {
+	Std *http.Server
+
+	hand *handoffListener
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[*loopConn]struct{}
+	closing  atomic.Bool
+	stdStart sync.Once
+	stdDone  chan struct{}
+	wg       sync.WaitGroup
+}
+
+// NewLoopServer returns a LoopServer whose fallback is std (usually
+// Proxy.NewServer's).
+func NewLoopServer(std *http.Server) *LoopServer {
+	return &LoopServer{Std: std, conns: map[*loopConn]struct{}{}, stdDone: make(chan struct{}),
+		hand: &handoffListener{ch: make(chan net.Conn), done: make(chan struct{})}}
+}
+
+// Serve accepts connections on ln until Shutdown or Close; it returns
+// http.ErrServerClosed then, like http.Server.Serve.
+func (s *LoopServer) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.ln = ln
+	s.hand.addr = ln.Addr()
+	s.mu.Unlock()
+	s.stdStart.Do(func() {
+		go func() {
+			defer close(s.stdDone)
+			_ = s.Std.Serve(s.hand)
+		}()
+	})
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// As net/http: back off on EMFILE and the like.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		lc := &loopConn{s: s, c: c}
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			c.Close()
+			return http.ErrServerClosed
+		}
+		s.conns[lc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go lc.serve()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests in
+// flight finish (their connections close after the response) until ctx
+// ends, then shuts Std down the same way.
+func (s *LoopServer) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+	s.mu.Unlock()
+	s.hand.close()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for lc := range s.conns {
+			if lc.state.Load() != int32(http.StateActive) {
+				_ = lc.c.Close()
+			}
+		}
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), s.Std.Shutdown(ctx))
+		case <-tick.C:
+		}
+	}
+	s.wg.Wait()
+	return s.Std.Shutdown(ctx)
+}
+
+// Close closes the listener and every connection at once.
+func (s *LoopServer) Close() error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+	for lc := range s.conns {
+		_ = lc.c.Close()
+	}
+	s.mu.Unlock()
+	s.hand.close()
+	return s.Std.Close()
+}
+
+// handoffListener is the listener Std serves: the connections the loop
+// hands over.
+type handoffListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) close() { l.once.Do(func() { close(l.done) }) }
+
+func (l *handoffListener) Close() error { l.close(); return nil }
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// handoffConn replays the bytes the loop read before the connection's own.
+// NetConn lets the connection limits and the edge find the socket.
+type handoffConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *handoffConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *handoffConn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite lets net/http half-close before it closes (closeWriteAndWait),
+// so that a client still sending gets the error response, not a reset.
+func (c *handoffConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+const (
+	loopHeadMax   = 16 << 10 // a longer head goes to net/http (which allows MaxHeaderBytes)
+	loopWriteBuf  = 8 << 10
+	bufferToChunk = 2048 // net/http's bufferBeforeChunkingSize
+)
+
+var loopBufs = sync.Pool{New: func() any { b := make([]byte, loopHeadMax); return &b }}
+
+// loopConn is one client connection served by the loop.
+type loopConn struct {
+	s     *LoopServer
+	c     net.Conn
+	state atomic.Int32 // http.ConnState
+
+	buf        *[]byte
+	r, w       int // buf[r:w] is read and not yet consumed
+	bw         *bufio.Writer
+	remote     string
+	req        http.Request
+	u          url.URL
+	h          http.Header
+	vals       []string
+	rw         loopWriter
+	handedOver bool
+	connCtx    context.Context
+
+	// The client watch (reqCtx): the background read while a handler runs.
+	watch      chan struct{} // closed when the read returns
+	watchByte  [1]byte
+	watchGot   bool // it read a byte (the next request's first)
+	watchStop  atomic.Bool
+	clientGone bool // it saw the client leave (under the reqCtx's mu)
+}
+
+func (lc *loopConn) setState(st http.ConnState) {
+	lc.state.Store(int32(st))
+	if hook := lc.s.Std.ConnState; hook != nil {
+		hook(lc.c, st)
+	}
+}
+
+func (lc *loopConn) serve() {
+	s := lc.s
+	defer func() {
+		if e := recover(); e != nil && e != http.ErrAbortHandler {
+			buf := make([]byte, 64<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			if s.Std.ErrorLog != nil {
+				s.Std.ErrorLog.Printf("http: panic serving %v: %v\n%s", lc.remote, e, buf)
+			}
+		}
+		if !lc.handedOver {
+			_ = lc.c.Close()
+			lc.setState(http.StateClosed)
+		}
+		if lc.buf != nil {
+			loopBufs.Put(lc.buf)
+		}
+		s.mu.Lock()
+		delete(s.conns, lc)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	lc.setState(http.StateNew)
+	ctx := context.Background()
+	if s.Std.BaseContext != nil {
+		ctx = s.Std.BaseContext(s.hand)
+	}
+	ctx = context.WithValue(ctx, http.ServerContextKey, s.Std)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, lc.c.LocalAddr())
+	if s.Std.ConnContext != nil {
+		ctx = s.Std.ConnContext(ctx, lc.c)
+	}
+	lc.connCtx = ctx
+	lc.remote = lc.c.RemoteAddr().String()
+	lc.buf = loopBufs.Get().(*[]byte)
+	lc.h = make(http.Header, 16)
+	lc.rw.lc = lc
+	for first := true; ; first = false {
+		head, ok := lc.readHead(first)
+		if !ok {
+			return
+		}
+		if head == nil {
+			lc.handOver()
+			return
+		}
+		clear(lc.h)
+		var parsed bool
+		lc.vals, parsed = parseRequestHead(head, &lc.req, &lc.u, lc.h, lc.vals)
+		if !parsed {
+			lc.handOver()
+			return
+		}
+		lc.r += len(head)
+		if !lc.serveOne() {
+			return
+		}
+	}
+}
+
+// readHead waits for the next request head (IdleTimeout between requests,
+// then ReadHeaderTimeout). It returns the head (buf[r:] up to and
+// including its blank line); nil and true when the bytes are not the
+// plain kind and the connection goes to Std; false when the connection
+// ends (EOF, a timeout, Shutdown).
+func (lc *loopConn) readHead(first bool) ([]byte, bool) {
+	s, buf := lc.s, *lc.buf
+	if lc.r == lc.w {
+		lc.r, lc.w = 0, 0
+	}
+	if lc.r == lc.w {
+		if !first {
+			lc.setState(http.StateIdle)
+			if s.closing.Load() {
+				return nil, false
+			}
+			if d := idleTimeout(s.Std); d > 0 {
+				_ = lc.c.SetReadDeadline(time.Now().Add(d))
+			} else {
+				_ = lc.c.SetReadDeadline(time.Time{})
+			}
+		}
+		n, err := lc.c.Read(buf[lc.w:])
+		if n == 0 {
+			_ = err
+			return nil, false
+		}
+		lc.w += n
+		if !first {
+			lc.setState(http.StateActive)
+		}
+	}
+	if first {
+		lc.setState(http.StateActive)
+	}
+	t0 := time.Now()
+	var hdrDeadline time.Time
+	if d := s.Std.ReadHeaderTimeout; d > 0 {
+		hdrDeadline = t0.Add(d)
+	} else if d := s.Std.ReadTimeout; d > 0 {
+		hdrDeadline = t0.Add(d)
+	}
+	_ = lc.c.SetReadDeadline(hdrDeadline)
+	for scanned := lc.r; ; {
+		data := buf[lc.r:lc.w]
+		if !plainPrefix(data) {
+			return nil, true
+		}
+		// Bare LF anywhere in the head: net/http's call.
+		for i := max(scanned, lc.r); i < lc.w; i++ {
+			if buf[i] == '\n' && (i == lc.r || buf[i-1] != '\r') {
+				return nil, true
+			}
+		}
+		if i := bytes.Index(data, crlfcrlf); i >= 0 {
+			if d := s.Std.ReadTimeout; d > 0 {
+				_ = lc.c.SetReadDeadline(t0.Add(d))
+			} else {
+				_ = lc.c.SetReadDeadline(time.Time{})
+			}
+			return data[:i+4], true
+		}
+		scanned = max(lc.w-3, lc.r)
+		if lc.w == len(buf) {
+			if lc.r == 0 {
+				return nil, true // too long for the loop
+			}
+			lc.w = copy(buf, buf[lc.r:lc.w])
+			scanned -= lc.r
+			lc.r = 0
+		}
+		n, err := lc.c.Read(buf[lc.w:])
+		lc.w += n
+		if err != nil && n == 0 {
+			return nil, false
+		}
+	}
+}
+
+var (
+	getPrefix = []byte("GET /")
+	hdPrefix  = []byte("HEAD /")
+)
+
+// plainPrefix reports whether data may still begin a plain request line.
+func plainPrefix(data []byte) bool {
+	for _, p := range [][]byte{getPrefix, hdPrefix} {
+		n := min(len(data), len(p))
+		if bytes.Equal(data[:n], p[:n]) {
+			return true
+		}
+	}
+	return false
+}
+
+func idleTimeout(s *http.Server) time.Duration {
+	if s.IdleTimeout != 0 {
+		return s.IdleTimeout
+	}
+	return s.ReadTimeout
+}
+
+// handOver gives the connection and the bytes read but not consumed to
+// Std.
+func (lc *loopConn) handOver() {
+	pending := append([]byte(nil), (*lc.buf)[lc.r:lc.w]...)
+	_ = lc.c.SetReadDeadline(time.Time{})
+	hc := &handoffConn{Conn: lc.c, pending: pending}
+	select {
+	case lc.s.hand.ch <- hc:
+		lc.handedOver = true
+	case <-lc.s.hand.done:
+	}
+}
+
+// serveOne runs the handler on the parsed request and finishes the
+// response; false when the connection must close.
+func (lc *loopConn) serveOne() bool {
+	s, r := lc.s, &lc.req
+	r.RemoteAddr = lc.remote
+	r.TLS = nil
+	r.Trailer, r.TransferEncoding, r.Form, r.PostForm, r.MultipartForm, r.Response = nil, nil, nil, nil, nil, nil
+	r.GetBody, r.Cancel, r.Pattern = nil, nil, ""
+	if lc.r == lc.w {
+		lc.r, lc.w = 0, 0 // the watch may keep a byte at the start
+	}
+	ctx := &reqCtx{Context: lc.connCtx, lc: lc, pipelined: lc.r < lc.w}
+	*r = *r.WithContext(ctx)
+	if d := s.Std.WriteTimeout; d > 0 {
+		_ = lc.c.SetWriteDeadline(time.Now().Add(d))
+	}
+	if lc.bw == nil {
+		lc.bw = bufio.NewWriterSize(lc.c, loopWriteBuf)
+	}
+	w := &lc.rw
+	w.reset(r.Method == http.MethodHead, r.Close)
+	s.Std.Handler.ServeHTTP(w, r)
+	lc.endWatch(ctx)
+	ctx.cancel(context.Canceled)
+	if lc.clientGone {
+		return false
+	}
+	ok := w.finish()
+	if s.Std.WriteTimeout > 0 {
+		_ = lc.c.SetWriteDeadline(time.Time{})
+	}
+	return ok && !w.closeAfter && !s.closing.Load()
+}
+
+// reqCtx is a request's context on the loop: the connection's, cancelled
+// when the client leaves while the handler runs or when the handler
+// returns (as net/http's). The client is watched only once something waits
+// on Done (a slow response: the fast path arms its watch after
+// watchAfter), so a quick request costs no goroutine and no read.
+type reqCtx struct {
+	context.Context // the connection's
+	lc              *loopConn
+	pipelined       bool // the next request is already read: the client is there
+
+	mu   sync.Mutex
+	done chan struct{}
+	err  error
+}
+
+func (c *reqCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.err != nil {
+			close(c.done)
+		} else if !c.pipelined {
+			c.lc.startWatch(c)
+		}
+	}
+	return c.done
+}
+
+func (c *reqCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *reqCtx) cancel(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+		if c.done != nil {
+			close(c.done)
+		}
+	}
+}
+
+// aLongTimeAgo unblocks a pending read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// startWatch reads a byte in the background while the handler runs: EOF
+// or an error means the client left (the request's context is cancelled);
+// a byte is the start of a pipelined request, kept for the loop. Called
+// under c.mu, once per request.
+func (lc *loopConn) startWatch(c *reqCtx) {
+	done := make(chan struct{})
+	lc.watch = done
+	go func() {
+		defer close(done)
+		n, err := lc.c.Read(lc.watchByte[:])
+		if n == 1 {
+			lc.watchGot = true
+			return
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && lc.watchStop.Load() {
+			return // stopped by endWatch
+		}
+		c.mu.Lock()
+		lc.clientGone = true
+		c.mu.Unlock()
+		c.cancel(context.Canceled)
+	}()
+}
+
+// endWatch stops the background read, if one runs, and keeps the byte it
+// read. After the handler returned; c.mu orders it after startWatch.
+func (lc *loopConn) endWatch(c *reqCtx) {
+	c.mu.Lock()
+	done := lc.watch
+	c.mu.Unlock()
+	if done == nil {
+		return
+	}
+	lc.watchStop.Store(true)
+	_ = lc.c.SetReadDeadline(aLongTimeAgo)
+	<-done
+	_ = lc.c.SetReadDeadline(time.Time{})
+	lc.watchStop.Store(false)
+	lc.watch = nil
+	if lc.watchGot {
+		lc.watchGot = false
+		(*lc.buf)[0] = lc.watchByte[0]
+		lc.r, lc.w = 0, 1
+	}
+}

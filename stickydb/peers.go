@@ -1,0 +1,79 @@
+package stickydb
+
+// Peers: the live set (SetPeers), each peer's last vector, and the table the
+// admin shows.
+
+import (
+	"sort"
+	"time"
+)
+
+type peerState struct {
+	vector Vector // the last vector received from it
+	// lists: the forgotten origins its last vector still listed at or
+	// below their floor (sanitize left them out of vector); a floor is kept
+	// while a peer lists its origin (departed.go).
+	lists  []string
+	live   bool
+	heard  int64 // last group from it, unix ms
+	asked  int64 // last watchdog request to it
+	leftAt int64 // when it stopped being live
+	// A peer that is not live is forgotten, with its vector entry and
+	// change log, TTL + skew after it left or was last heard from.
+}
+
+func (rs *replState) peer(name string, nowMs int64) *peerState {
+	p := rs.peers[name]
+	if p == nil {
+		p = &peerState{heard: nowMs, asked: nowMs}
+		rs.peers[name] = p
+	}
+	return p
+}
+
+// SetPeers tells the core which peers are alive (from membership). Peers that
+// left stay in the version vector table, with their vector entries, until
+// TTL + skew after they left: their bindings may be live until then.
+func (db *DB) SetPeers(live []string, now time.Time) {
+	nowMs := now.UnixMilli()
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	rs := &db.rs
+	set := make(map[string]bool, len(live))
+	for _, n := range live {
+		if n != db.cfg.Node && validName(n) {
+			set[n] = true
+		}
+	}
+	for n := range set {
+		p := rs.peer(n, nowMs)
+		if !p.live {
+			p.live, p.heard, p.asked = true, nowMs, nowMs
+		}
+	}
+	for n, p := range rs.peers {
+		if p.live && !set[n] {
+			p.live, p.leftAt = false, nowMs
+		}
+	}
+}
+
+// PeerInfo is one row of the version vector table.
+type PeerInfo struct {
+	Name   string
+	Live   bool
+	Vector Vector
+	Heard  int64 // last group received from it, unix ms
+}
+
+// Table returns the version vector table (Fig. 8), peers in name order.
+func (db *DB) Table() []PeerInfo {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	out := make([]PeerInfo, 0, len(db.rs.peers))
+	for n, p := range db.rs.peers {
+		out = append(out, PeerInfo{Name: n, Live: p.live, Vector: p.vector.Clone(), Heard: p.heard})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

@@ -1,0 +1,111 @@
+package stickydb
+
+// Truncation: pruning epochs that are over, forgetting departed origins, and
+// truncating the own log once every live peer has its events.
+
+import (
+	"slices"
+)
+
+// prune drops what TTL + skew has made useless: pairs of epochs that are
+// over, and everything of peers that left longer ago than that.
+func (db *DB) prune(nowMs, cutoff int64) {
+	rs := &db.rs
+	rs.vv.Prune(cutoff)
+	rs.vv.Trim(db.cfg.MaxEpochs)
+	db.forgetDeparted(nowMs, cutoff)
+	for _, p := range rs.peers {
+		if p.vector != nil {
+			p.vector.Prune(cutoff)
+			p.vector.Trim(db.cfg.MaxEpochs)
+		}
+	}
+	for origin, ps := range rs.vv {
+		if len(ps) == 0 {
+			continue
+		}
+		if l := rs.clt[origin]; l != nil {
+			l.dropEpochsBefore(ps[0].Epoch)
+		}
+		if origin == db.cfg.Node {
+			rs.own.dropEpochsBefore(ps[0].Epoch)
+		}
+	}
+	for oe := range rs.gaps {
+		if rs.epochOver(oe.origin, oe.epoch, cutoff) {
+			delete(rs.gaps, oe)
+		}
+	}
+}
+
+// truncateOwn drops the head of the own log (para. 46, 87) while it is
+// expired, or known to every peer in the table, or over the size cap; never
+// an event not yet persisted.
+func (db *DB) truncateOwn(nowMs int64) {
+	rs := &db.rs
+	for i := range rs.own.segs {
+		s := &rs.own.segs[i]
+		drop := 0
+		for drop < len(s.events) {
+			ev := &s.events[drop]
+			if s.epoch == rs.epoch && ev.Seq > rs.sendable() {
+				break
+			}
+			expired := ev.Binding.Expiry+db.refreshMs+db.skewMs <= nowMs
+			if !expired && !db.allPeersHave(s.epoch, ev.Seq) {
+				break
+			}
+			drop++
+		}
+		if drop > 0 {
+			rs.own.n -= s.trimTo(s.first + uint64(drop))
+		}
+	}
+	rs.pinOwn()
+	rs.own.fit()
+}
+
+func (db *DB) allPeersHave(epoch int64, seq uint64) bool {
+	rs := &db.rs
+	if len(rs.peers) == 0 {
+		return false
+	}
+	for _, p := range rs.peers {
+		if !p.vector.Covers(db.cfg.Node, epoch, seq) {
+			return false
+		}
+	}
+	return true
+}
+
+// LogInfo describes a change log: own or one row of the change log table.
+type LogInfo struct {
+	Origin string
+	Events int
+	Epoch  int64  // newest epoch held
+	First  uint64 // first event held of it (the truncation point)
+	Last   uint64
+}
+
+// Logs returns the own log first, then the change log table in origin order.
+func (db *DB) Logs() []LogInfo {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	info := func(o string, l *eventLog) LogInfo {
+		li := LogInfo{Origin: o, Events: l.len()}
+		if len(l.segs) > 0 {
+			s := l.segs[len(l.segs)-1]
+			li.Epoch, li.First = s.epoch, s.first
+			li.Last = s.first + uint64(len(s.events)) - 1
+			if len(s.events) == 0 {
+				li.Last = s.first - 1
+			}
+		}
+		return li
+	}
+	out := []LogInfo{info(db.cfg.Node, db.rs.own)}
+	for _, o := range slices.Sorted(mapsKeys(db.rs.clt)) {
+		out = append(out, info(o, db.rs.clt[o]))
+	}
+	return out
+}
