@@ -315,7 +315,8 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); gen.run(f.nodes, o.rate, stop) }()
+	nodes := slices.Clone(f.nodes) // the joiner is added meanwhile
+	go func() { defer wg.Done(); gen.run(nodes, o.rate, stop) }()
 	time.Sleep(o.warmup)
 
 	w0, s0, m0, c0, t1 := f.wireBytes(), f.sums(), gen.made.Load(), cpuTime(), time.Now()
@@ -423,7 +424,8 @@ func joinerRun(f *fleet, n int, o fleetOpts, r *FleetResult) error {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); gen.run(f.nodes, o.rate, stop) }()
+	nodes := slices.Clone(f.nodes) // the joiner is added meanwhile
+	go func() { defer wg.Done(); gen.run(nodes, o.rate, stop) }()
 	defer func() { close(stop); wg.Wait() }()
 
 	db, err := newDB(fmt.Sprintf("n%d", n), 0)
