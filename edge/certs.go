@@ -313,6 +313,9 @@ func (c *Certs) Collect(ch chan<- prometheus.Metric) {
 type fileStamp struct {
 	certMod, keyMod   int64
 	certSize, keySize int64
+	// The inodes: a file replaced by rename (as tools write certificates)
+	// within one tick of the file system's clock keeps mtime and size.
+	certIno, keyIno uint64
 }
 
 func stampOf(p Pair) (fileStamp, error) {
@@ -324,5 +327,5 @@ func stampOf(p Pair) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{cs.ModTime().UnixNano(), ks.ModTime().UnixNano(), cs.Size(), ks.Size()}, nil
+	return fileStamp{cs.ModTime().UnixNano(), ks.ModTime().UnixNano(), cs.Size(), ks.Size(), inode(cs), inode(ks)}, nil
 }

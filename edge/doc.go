@@ -8,6 +8,9 @@
 //     the files, seen by a cheap mtime poll); a pair that fails to load
 //     keeps the pair in force. ALPN offers h2 then http/1.1, and the HTTP/2
 //     server runs with explicit stream, frame, window and header limits.
+//   - ticketkeys.go: the session ticket keys put on the TLS config, the
+//     fleet's (replicated by gossip over an encrypted gossip) so that a
+//     client resumes its TLS session on any node.
 //   - redirect.go: the plain listener's 308 to https.
 //
 // The listener stack a node builds is: TCP listener -> connection limits

@@ -109,6 +109,23 @@ type Config struct {
 	// for long. nil ignores drains.
 	OnDrain func(pool, name string, on bool)
 
+	// OnTicketKeys, when not nil, turns on the fleet's TLS session ticket
+	// keys (ticketkeys.go): it receives the keys, newest (the one that
+	// encrypts) first, each time the set changes (for
+	// tls.Config.SetSessionTicketKeys). Called on the run loop or the
+	// goroutine that received the keys, never with a gossip lock held.
+	// The keys go over the gossip only when Key is set; without it the node
+	// keeps its own keys.
+	OnTicketKeys func(keys [][32]byte)
+	// TicketKeyRotate is the age of the newest key at which a node makes a
+	// new one; TicketKeyKeep how many keys the set keeps (1..16): a ticket
+	// resumes for about Keep x Rotate. TicketKeyGrace is how long a node
+	// waits after its start for the fleet's keys before it makes its own.
+	// Defaults 1h, 3, 2s.
+	TicketKeyRotate time.Duration
+	TicketKeyKeep   int
+	TicketKeyGrace  time.Duration
+
 	// Caps bound what this node accepts from a peer holding the key, on top
 	// of the core's caps.
 	Caps Caps
@@ -256,6 +273,9 @@ func DefaultConfig() Config {
 		FullCopyInterval:  5 * time.Second,
 		FullCopyBurst:     2,
 		CopyTimeout:       30 * time.Second,
+		TicketKeyRotate:   time.Hour,
+		TicketKeyKeep:     3,
+		TicketKeyGrace:    2 * time.Second,
 		Workers:           2,
 		WorkQueue:         1024,
 		OutboxDepth:       256,
@@ -322,6 +342,9 @@ func (c Config) withDefaults() Config {
 	setD(&c.FullCopyInterval, d.FullCopyInterval)
 	setI(&c.FullCopyBurst, d.FullCopyBurst)
 	setD(&c.CopyTimeout, d.CopyTimeout)
+	setD(&c.TicketKeyRotate, d.TicketKeyRotate)
+	setI(&c.TicketKeyKeep, d.TicketKeyKeep)
+	setD(&c.TicketKeyGrace, d.TicketKeyGrace)
 	setI(&c.Workers, d.Workers)
 	setI(&c.WorkQueue, d.WorkQueue)
 	setI(&c.OutboxDepth, d.OutboxDepth)
@@ -394,6 +417,12 @@ func (c Config) validate(watchdog time.Duration) error {
 		return cfgErr("FullCopyInterval/FullCopyBurst", "must be > 0, got %v, %d", c.FullCopyInterval, c.FullCopyBurst)
 	case c.CopyTimeout <= 0:
 		return cfgErr("CopyTimeout", "must be > 0, got %v", c.CopyTimeout)
+	case c.TicketKeyRotate < 100*time.Millisecond:
+		return cfgErr("TicketKeyRotate", "must be >= 100ms, got %v", c.TicketKeyRotate)
+	case c.TicketKeyKeep < 1 || c.TicketKeyKeep > MaxTicketKeys:
+		return cfgErr("TicketKeyKeep", "must be in 1..%d, got %d", MaxTicketKeys, c.TicketKeyKeep)
+	case c.TicketKeyGrace < 0:
+		return cfgErr("TicketKeyGrace", "must be >= 0, got %v", c.TicketKeyGrace)
 	case c.Workers < 1 || c.WorkQueue < 1 || c.OutboxDepth < 1:
 		return cfgErr("Workers/WorkQueue/OutboxDepth", "must be >= 1, got %d, %d, %d", c.Workers, c.WorkQueue, c.OutboxDepth)
 	case c.CatchUpTimeout <= 0:

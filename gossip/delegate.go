@@ -110,6 +110,16 @@ func (d *delegate) NotifyMsg(buf []byte) {
 			return
 		}
 		n.onCountAnswer(m)
+	case msgTicketKeys:
+		m, err := decodeTicketKeys(body, caps)
+		if err == nil {
+			err = n.checkTicketKeys(m)
+		}
+		if err != nil {
+			n.dropped(t, body, err)
+			return
+		}
+		n.onTicketKeys(m)
 	default:
 		n.dropped(t, body, wireErr(ErrType, "%v", t))
 	}

@@ -100,7 +100,7 @@
 //
 //	byte 0    message type (msgType): 1 group, 2 request, 3 copy chunk,
 //	          4 copy end, 5 state, 6 drain, 7 count query, 8 count
-//	          answer. Only append new types.
+//	          answer, 9 ticket keys. Only append new types.
 //	byte 1    wire version, 1. Other versions are dropped and counted.
 //	byte 2..  the body: a sequence of msgpack values, not wrapped in an
 //	          array, in the order given below.
@@ -228,6 +228,15 @@
 //	id       uint, the query's id
 //	live     uint, live bindings to the replica on the sender (its own
 //	         expiries, tombstones excluded)
+//
+// 9 ticket keys (TLS session ticket keys, ticketkeys.go; sent reliably,
+// and only when the gossip is encrypted: a node without a key drops them):
+//
+//	sender   str
+//	count    uint, at most 16
+//	count x  secret bin (exactly 32 bytes), created int (unix ms of the
+//	         maker, at most one rotation period ahead of the receiver's
+//	         clock), origin str (the maker)
 //
 // Decoding bounds every count and length before it allocates anything: by
 // a cap (Caps) and by the bytes left (n elements take at least n x their

@@ -31,6 +31,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeChunk(&chunkMsg{Sender: "n1", Copy: 5, Hint: 100, Records: []stickydb.Record{{Key: k, Binding: g.Events[0].Binding}}}))
 	f.Add(encodeCopyEnd("n1", 5, 1, 1, g.Vector))
 	f.Add(encodeState("n1", g.Vector))
+	f.Add(encodeTicketKeys("n1", []TicketKey{{Secret: [32]byte{1}, Created: exp, Origin: "n1"}}))
 
 	n := unstartedNodeF(f)
 	d := &delegate{n: n}
@@ -58,6 +59,8 @@ func FuzzDecode(f *testing.F) {
 			again = encodeCopyEnd(m.Sender, m.Copy, m.Chunks, m.Records, m.Vector)
 		case stateMsg:
 			again = encodeState(m.Sender, m.Vector)
+		case ticketMsg:
+			again = encodeTicketKeys(m.Sender, m.Keys)
 		}
 		v2, err := decodeBody(typ, again[headerLen:], caps)
 		if err != nil {

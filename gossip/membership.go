@@ -231,6 +231,7 @@ func (n *Node) syncPeers() {
 			n.wg.Add(1)
 			go n.outbox(p, p.box.Load())
 			n.resendDrains([]*peer{p})
+			n.resendTicketKeys([]*peer{p})
 			n.log.Info().Str("peer", name).Str("addr", node.Address()).Msg("peer up")
 		}
 	}

@@ -56,6 +56,7 @@ type Node struct {
 	copyOut copyOut // full copies streaming out (copyflow.go)
 	ready   readiness
 	drains  drainTable
+	tickets ticketRing // TLS session ticket keys (ticketkeys.go)
 	counts  countTable // count queries in flight (count.go)
 	// seedsSelf: the seed names resolved to this node only (seeds.go).
 	seedsSelf atomic.Bool
@@ -66,11 +67,13 @@ type Node struct {
 	unsent atomic.Int64 // unix ms of the first write since the last push; 0 none
 
 	// owned by the run loop
-	boot        boot
-	lastPush    time.Time
-	lastVector  time.Time
-	lastSweep   time.Time
-	cursorEpoch int64
+	startedAt    time.Time // Start's time, for TicketKeyGrace
+	ticketJitter time.Duration
+	boot         boot
+	lastPush     time.Time
+	lastVector   time.Time
+	lastSweep    time.Time
+	cursorEpoch  int64
 }
 
 // New checks cfg and prepares a node for db. Nothing is bound until Start.
@@ -112,6 +115,8 @@ func New(cfg Config, db *stickydb.DB) (*Node, error) {
 		n.now = time.Now
 	}
 	n.store = Store{db: db, n: n}
+	n.tickets.keep = cfg.TicketKeyKeep
+	n.ticketJitter = rotationJitter(n.self, cfg.TicketKeyRotate)
 	n.peers.init()
 	n.copies.init()
 	n.senders.init()
@@ -136,6 +141,7 @@ func (n *Node) Start() error {
 	}
 	n.ml = ml
 	n.addr = ml.LocalNode().Address()
+	n.startedAt = time.Now()
 	n.wg.Add(3 + n.cfg.Workers)
 	go n.run()
 	go n.joinLoop()

@@ -202,6 +202,7 @@ func (n *Node) tick() {
 	n.startup(now)
 	n.checkReady(now)
 	n.drainTick()
+	n.ticketTick()
 	if n.cfg.SweepInterval > 0 && time.Since(n.lastSweep) >= n.cfg.SweepInterval {
 		n.lastSweep = time.Now()
 		n.db.Sweep(now, 1)

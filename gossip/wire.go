@@ -26,6 +26,7 @@ const (
 	msgDrain       msgType = 6 // the sender's drain registers (replicated drain / undrain)
 	msgCountQuery  msgType = 7 // how many live bindings to a replica do you hold? (count.go)
 	msgCountAnswer msgType = 8 // the answer to a count query
+	msgTicketKeys  msgType = 9 // TLS session ticket keys (ticketkeys.go); only over an encrypted gossip
 )
 
 func (t msgType) String() string {
@@ -46,6 +47,8 @@ func (t msgType) String() string {
 		return "countquery"
 	case msgCountAnswer:
 		return "countanswer"
+	case msgTicketKeys:
+		return "ticketkeys"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }

@@ -220,3 +220,49 @@ func decodeDrains(body []byte, caps *Caps) (drainMsg, error) {
 	}
 	return m, nil
 }
+
+// ticketMsg is the body of msgTicketKeys: [sender, count, (secret, created, origin)*].
+type ticketMsg struct {
+	Sender string
+	Keys   []TicketKey
+}
+
+func encodeTicketKeys(sender string, ks []TicketKey) []byte {
+	w := getWriter(msgTicketKeys)
+	defer putWriter(w)
+	w.str(sender)
+	w.uint(uint64(len(ks)))
+	for _, k := range ks {
+		w.bin(k.Secret[:])
+		w.int(k.Created)
+		w.str(k.Origin)
+	}
+	return w.bytes()
+}
+
+// minTicketKeyBytes: bin8 header + 32, a fixint, a 1-byte fixstr.
+const minTicketKeyBytes = 2 + 32 + 1 + minStrBytes
+
+func decodeTicketKeys(body []byte, caps *Caps) (ticketMsg, error) {
+	r := newReader(body, caps)
+	defer r.release()
+	var m ticketMsg
+	m.Sender = r.str(maxNameLen, "sender")
+	n := r.count(MaxTicketKeys, minTicketKeyBytes, "ticket keys")
+	for i := 0; i < n && r.err == nil; i++ {
+		var k TicketKey
+		secret := r.raw(len(k.Secret), "secret")
+		if r.err == nil && len(secret) != len(k.Secret) {
+			r.fail(ErrMalformed, "secret: %d bytes, want %d", len(secret), len(k.Secret))
+		}
+		copy(k.Secret[:], secret)
+		k.Created = r.int(1, maxExpiry, "created")
+		k.Origin = r.str(maxNameLen, "origin")
+		m.Keys = append(m.Keys, k)
+	}
+	r.end()
+	if r.err != nil {
+		return ticketMsg{}, r.err
+	}
+	return m, nil
+}

@@ -302,6 +302,8 @@ func decodeBody(t msgType, body []byte, caps *Caps) (any, error) {
 		return decodeCopyEnd(body, caps)
 	case msgState:
 		return decodeState(body, caps)
+	case msgTicketKeys:
+		return decodeTicketKeys(body, caps)
 	}
 	return nil, ErrType
 }

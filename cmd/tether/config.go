@@ -50,6 +50,8 @@ type settings struct {
 	TLSCert         string `env:"TETHER_TLS_CERT" flag:"tls-cert" help:"PEM certificate (chain allowed) for clients without SNI or with an unknown name"`
 	TLSKey          string `env:"TETHER_TLS_KEY" flag:"tls-key" help:"PEM private key of TETHER_TLS_CERT"`
 	TLSMinVersion   string `env:"TETHER_TLS_MIN_VERSION" envDefault:"1.2" flag:"tls-min-version" help:"1.2 or 1.3"`
+	TLSTicketRotate string `env:"TETHER_TLS_TICKET_ROTATE" envDefault:"1h" flag:"tls-ticket-rotate" help:"age at which the fleet's TLS session ticket key is replaced (1m..24h)"`
+	TLSTicketKeep   string `env:"TETHER_TLS_TICKET_KEEP" envDefault:"3" flag:"tls-ticket-keep" help:"TLS session ticket keys kept (1..16): a ticket resumes for about keep x rotate"`
 	HTTPSRedirect   string `env:"TETHER_HTTPS_REDIRECT" envDefault:"false" flag:"https-redirect" help:"the plain listener answers 308 to https (needs TETHER_TLS_LISTEN)"`
 	ProxyProtocol   string `env:"TETHER_PROXY_PROTOCOL" envDefault:"off" flag:"proxy-protocol" help:"on: connections from TETHER_TRUSTED_PROXIES must send a PROXY v1/v2 header, others must not"`
 	AccessLog       string `env:"TETHER_ACCESS_LOG" envDefault:"off" flag:"access-log" help:"off, stdout, stderr or a file path (reopened on SIGUSR1)"`

@@ -18,8 +18,9 @@ import (
 
 // edgeNode holds the edge parts of a running node (docs/edge.md).
 type edgeNode struct {
-	access    *edge.AccessLog // nil when off
-	certs     *edge.Certs     // nil without a TLS listener
+	access    *edge.AccessLog  // nil when off
+	certs     *edge.Certs      // nil without a TLS listener
+	tickets   *edge.TicketKeys // nil without a TLS listener
 	tlsServer *http.Server
 	tlsLn     net.Listener
 }
@@ -115,6 +116,13 @@ func startTLS(ctx context.Context, n *node) error {
 	}
 	n.edgeServer(srv, false)
 	tcfg := edge.TLSConfig(certs, e.TLSMinVersion)
+	n.edge.tickets.Attach(tcfg)
+	if n.cfg.GossipKey == nil {
+		n.log.Warn().Msg("TLS session ticket keys are this node's own: the gossip has no key (TETHER_GOSSIP_KEY), and ticket keys never travel in the clear; a client resumes its TLS session only on the node that gave it its ticket")
+	} else {
+		n.log.Info().Int64("rotate_ms", e.TicketRotate.Milliseconds()).Int("keep", e.TicketKeep).
+			Msg("TLS session ticket keys shared fleet-wide over the encrypted gossip: a client resumes on any node")
+	}
 	tl := edge.ServeTLS(srv, n.edgeListener(lim), tcfg, edge.H2ErrorCounter(n.registry))
 	n.edge.tlsServer, n.edge.tlsLn = srv, ln
 	pollCtx, stopPoll := context.WithCancel(context.Background())

@@ -4,8 +4,10 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tetherproxy/tether/edge"
+	"github.com/tetherproxy/tether/gossip"
 	"github.com/tetherproxy/tether/proxy"
 )
 
@@ -17,6 +19,8 @@ type edgeConfig struct {
 	TLSDefault    edge.Pair // TETHER_TLS_CERT / TETHER_TLS_KEY
 	TLSSNI        []edge.Pair
 	TLSMinVersion uint16
+	TicketRotate  time.Duration // session ticket key rotation (gossip's TicketKeyRotate)
+	TicketKeep    int           // session ticket keys kept (gossip's TicketKeyKeep)
 	HTTPSRedirect bool
 	ProxyProtocol bool
 	AccessLog     string // "" = off, "stdout", "stderr" or a path
@@ -51,6 +55,12 @@ func (s settings) parseEdge(c Config) (edgeConfig, error) {
 	}
 	if e.TLSMinVersion, err = edge.ParseMinVersion(s.TLSMinVersion); err != nil {
 		return e, bad("TLSMinVersion", s.TLSMinVersion, "%v", err)
+	}
+	if e.TicketRotate, err = time.ParseDuration(strings.TrimSpace(s.TLSTicketRotate)); err != nil || e.TicketRotate < time.Minute || e.TicketRotate > 24*time.Hour {
+		return e, bad("TLSTicketRotate", s.TLSTicketRotate, "want a duration in 1m..24h, like 1h")
+	}
+	if e.TicketKeep, err = strconv.Atoi(strings.TrimSpace(s.TLSTicketKeep)); err != nil || e.TicketKeep < 1 || e.TicketKeep > gossip.MaxTicketKeys {
+		return e, bad("TLSTicketKeep", s.TLSTicketKeep, "want a whole number in 1..%d", gossip.MaxTicketKeys)
 	}
 	if e.HTTPSRedirect, err = strconv.ParseBool(strings.TrimSpace(s.HTTPSRedirect)); err != nil {
 		return e, bad("HTTPSRedirect", s.HTTPSRedirect, "want true or false")

@@ -35,7 +35,7 @@ func TestEdgeConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if e := c.Edge; e.TLSListen != "" || e.ProxyProtocol || e.AccessLog != "" || e.AccessFormat != "json" ||
-		e.ClientPrefix != proxy.DefaultClientPrefix || e.HTTPSRedirect {
+		e.ClientPrefix != proxy.DefaultClientPrefix || e.HTTPSRedirect || e.TicketRotate != time.Hour || e.TicketKeep != 3 {
 		t.Fatalf("defaults: %+v", e)
 	}
 	full := baseEnv()
@@ -43,7 +43,7 @@ func TestEdgeConfig(t *testing.T) {
 		"TETHER_TLS_LISTEN": ":8443", "TETHER_TLS_CERT": cert, "TETHER_TLS_KEY": key, "TETHER_ROUTES_FILE": routes,
 		"TETHER_TLS_MIN_VERSION": "1.3", "TETHER_HTTPS_REDIRECT": "true", "TETHER_PROXY_PROTOCOL": "on",
 		"TETHER_TRUSTED_PROXIES": "10.0.0.0/8", "TETHER_ACCESS_LOG": "stdout", "TETHER_ACCESS_LOG_FORMAT": "combined",
-		"TETHER_CLIENT_PREFIX": "24,56",
+		"TETHER_CLIENT_PREFIX": "24,56", "TETHER_TLS_TICKET_ROTATE": "15m", "TETHER_TLS_TICKET_KEEP": "5",
 	} {
 		full[k] = v
 	}
@@ -52,11 +52,16 @@ func TestEdgeConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if e := c.Edge; e.tlsPort() != "8443" || len(e.TLSSNI) != 1 || e.TLSSNI[0].Cert != filepath.Join(dir, "sni.pem") ||
-		!e.ProxyProtocol || e.AccessLog != "stdout" || e.AccessFormat != "combined" || e.ClientPrefix != (proxy.ClientPrefix{V4: 24, V6: 56}) {
+		!e.ProxyProtocol || e.AccessLog != "stdout" || e.AccessFormat != "combined" || e.ClientPrefix != (proxy.ClientPrefix{V4: 24, V6: 56}) ||
+		e.TicketRotate != 15*time.Minute || e.TicketKeep != 5 {
 		t.Fatalf("parsed: %+v", e)
 	}
 	for _, tc := range []struct{ k, v, want string }{
 		{"TETHER_TLS_MIN_VERSION", "1.1", "TETHER_TLS_MIN_VERSION"},
+		{"TETHER_TLS_TICKET_ROTATE", "30s", "TETHER_TLS_TICKET_ROTATE"},
+		{"TETHER_TLS_TICKET_ROTATE", "hourly", "TETHER_TLS_TICKET_ROTATE"},
+		{"TETHER_TLS_TICKET_KEEP", "0", "TETHER_TLS_TICKET_KEEP"},
+		{"TETHER_TLS_TICKET_KEEP", "17", "TETHER_TLS_TICKET_KEEP"},
 		{"TETHER_TLS_KEY", cert, "TETHER_TLS_CERT"}, // a certificate is not a key
 		{"TETHER_TLS_LISTEN", "8443", "TETHER_TLS_LISTEN"},
 		{"TETHER_HTTPS_REDIRECT", "maybe", "TETHER_HTTPS_REDIRECT"},

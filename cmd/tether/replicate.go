@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/tetherproxy/tether/edge"
 	"github.com/tetherproxy/tether/gossip"
 	"github.com/tetherproxy/tether/recovery"
 )
@@ -58,6 +59,14 @@ func startGossip(_ context.Context, n *node) error {
 		if p := n.proxyPtr.Load(); p != nil {
 			_ = p.SetDrain(pool, name, on) // a replica this node does not have: nothing to do
 		}
+	}
+	if e := n.cfg.Edge; e.TLSListen != "" {
+		// The TLS listener's session ticket keys: the fleet's when the
+		// gossip is encrypted, this node's own otherwise (startTLS says
+		// which).
+		n.edge.tickets = edge.NewTicketKeys(n.registry)
+		gc.OnTicketKeys = n.edge.tickets.Set
+		gc.TicketKeyRotate, gc.TicketKeyKeep = e.TicketRotate, e.TicketKeep
 	}
 	// Epoch mode, and a disk whose contents are too old or absent, start
 	// from a peer's copy of the database and vector.
