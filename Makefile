@@ -164,3 +164,17 @@ demo: build
 
 clean:
 	rm -rf bin
+
+# Scale envelope (issue 14, not part of make test): N in-process nodes at a
+# fixed fleet-wide rate of new bindings (N = 3, 10, 25, 50, each <= 30 s),
+# a joiner with 1M bindings, and one node's table up to 10M bindings
+# (heap, snapshot, recovery, search, GC). About 4 min, up to ~2.5 GiB.
+# Writes bench/scale.json; the charts are drawn from it into bench/*.png.
+SCALE_FLAGS ?= -fleet 3,10,25,50 -table 100000,1000000,3000000,10000000
+.PHONY: scale scale-plot
+scale: deps
+	$(GO) run ./bench/scale $(SCALE_FLAGS) -out bench/scale.json
+	$(MAKE) scale-plot
+
+scale-plot:
+	cd bench/scale/plot && $(GO) run . -in ../../scale.json -out ../..

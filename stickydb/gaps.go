@@ -20,6 +20,12 @@ type gapState struct {
 	asked   string
 	askedAt int64
 	buf     map[uint64]Group // buffered groups by From
+	// mark is want when the current wait or request began. Vectors keep
+	// raising want while an origin's pushes are in flight, so in a busy
+	// fleet want runs ahead all the time; what the gap is about is the
+	// events missing when it started. Once those are here the rest is a
+	// new wait, not a reason to escalate to a full copy.
+	mark uint64
 }
 
 // firstBuffered returns the first event number of the earliest buffered
@@ -143,6 +149,20 @@ func (db *DB) Tick(now time.Time) []Request {
 			db.closeGap(oe, gp.asked)
 			continue
 		}
+		if gp.mark == 0 {
+			gp.mark = gp.want
+		}
+		if known >= gp.mark && len(gp.buf) == 0 {
+			// What was missing when this wait or request began has come
+			// (pushes in flight, an answer); newer vectors showed more
+			// since. Wait for that afresh.
+			want, hint := gp.want, gp.hint
+			db.closeGap(oe, gp.asked)
+			ng := rs.gapFor(oe, nowMs)
+			ng.want, ng.hint, ng.mark = want, hint, want
+			db.stats.gapsRenewed.Add(1)
+			continue
+		}
 		if nowMs-gp.since < db.cfg.GapWait.Milliseconds() {
 			continue
 		}
@@ -237,7 +257,7 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 				// this one too, brings this gap's events as well: wait for
 				// it rather than stream the table twice (a joiner opens a
 				// gap per origin at once).
-				gp.asked, gp.askedAt = to, at
+				gp.asked, gp.askedAt, gp.mark = to, at, gp.want
 				rec.Asked, rec.Stage = to, "full (joined)"
 				rs.record(rec)
 				db.stats.reqFullJoined.Add(1)
@@ -259,7 +279,7 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 			break
 		}
 	}
-	gp.asked, gp.askedAt = req.To, nowMs
+	gp.asked, gp.askedAt, gp.mark = req.To, nowMs, gp.want
 	rec.Asked = req.To
 	rs.record(rec)
 	return req, true

@@ -453,3 +453,41 @@ func TestThirdCoversUpToBuffered(t *testing.T) {
 		t.Fatalf("second ask = %+v, want a range request to the third node", reqs)
 	}
 }
+
+// TestMovingGapIsNotEscalated (issue 14): in a busy fleet some peer's
+// vector always shows a little more of an origin than has reached us (its
+// pushes are in flight), so want keeps moving. The events missing when the
+// gap opened arrive on time, by the origin's pushes; the gap must not climb
+// origin -> third -> full copy because newer vectors kept it open. At 50
+// in-process nodes this made full copies at 10 new bindings/s.
+func TestMovingGapIsNotEscalated(t *testing.T) {
+	now := t0
+	exp := now.Add(20 * time.Minute).UnixMilli()
+	db := newTestDB(t, "me", now)
+	db.SetPeers([]string{"o", "third"}, now)
+	var seq uint64
+	for step := range 100 {
+		at := now.Add(time.Duration(step) * 5 * time.Millisecond)
+		// third already holds 3 more of o's events than we do...
+		db.ObserveVector("third", Vector{"o": {{1, seq + 3}}}, at)
+		// ...and o's push of the next event reaches us now.
+		seq++
+		if _, err := db.Receive(groupOf("o", 1, seq, seq, exp), at); err != nil {
+			t.Fatal(err)
+		}
+		if reqs := db.Tick(at); len(reqs) != 0 {
+			t.Fatalf("step %d: asked %+v while every event arrives within %v", step, reqs, 15*time.Millisecond)
+		}
+	}
+	st := db.Stats()
+	if st.RequestsOrigin+st.RequestsThird+st.RequestsFull != 0 || st.GapsRenewed == 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+	// A gap whose first events never come is still asked for.
+	end := now.Add(time.Second)
+	db.ObserveVector("third", Vector{"o": {{1, seq + 5}}}, end)
+	reqs := append(db.Tick(end), db.Tick(end.Add(50*time.Millisecond))...)
+	if len(reqs) != 1 || reqs[0].To != "o" {
+		t.Fatalf("a real gap was not asked for: %+v", reqs)
+	}
+}

@@ -16,6 +16,7 @@ type counters struct {
 	reqOrigin, reqThird, reqFull, reqFullJoined, reqWatchdog atomic.Uint64
 	fullCopies                                               atomic.Uint64
 	epochsAhead, gapsAbandoned, departed                     atomic.Uint64
+	gapsRenewed                                              atomic.Uint64
 }
 
 func (c *counters) count(k EventKind) {
@@ -60,6 +61,7 @@ type Stats struct {
 	FullCopies       uint64 // full copies merged
 	EpochsAhead      uint64 // new epochs started because a peer knew a later one of ours
 	GapsAbandoned    uint64 // gaps given up: no live peer claims the missing events any more
+	GapsRenewed      uint64 // gaps whose first missing events came while newer vectors showed more: waited for afresh, not escalated
 	Departed         uint64 // origins forgotten: not live, no event for TTL + hold + skew
 }
 
@@ -76,6 +78,6 @@ func (db *DB) Stats() Stats {
 		Malformed: c.malformed.Load(), SeqJumps: c.seqJumps.Load(), FutureEpochs: c.futureEpochs.Load(),
 		TooMany: c.tooMany.Load(), RequestsOrigin: c.reqOrigin.Load(), RequestsThird: c.reqThird.Load(),
 		RequestsFull: c.reqFull.Load(), FullJoined: c.reqFullJoined.Load(), RequestsWatchdog: c.reqWatchdog.Load(), FullCopies: c.fullCopies.Load(),
-		EpochsAhead: c.epochsAhead.Load(), GapsAbandoned: c.gapsAbandoned.Load(), Departed: c.departed.Load(),
+		EpochsAhead: c.epochsAhead.Load(), GapsAbandoned: c.gapsAbandoned.Load(), Departed: c.departed.Load(), GapsRenewed: c.gapsRenewed.Load(),
 	}
 }

@@ -39,7 +39,8 @@ type settings struct {
 	Join            string `env:"TETHER_JOIN" flag:"join" help:"peers to join: host:port,... (a DNS name joins every address it resolves to, re-resolved while the node has no peers)"`
 	GossipKey       string `env:"TETHER_GOSSIP_KEY" flag:"gossip-key" help:"base64 AES key for gossip (16, 24 or 32 bytes)" secret:"true"`
 	TTL             string `env:"TETHER_TTL" envDefault:"30m" flag:"ttl" help:"binding time-to-live"`
-	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"push budget window: when busy, at most 20 change groups per peer per interval (idle: at once)"`
+	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"push budget window: when busy, at most TETHER_PUSH_BURST change groups per peer per interval (idle: at once)"`
+	PushBurst       string `env:"TETHER_PUSH_BURST" envDefault:"20" flag:"push-burst" help:"change groups per peer per push interval; fewer = fewer, larger messages (a fleet of 25+ nodes: 1 with a 50ms interval, see bench/SCALE.md)"`
 	DataDir         string `env:"TETHER_DATA_DIR" flag:"data-dir" help:"write-ahead log and snapshots; empty = epoch mode"`
 	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it one is evicted: expired first, then unused ones, then a flood's newest (0 = no cap)"`
 	Forwarding      string `env:"TETHER_FORWARDING" envDefault:"fast" flag:"forwarding" help:"fast (plain GET/HEAD read by tether's own connection loop and sent on its own keep-alive client, the rest through net/http's server and httputil.ReverseProxy) or stdlib (everything through net/http's server and httputil.ReverseProxy)"`
@@ -92,6 +93,7 @@ type Config struct {
 
 	TTL            time.Duration
 	PushInterval   time.Duration
+	PushBurst      int    // gossip.Config.PushBurst
 	DataDir        string // "" = epoch mode
 	MaxBindings    int    // stickydb.Config.MaxBindings; 0 = no cap
 	Forwarding     string // proxy.Config.Forwarding
@@ -272,6 +274,9 @@ func (s settings) parse(hostname func() (string, error)) (Config, error) {
 	}
 	if c.PushInterval >= c.TTL {
 		return c, bad("PushInterval", s.PushInterval, "must be shorter than TETHER_TTL (%v)", c.TTL)
+	}
+	if c.PushBurst, err = strconv.Atoi(strings.TrimSpace(s.PushBurst)); err != nil || c.PushBurst < 1 || c.PushBurst > 1000 {
+		return c, bad("PushBurst", s.PushBurst, "want a whole number from 1 to 1000")
 	}
 	if c.MaxBindings, err = strconv.Atoi(strings.TrimSpace(s.MaxBindings)); err != nil || c.MaxBindings < 0 {
 		return c, bad("MaxBindings", s.MaxBindings, "want a whole number >= 0 (0 = no cap)")

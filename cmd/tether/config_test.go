@@ -25,7 +25,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.NodeName != "host-a" || c.Listen != ":8080" || c.AdminListen != "127.0.0.1:9090" ||
-		c.GossipBind != "127.0.0.1:7946" || c.TTL != 30*time.Minute || c.PushInterval != 20*time.Millisecond ||
+		c.GossipBind != "127.0.0.1:7946" || c.TTL != 30*time.Minute || c.PushInterval != 20*time.Millisecond || c.PushBurst != 20 ||
 		c.LogLevel != zerolog.InfoLevel || c.LogFormat != "json" || c.DataDir != "" || c.GossipKey != nil ||
 		c.MaxBindings != 4_000_000 {
 		t.Fatalf("defaults: %+v", c)
@@ -87,6 +87,8 @@ func TestConfigErrors(t *testing.T) {
 		{"ttl garbage", "TETHER_TTL", "forever", []string{"TETHER_TTL", `"forever"`, "not a duration"}},
 		{"push zero", "TETHER_PUSH_INTERVAL", "0", []string{"TETHER_PUSH_INTERVAL", "--push-interval"}},
 		{"push over ttl", "TETHER_PUSH_INTERVAL", "1h", []string{"TETHER_PUSH_INTERVAL", "shorter than TETHER_TTL"}},
+		{"push burst zero", "TETHER_PUSH_BURST", "0", []string{"TETHER_PUSH_BURST", "--push-burst", `"0"`, "1 to 1000"}},
+		{"push burst garbage", "TETHER_PUSH_BURST", "many", []string{"TETHER_PUSH_BURST", `"many"`}},
 		{"key not base64", "TETHER_GOSSIP_KEY", "not*base64", []string{"TETHER_GOSSIP_KEY", "--gossip-key", "not base64", "(value hidden)"}},
 		{"key length", "TETHER_GOSSIP_KEY", "c2hvcnQ=", []string{"TETHER_GOSSIP_KEY", "5 bytes"}},
 		{"admin public no token", "TETHER_ADMIN_LISTEN", "0.0.0.0:9090", []string{"TETHER_ADMIN_LISTEN", "--admin-listen", "0.0.0.0:9090", "TETHER_ADMIN_TOKEN"}},

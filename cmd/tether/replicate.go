@@ -51,7 +51,7 @@ func startGossip(_ context.Context, n *node) error {
 	}
 	gc := gossip.DefaultConfig()
 	gc.BindAddr, gc.AdvertiseAddr, gc.Join = n.cfg.GossipBind, n.cfg.GossipAdvertise, n.cfg.Join
-	gc.Key, gc.PushInterval = n.cfg.GossipKey, n.cfg.PushInterval
+	gc.Key, gc.PushInterval, gc.PushBurst = n.cfg.GossipKey, n.cfg.PushInterval, n.cfg.PushBurst
 	gc.Logger, gc.Now = &n.log, n.now
 	gc.Meta = encodeMemberMeta(n.cfg)
 	gc.WrapTransport = n.wrapTransport // nil but in faultinject test builds
