@@ -94,7 +94,7 @@ func (db *DB) raiseExpired(evs []Event, nowMs int64) {
 			continue
 		}
 		cur, ok := db.Lookup(evs[i].Key)
-		if ok && sameIdentity(cur, *b) && cur.Expiry > b.Expiry {
+		if ok && sameClass(cur, *b) && cur.Expiry > b.Expiry {
 			b.Expiry = cur.Expiry
 		}
 	}

@@ -25,23 +25,36 @@ func genKey(t *rapid.T) Key {
 	return k
 }
 
+// agreed is what the fleet agrees on of a binding: all but Origin (see
+// Merge).
+func agreed(b Binding) Binding {
+	b.Origin = ""
+	return b
+}
+
 func TestMergeIsASemilattice(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		k := genKey(t)
 		a, b, c := genBinding(t, "a"), genBinding(t, "b"), genBinding(t, "c")
-		if got, want := Merge(k, a, b), Merge(k, b, a); got != want {
+		if got, want := agreed(Merge(k, a, b)), agreed(Merge(k, b, a)); got != want {
 			t.Fatalf("not commutative: %+v vs %+v", got, want)
 		}
-		if got, want := Merge(k, Merge(k, a, b), c), Merge(k, a, Merge(k, b, c)); got != want {
+		if got, want := agreed(Merge(k, Merge(k, a, b), c)), agreed(Merge(k, a, Merge(k, b, c))); got != want {
 			t.Fatalf("not associative: %+v vs %+v", got, want)
 		}
 		if got := Merge(k, a, a); got != a {
 			t.Fatalf("not idempotent: %+v vs %+v", got, a)
 		}
-		// The join is an upper bound: merging it with either input again changes nothing.
+		// The join is an upper bound: merging it with either input again
+		// changes nothing, Origin included.
 		m := Merge(k, a, b)
 		if Merge(k, m, a) != m || Merge(k, m, b) != m {
 			t.Fatalf("join is not an upper bound")
+		}
+		// Origin is one of the inputs', the first one's when they are the
+		// same binding.
+		if m.Origin != a.Origin && m.Origin != b.Origin || sameClass(a, b) && m.Origin != a.Origin {
+			t.Fatalf("origin %q from %q and %q", m.Origin, a.Origin, b.Origin)
 		}
 	})
 }
@@ -67,10 +80,10 @@ func TestMergeRule(t *testing.T) {
 			Binding{Replica: lo, Expiry: 100, Generation: 1, Origin: "n1"},
 			Binding{Replica: lo, Expiry: 200, Generation: 1, Origin: "n1"},
 			Binding{Replica: lo, Expiry: 200, Generation: 1, Origin: "n1"}},
-		{"same replica, concurrent binds: greater origin",
+		{"same replica, concurrent binds: the same binding, the first's origin kept",
 			Binding{Replica: lo, Expiry: 100, Generation: 1, Origin: "n1"},
-			Binding{Replica: lo, Expiry: 100, Generation: 1, Origin: "n2"},
-			Binding{Replica: lo, Expiry: 100, Generation: 1, Origin: "n2"}},
+			Binding{Replica: lo, Expiry: 150, Generation: 1, Origin: "n2"},
+			Binding{Replica: lo, Expiry: 150, Generation: 1, Origin: "n1"}},
 		{"conflict: higher rendezvous score wins, later expiry kept",
 			Binding{Replica: lo, Expiry: 300, Generation: 1, Origin: "n1"},
 			Binding{Replica: hi, Expiry: 200, Generation: 1, Origin: "n2"},
@@ -85,7 +98,7 @@ func TestMergeRule(t *testing.T) {
 			if got := Merge(k, tt.a, tt.b); got != tt.want {
 				t.Errorf("Merge = %+v, want %+v", got, tt.want)
 			}
-			if got := Merge(k, tt.b, tt.a); got != tt.want {
+			if got := Merge(k, tt.b, tt.a); agreed(got) != agreed(tt.want) {
 				t.Errorf("Merge reversed = %+v, want %+v", got, tt.want)
 			}
 		})

@@ -155,8 +155,7 @@ func (db *DB) Digest(now time.Time, margin time.Duration) (count int, sum uint64
 				continue
 			}
 			h := k.Hash()
-			h = mix64(h ^ db.names.info(e.replica).hash)
-			h = mix64(h ^ db.names.info(e.origin).hash)
+			h = mix64(h ^ db.names.info(e.replica).hash) // not the origin: see Merge
 			binary.LittleEndian.PutUint64(b[:], uint64(e.ann))
 			h = mix64(h ^ binary.LittleEndian.Uint64(b[:]) ^ uint64(e.gen)<<1)
 			if e.deleted() {
