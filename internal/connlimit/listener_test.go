@@ -210,8 +210,19 @@ func TestIdleSweptUnderPressure(t *testing.T) {
 		}
 		cs = append(cs, c)
 	}
-	if !closedByPeer(cs[0], 10*time.Second) {
-		t.Fatal("idle connection kept under pressure")
+	// Some idle connection is closed (the oldest idle one first, which need
+	// not be cs[0]: the server marks them idle in its own order).
+	closed := false
+	for deadline := time.Now().Add(10 * time.Second); !closed && time.Now().Before(deadline); {
+		for _, c := range cs {
+			if closedByPeer(c, 10*time.Millisecond) {
+				closed = true
+				break
+			}
+		}
+	}
+	if !closed {
+		t.Fatal("idle connections kept under pressure")
 	}
 	if n := l.Open(); n >= 19 {
 		t.Fatalf("open = %d after the sweep", n)
