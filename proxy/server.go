@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -254,6 +255,8 @@ func (lc *loopConn) serve() {
 			buf = buf[:runtime.Stack(buf, false)]
 			if s.Std.ErrorLog != nil {
 				s.Std.ErrorLog.Printf("http: panic serving %v: %v\n%s", lc.remote, e, buf)
+			} else {
+				log.Printf("http: panic serving %v: %v\n%s", lc.remote, e, buf)
 			}
 		}
 		if !lc.handedOver {
@@ -293,6 +296,7 @@ func (lc *loopConn) serve() {
 			return
 		}
 		clear(lc.h)
+		lc.req = http.Request{} // nothing of the last request (path values, form) carries over
 		var parsed bool
 		lc.vals, parsed = parseRequestHead(head, &lc.req, &lc.u, lc.h, lc.vals)
 		if !parsed {
@@ -317,7 +321,11 @@ func (lc *loopConn) readHead(first bool) ([]byte, bool) {
 		lc.r, lc.w = 0, 0
 	}
 	if lc.r == lc.w {
-		if !first {
+		if first {
+			// A new connection gets its header timeout from the start, as
+			// net/http's: one that sends nothing must not hold a slot.
+			_ = lc.c.SetReadDeadline(headerDeadline(s.Std, time.Now()))
+		} else {
 			lc.setState(http.StateIdle)
 			if s.closing.Load() {
 				return nil, false
@@ -342,13 +350,7 @@ func (lc *loopConn) readHead(first bool) ([]byte, bool) {
 		lc.setState(http.StateActive)
 	}
 	t0 := time.Now()
-	var hdrDeadline time.Time
-	if d := s.Std.ReadHeaderTimeout; d > 0 {
-		hdrDeadline = t0.Add(d)
-	} else if d := s.Std.ReadTimeout; d > 0 {
-		hdrDeadline = t0.Add(d)
-	}
-	_ = lc.c.SetReadDeadline(hdrDeadline)
+	_ = lc.c.SetReadDeadline(headerDeadline(s.Std, t0))
 	for scanned := lc.r; ; {
 		data := buf[lc.r:lc.w]
 		if !plainPrefix(data) {
@@ -361,6 +363,9 @@ func (lc *loopConn) readHead(first bool) ([]byte, bool) {
 			}
 		}
 		if i := bytes.Index(data, crlfcrlf); i >= 0 {
+			if i+4 > lc.headMax() {
+				return nil, true // longer than Std allows: its 431
+			}
 			if d := s.Std.ReadTimeout; d > 0 {
 				_ = lc.c.SetReadDeadline(t0.Add(d))
 			} else {
@@ -369,6 +374,9 @@ func (lc *loopConn) readHead(first bool) ([]byte, bool) {
 			return data[:i+4], true
 		}
 		scanned = max(lc.w-3, lc.r)
+		if lc.w-lc.r >= lc.headMax() {
+			return nil, true // too long for the loop: net/http's limits decide
+		}
 		if lc.w == len(buf) {
 			if lc.r == 0 {
 				return nil, true // too long for the loop
@@ -401,11 +409,32 @@ func plainPrefix(data []byte) bool {
 	return false
 }
 
+// headerDeadline is when a head begun at t0 must be whole
+// (ReadHeaderTimeout, else ReadTimeout; zero: none).
+func headerDeadline(s *http.Server, t0 time.Time) time.Time {
+	if d := s.ReadHeaderTimeout; d > 0 {
+		return t0.Add(d)
+	}
+	if d := s.ReadTimeout; d > 0 {
+		return t0.Add(d)
+	}
+	return time.Time{}
+}
+
 func idleTimeout(s *http.Server) time.Duration {
 	if s.IdleTimeout != 0 {
 		return s.IdleTimeout
 	}
 	return s.ReadTimeout
+}
+
+// headMax is the longest head the loop reads itself: its buffer, or less
+// when Std's MaxHeaderBytes is smaller (net/http allows it plus 4 KiB).
+func (lc *loopConn) headMax() int {
+	if m := lc.s.Std.MaxHeaderBytes; m > 0 {
+		return min(loopHeadMax, m+4096)
+	}
+	return loopHeadMax
 }
 
 // handOver gives the connection and the bytes read but not consumed to
@@ -442,13 +471,14 @@ func (lc *loopConn) serveOne() bool {
 	}
 	w := &lc.rw
 	w.reset(r.Method == http.MethodHead, r.Close)
+	defer ctx.cancel(context.Canceled) // also when the handler panics
 	s.Std.Handler.ServeHTTP(w, r)
+	ctx.cancel(context.Canceled) // first: no watch can start after this
 	lc.endWatch(ctx)
-	ctx.cancel(context.Canceled)
+	ok := w.finish() // the client may have half-closed only: answer anyway
 	if lc.clientGone {
 		return false
 	}
-	ok := w.finish()
 	if s.Std.WriteTimeout > 0 {
 		_ = lc.c.SetWriteDeadline(time.Time{})
 	}
@@ -465,9 +495,10 @@ type reqCtx struct {
 	lc              *loopConn
 	pipelined       bool // the next request is already read: the client is there
 
-	mu   sync.Mutex
-	done chan struct{}
-	err  error
+	mu         sync.Mutex
+	done       chan struct{}
+	err        error
+	stopParent func() bool // the watch on the connection's context
 }
 
 func (c *reqCtx) Done() <-chan struct{} {
@@ -475,10 +506,20 @@ func (c *reqCtx) Done() <-chan struct{} {
 	defer c.mu.Unlock()
 	if c.done == nil {
 		c.done = make(chan struct{})
-		if c.err != nil {
+		if err := c.Context.Err(); c.err == nil && err != nil {
+			c.err = err
+		}
+		switch {
+		case c.err != nil:
 			close(c.done)
-		} else if !c.pipelined {
-			c.lc.startWatch(c)
+		default:
+			if c.Context.Done() != nil {
+				parent := c.Context
+				c.stopParent = context.AfterFunc(parent, func() { c.cancel(parent.Err()) })
+			}
+			if !c.pipelined {
+				c.lc.startWatch(c)
+			}
 		}
 	}
 	return c.done
@@ -487,6 +528,9 @@ func (c *reqCtx) Done() <-chan struct{} {
 func (c *reqCtx) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.err == nil {
+		return c.Context.Err()
+	}
 	return c.err
 }
 
@@ -497,6 +541,9 @@ func (c *reqCtx) cancel(err error) {
 		c.err = err
 		if c.done != nil {
 			close(c.done)
+		}
+		if c.stopParent != nil {
+			c.stopParent()
 		}
 	}
 }
@@ -511,6 +558,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (lc *loopConn) startWatch(c *reqCtx) {
 	done := make(chan struct{})
 	lc.watch = done
+	_ = lc.c.SetReadDeadline(time.Time{}) // as net/http's background read: ReadTimeout bounds the head only here
 	go func() {
 		defer close(done)
 		n, err := lc.c.Read(lc.watchByte[:])

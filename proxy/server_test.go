@@ -123,8 +123,13 @@ func TestLoopHandsOverOddRequests(t *testing.T) {
 
 // A slow head is cut at ReadHeaderTimeout, as net/http cuts it.
 func TestLoopHeaderTimeout(t *testing.T) {
-	r, _ := loopRig(t)
-	r.srv.ReadHeaderTimeout = 300 * time.Millisecond // read by the loop for each head
+	be, err := demobackend.Start("a", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"a": be.URL})}},
+		func(c *Config) { c.ReadHeaderTimeout = 300 * time.Millisecond })
 	c, err := net.Dial("tcp", r.url[len("http://"):])
 	if err != nil {
 		t.Fatal(err)

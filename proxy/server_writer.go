@@ -3,6 +3,7 @@ package proxy
 import (
 	"golang.org/x/net/http/httpguts"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +60,7 @@ func (w *loopWriter) WriteHeader(code int) {
 		// as it is (net/http does the same), and the handler goes on.
 		bw := w.lc.bw
 		writeStatusLine(bw, code)
-		writeFields(bw, w.h, nil)
+		writeFields(bw, w.h, nil, nil)
 		_, _ = bw.WriteString("\r\n")
 		if err := bw.Flush(); err != nil {
 			w.failed = err
@@ -181,25 +182,31 @@ func (w *loopWriter) commit(whole bool, next []byte) {
 	if hasBody && len(sniff) > 0 && !hasKey(h, "Content-Type") && !hasKey(h, "Transfer-Encoding") && h.Get("Content-Encoding") == "" {
 		extra = append(extra, "Content-Type", http.DetectContentType(sniff))
 	}
+	w.declareTrailers()
 	te := ""
 	if v := h["Transfer-Encoding"]; len(v) > 0 {
 		te = v[0]
 	}
+	// The length goes out as WriteHeader saw it (w.cl), never as a field
+	// set after: net/http sends the header as it was then, and two lengths
+	// would be a framing ambiguity.
+	delete(h, "Content-Length")
+	if w.cl >= 0 && hasBody && !(te != "" && te != "identity") {
+		extra = append(extra, "Content-Length", strconv.FormatInt(w.cl, 10))
+	}
 	if !hasBody {
-		delete(h, "Content-Length")
 		delete(h, "Transfer-Encoding")
 		if w.status == http.StatusNotModified {
 			delete(h, "Content-Type")
 		}
 	}
 	if w.cl >= 0 && te != "" && te != "identity" {
-		delete(h, "Content-Length") // net/http ignores a length beside a coding
-		w.cl = -1
+		w.cl = -1 // net/http ignores a length beside a coding
 	}
 	switch {
 	case !hasBody || w.cl >= 0:
 		delete(h, "Transfer-Encoding")
-	case whole && te == "" && len(w.trailerKeys()) == 0 && (!w.head || len(w.hold) > 0):
+	case whole && te == "" && len(w.trailers) == 0 && (!w.head || len(w.hold) > 0):
 		extra = append(extra, "Content-Length", strconv.Itoa(len(w.hold)))
 	case w.head:
 		delete(h, "Transfer-Encoding")
@@ -215,14 +222,13 @@ func (w *loopWriter) commit(whole bool, next []byte) {
 	}
 	if valuesHaveToken(h["Connection"], "close") {
 		w.closeAfter = true
-	}
-	delete(h, "Connection")
-	if w.closeAfter || w.lc.s.closing.Load() {
+	} else if w.closeAfter || w.lc.s.closing.Load() {
 		w.closeAfter = true
+		delete(h, "Connection") // net/http replaces the handler's (keep-alive, say) with close
 		extra = append(extra, "Connection", "close")
 	}
 	writeStatusLine(bw, w.status)
-	writeFields(bw, h, extra)
+	writeFields(bw, h, w.trailers, extra)
 	_, _ = bw.WriteString("\r\n")
 	if len(w.hold) > 0 && !w.head {
 		_ = w.writeBody(w.hold)
@@ -230,9 +236,10 @@ func (w *loopWriter) commit(whole bool, next []byte) {
 	w.hold = w.hold[:0]
 }
 
-// trailerKeys lists the trailers the handler announced or set with
-// http.TrailerPrefix.
-func (w *loopWriter) trailerKeys() []string {
+// declareTrailers records the trailers the handler announced in its
+// Trailer field when the head goes out (as net/http: one announced later is
+// not sent).
+func (w *loopWriter) declareTrailers() {
 	w.trailers = w.trailers[:0]
 	for _, v := range w.h["Trailer"] {
 		for _, k := range strings.Split(v, ",") {
@@ -241,12 +248,6 @@ func (w *loopWriter) trailerKeys() []string {
 			}
 		}
 	}
-	for k := range w.h {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			w.trailers = append(w.trailers, k)
-		}
-	}
-	return w.trailers
 }
 
 // finish completes the response after the handler returned; false when
@@ -261,13 +262,15 @@ func (w *loopWriter) finish() bool {
 	bw := w.lc.bw
 	if w.chunked && w.failed == nil {
 		_, _ = bw.WriteString("0\r\n")
-		for _, k := range w.trailerKeys() {
-			name := strings.TrimPrefix(k, http.TrailerPrefix)
-			for _, v := range w.h[k] {
-				_, _ = bw.WriteString(name)
-				_, _ = bw.WriteString(": ")
-				_, _ = bw.WriteString(v)
-				_, _ = bw.WriteString("\r\n")
+		// The announced trailers, then any set with http.TrailerPrefix.
+		for k, vv := range w.h {
+			name, prefixed := strings.CutPrefix(k, http.TrailerPrefix)
+			if !prefixed && !slices.Contains(w.trailers, k) ||
+				!httpguts.ValidHeaderFieldName(name) || !httpguts.ValidTrailerHeader(name) {
+				continue // as net/http: no bad names, nothing that frames or routes
+			}
+			for _, v := range vv {
+				writeFieldLine(bw, name, v)
 			}
 		}
 		_, _ = bw.WriteString("\r\n")
@@ -293,34 +296,42 @@ func writeStatusLine(bw interface{ WriteString(string) (int, error) }, code int)
 	_, _ = bw.WriteString("HTTP/1.1 ")
 	_, _ = bw.WriteString(strconv.Itoa(code))
 	_, _ = bw.WriteString(" ")
-	_, _ = bw.WriteString(http.StatusText(code))
+	if text := http.StatusText(code); text != "" {
+		_, _ = bw.WriteString(text)
+	} else {
+		_, _ = bw.WriteString("status code " + strconv.Itoa(code)) // as net/http
+	}
 	_, _ = bw.WriteString("\r\n")
 }
 
-// writeFields writes h (values with CR or LF replaced by spaces, trailer
-// keys left out), then extra's pairs. Field order is the map's: it has no
+// writeFields writes h (values with CR or LF replaced by spaces; names that
+// are not tokens, trailers announced in skip and http.TrailerPrefix keys
+// left out), then extra's pairs. Field order is the map's: it has no
 // meaning in HTTP, and sorting as net/http does costs a slice per response.
-func writeFields(bw interface{ WriteString(string) (int, error) }, h http.Header, extra []string) {
+func writeFields(bw interface{ WriteString(string) (int, error) }, h http.Header, skip []string, extra []string) {
 	for k, vv := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
-			continue // net/http drops a field whose name is not a token
+		if strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) || slices.Contains(skip, k) {
+			continue
 		}
 		for _, v := range vv {
-			_, _ = bw.WriteString(k)
-			_, _ = bw.WriteString(": ")
-			if strings.ContainsAny(v, "\r\n") {
-				v = headerValueReplacer.Replace(v)
-			}
-			_, _ = bw.WriteString(strings.TrimSpace(v))
-			_, _ = bw.WriteString("\r\n")
+			writeFieldLine(bw, k, v)
 		}
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
-		_, _ = bw.WriteString(extra[i])
-		_, _ = bw.WriteString(": ")
-		_, _ = bw.WriteString(extra[i+1])
-		_, _ = bw.WriteString("\r\n")
+		writeFieldLine(bw, extra[i], extra[i+1])
 	}
+}
+
+// writeFieldLine writes one field line, CR and LF in the value replaced by
+// spaces (net/http's headerNewlineToSpace), the value trimmed.
+func writeFieldLine(bw interface{ WriteString(string) (int, error) }, k, v string) {
+	_, _ = bw.WriteString(k)
+	_, _ = bw.WriteString(": ")
+	if strings.ContainsAny(v, "\r\n") {
+		v = headerValueReplacer.Replace(v)
+	}
+	_, _ = bw.WriteString(strings.TrimSpace(v))
+	_, _ = bw.WriteString("\r\n")
 }
 
 var headerValueReplacer = strings.NewReplacer("\n", " ", "\r", " ")
