@@ -29,8 +29,9 @@ type loopWriter struct {
 	cl         int64 // the declared Content-Length, -1 none
 	written    int64 // body bytes taken from the handler
 	closeAfter bool
-	hold       []byte // body held before the head goes out
-	trailers   []string
+	hold       []byte   // body held before the head goes out
+	trailers   []string // announced at WriteHeader
+	skip       []string // of those, the ones not set then: not in the head
 	failed     error
 	extra      [10]string // fields the server adds, name and value pairs
 }
@@ -43,7 +44,7 @@ func (w *loopWriter) reset(head, reqClose bool) {
 	w.head, w.reqClose = head, reqClose
 	w.status, w.wroteHdr, w.committed, w.chunked = 0, false, false, false
 	w.cl, w.written, w.closeAfter, w.failed = -1, 0, reqClose, nil
-	w.hold, w.trailers = w.hold[:0], w.trailers[:0]
+	w.hold, w.trailers, w.skip = w.hold[:0], w.trailers[:0], w.skip[:0]
 }
 
 func (w *loopWriter) Header() http.Header { return w.h }
@@ -68,6 +69,16 @@ func (w *loopWriter) WriteHeader(code int) {
 		return
 	}
 	w.wroteHdr, w.status = true, code
+	// The trailers announced now are the ones sent; a field of theirs
+	// already set goes out in the head too, as net/http's snapshot of the
+	// header at this point would send it.
+	w.declareTrailers()
+	w.skip = w.skip[:0]
+	for _, k := range w.trailers {
+		if _, set := w.h[k]; !set {
+			w.skip = append(w.skip, k)
+		}
+	}
 	if v := w.h["Content-Length"]; len(v) > 0 {
 		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
 			w.cl = n
@@ -182,7 +193,6 @@ func (w *loopWriter) commit(whole bool, next []byte) {
 	if hasBody && len(sniff) > 0 && !hasKey(h, "Content-Type") && !hasKey(h, "Transfer-Encoding") && h.Get("Content-Encoding") == "" {
 		extra = append(extra, "Content-Type", http.DetectContentType(sniff))
 	}
-	w.declareTrailers()
 	te := ""
 	if v := h["Transfer-Encoding"]; len(v) > 0 {
 		te = v[0]
@@ -228,7 +238,7 @@ func (w *loopWriter) commit(whole bool, next []byte) {
 		extra = append(extra, "Connection", "close")
 	}
 	writeStatusLine(bw, w.status)
-	writeFields(bw, h, w.trailers, extra)
+	writeFields(bw, h, w.skip, extra)
 	_, _ = bw.WriteString("\r\n")
 	if len(w.hold) > 0 && !w.head {
 		_ = w.writeBody(w.hold)
