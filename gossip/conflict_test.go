@@ -19,14 +19,20 @@ func TestConcurrentFirstBind(t *testing.T) {
 	for round := range 30 {
 		k := testKey(t, 500000+round)
 		created := make([]bool, len(nodes))
+		gens := make([]uint32, len(nodes))
 		var wg sync.WaitGroup
 		start := make(chan struct{})
+		// One instant for all: concurrent first binds (one generation, the
+		// clock's second); binds a second apart are not concurrent, the
+		// later wins (stickydb: generations order births).
+		now := time.Now()
 		for i, n := range nodes {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				<-start
-				_, ok, err := n.Store().BindIfAbsent(k, replicas[i], time.Now())
+				b, ok, err := n.Store().BindIfAbsent(k, replicas[i], now)
+				gens[i] = b.Generation
 				if err != nil {
 					t.Error(err)
 				}
@@ -47,7 +53,7 @@ func TestConcurrentFirstBind(t *testing.T) {
 		want := cands[stickydb.Pick(k, cands)].Name
 		eventually(t, 5*time.Second, func() bool {
 			for _, n := range nodes {
-				if b, ok := n.DB().Lookup(k); !ok || b.Replica != want || b.Generation != 1 {
+				if b, ok := n.DB().Lookup(k); !ok || b.Replica != want || b.Generation != gens[0] {
 					return false
 				}
 			}

@@ -432,14 +432,15 @@ func TestFastRefusedGETRetries(t *testing.T) {
 	if ip == "" {
 		t.Fatal("no client landed on a")
 	}
+	g0 := r.binding(ip, "g.example").Generation
 	if err := bs["a"].Close(); err != nil {
 		t.Fatal(err)
 	}
 	if code, be, _ := r.get(clientFrom(t, ip), "g.example", "/"); code != 200 || be != "b" {
 		t.Fatalf("GET after a died: %d from %q", code, be)
 	}
-	if b := r.binding(ip, "g.example"); b.Replica != "b" || b.Generation != 2 {
-		t.Fatalf("binding %+v, want b generation 2", b)
+	if b := r.binding(ip, "g.example"); b.Replica != "b" || b.Generation <= g0 {
+		t.Fatalf("binding %+v, want b at a generation after %d", b, g0)
 	}
 }
 

@@ -1,6 +1,9 @@
 package stickydb
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Binding is what the fleet agrees on for one key (Fig. 3).
 type Binding struct {
@@ -20,14 +23,45 @@ type Binding struct {
 	Deleted bool
 }
 
-// MaxGeneration bounds Binding.Generation. Generations never wrap: a
-// received binding above the bound is refused (ErrGeneration, counted
-// against the sender), and a key at the bound cannot be rebound or deleted
-// here until its binding is past its horizon (announced expiry +
-// RefreshThreshold + MaxSkew), when the next bind starts again at
-// generation 1. An honest fleet never comes near it: one rebind of the same
-// key every millisecond, never letting it expire, for twelve days.
+// Generations order births, not only causality. A binding made where the
+// key has none (or only an expired one) takes the clock's generation,
+// birth(now): seconds since genEpoch. A rebind or a delete takes the next
+// generation after the one it replaces, or the clock's when that is later.
+// So a binding made after another one died wins over it wherever the two
+// meet, whatever was merged before: with plain counters a fresh bind
+// (generation 1) lost to a tombstone or a higher-ranked bind that had died
+// before it was made, on the nodes that had merged the two while the first
+// was alive, and the fleet disagreed (make soak, seeds 224783732 and
+// 2795621208).
+//
+// MaxGeneration bounds Binding.Generation (year 2054 in seconds). A
+// received binding above the bound, or more than MaxGenerationAhead ahead
+// of the receiver's clock, is refused (ErrGeneration, counted against the
+// sender): a keyed peer cannot pin a binding with a far-future generation.
 const MaxGeneration = 1 << 30
+
+// genEpoch is 2020-01-01T00:00:00Z, unix ms: generation 0 of the clock.
+const genEpoch = 1577836800000
+
+// MaxGenerationAhead is how far past the receiver's clock a generation may
+// be: MaxSkew's worth, and room for a key rebound many times a second for
+// an hour.
+const MaxGenerationAhead = 3600 + 600
+
+// BirthGeneration is the generation of a binding made at now where its key
+// had none.
+func BirthGeneration(now time.Time) uint32 { return birth(now.UnixMilli()) }
+
+// birth is the clock's generation at nowMs.
+func birth(nowMs int64) uint32 {
+	if nowMs <= genEpoch {
+		return 1
+	}
+	return uint32(min((nowMs-genEpoch)/1000+1, MaxGeneration))
+}
+
+// nextGen is the generation after old at nowMs.
+func nextGen(old uint32, nowMs int64) uint32 { return max(old+1, birth(nowMs)) }
 
 // Live reports whether the binding serves requests at nowMs.
 func (b Binding) Live(nowMs int64) bool { return !b.Deleted && b.Expiry > nowMs }

@@ -240,7 +240,7 @@ func (db *DB) Rebind(k Key, from, to string, now time.Time) (b Binding, changed 
 		if cur == to || (from != "" && cur != from) {
 			return db.use(e, nowMs)
 		}
-		return newEntry(nowMs+db.ttlMs+db.refreshMs, nowMs+db.ttlMs, e.gen+1, 0, db.self), KindRebind
+		return newEntry(nowMs+db.ttlMs+db.refreshMs, nowMs+db.ttlMs, nextGen(e.gen, nowMs), 0, db.self), KindRebind
 	}, to)
 }
 
@@ -253,7 +253,7 @@ func (db *DB) Delete(k Key, now time.Time) (Binding, error) {
 			return e, 0
 		}
 		exp := nowMs + db.ttlMs + db.skewMs
-		return newEntry(exp+db.refreshMs, exp, e.gen+1, 0, db.self), KindDelete
+		return newEntry(exp+db.refreshMs, exp, nextGen(e.gen, nowMs), 0, db.self), KindDelete
 	}, "")
 	if err == nil && !made {
 		err = ErrNotFound // no live binding: nothing deleted (a tombstone already, or none)
@@ -293,10 +293,10 @@ func (db *DB) use(e entry, nowMs int64) (entry, EventKind) {
 // or an expired entry (so that it wins over any copy of the old one still
 // live elsewhere).
 func (db *DB) fresh(old entry, existed bool, nowMs int64) entry {
-	gen := uint32(1)
+	gen := birth(nowMs)
 	switch {
 	case existed:
-		gen = old.gen + 1
+		gen = nextGen(old.gen, nowMs)
 	case db.provisional.Load():
 		gen = 0 // see SetProvisional
 	}

@@ -14,7 +14,7 @@ func TestBindTouchRefreshExpire(t *testing.T) {
 		t.Fatal("hit on an empty db")
 	}
 	b, created, err := db.BindIfAbsent(k, "a", t0)
-	if err != nil || !created || b.Replica != "a" || b.Generation != 1 || b.Origin != "n1" {
+	if err != nil || !created || b.Replica != "a" || b.Generation != birth(t0.UnixMilli()) || b.Origin != "n1" {
 		t.Fatalf("bind = %+v %v %v", b, created, err)
 	}
 	if b.Expiry != t0.Add(30*time.Minute).UnixMilli() {
@@ -63,19 +63,19 @@ func TestBindTouchRefreshExpire(t *testing.T) {
 func TestRebindIsCompareAndSwap(t *testing.T) {
 	db := newTestDB(t, "n1", t0)
 	k := mustKey(t, "192.0.2.1", "shop")
-	db.BindIfAbsent(k, "a", t0)
+	g, _, _ := db.BindIfAbsent(k, "a", t0)
 	b, changed, _ := db.Rebind(k, "a", "b", t0)
-	if !changed || b.Replica != "b" || b.Generation != 2 {
+	if !changed || b.Replica != "b" || b.Generation != g.Generation+1 {
 		t.Fatalf("rebind = %+v %v", b, changed)
 	}
 	// A second request that also saw "a" dead must not rebind again.
 	b, changed, _ = db.Rebind(k, "a", "c", t0)
-	if changed || b.Replica != "b" || b.Generation != 2 {
+	if changed || b.Replica != "b" || b.Generation != g.Generation+1 {
 		t.Fatalf("stale rebind = %+v %v", b, changed)
 	}
 	// An operator's rebind (from "") always moves.
-	b, changed, _ = db.Rebind(k, "", "c", t0)
-	if !changed || b.Replica != "c" || b.Generation != 3 {
+	b, changed, _ = db.Rebind(k, "", "c", t0.Add(time.Hour))
+	if !changed || b.Replica != "c" || b.Generation != birth(t0.Add(time.Hour).UnixMilli()) {
 		t.Fatalf("operator rebind = %+v %v", b, changed)
 	}
 }
@@ -86,9 +86,9 @@ func TestDeleteLeavesTombstoneAndNextBindWins(t *testing.T) {
 	if _, err := db.Delete(k, t0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("delete of nothing: %v", err)
 	}
-	db.BindIfAbsent(k, "a", t0)
+	g, _, _ := db.BindIfAbsent(k, "a", t0)
 	tb, err := db.Delete(k, t0)
-	if err != nil || !tb.Deleted || tb.Generation != 2 {
+	if err != nil || !tb.Deleted || tb.Generation != g.Generation+1 {
 		t.Fatalf("delete = %+v %v", tb, err)
 	}
 	if _, ok := db.Touch(k, t0); ok {
@@ -108,7 +108,7 @@ func TestDeleteLeavesTombstoneAndNextBindWins(t *testing.T) {
 		t.Fatalf("old bind resurrected: %+v", b)
 	}
 	b, created, _ := db.BindIfAbsent(k, "b", t0)
-	if !created || b.Generation != 3 || b.Replica != "b" {
+	if !created || b.Generation != g.Generation+2 || b.Replica != "b" {
 		t.Fatalf("bind after delete = %+v", b)
 	}
 }
@@ -244,13 +244,13 @@ func TestProvisionalBindLosesToTheFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, db := range []*DB{fleetDB, fresh} {
-		if got, _ := db.Lookup(k); got.Replica != lo || got.Generation != 1 {
+		if got, _ := db.Lookup(k); got.Replica != lo || got.Generation != birth(t0.UnixMilli()) {
 			t.Fatalf("%s holds %+v, want the fleet's %s", db.Node(), got, lo)
 		}
 	}
 	fresh.SetProvisional(false)
 	k2 := mustKey(t, "10.0.0.2", "shop")
-	if b, _, _ := fresh.BindIfAbsent(k2, "r1", t0); b.Generation != 1 {
+	if b, _, _ := fresh.BindIfAbsent(k2, "r1", t0); b.Generation != birth(t0.UnixMilli()) {
 		t.Fatalf("bind after ready has generation %d", b.Generation)
 	}
 }

@@ -101,8 +101,13 @@ func TestFindingRebuildFromLogsKeepsWinner(t *testing.T) {
 	n2 := newTestDB(t, "n2", t0)
 	n3 := newTestDB(t, "n3", t0)
 	n1.BindIfAbsent(k, win, t0)
-	n2.BindIfAbsent(k, lose, t0.Add(5*time.Minute)) // concurrent: n2 had not heard of n1's bind
-	ta := t0.Add(5 * time.Minute)
+	// Concurrent (one generation: the same second), n2 had not heard of
+	// n1's bind; n2's clients keep it alive, so it outlives the winner.
+	n2.BindIfAbsent(k, lose, t0.Add(500*time.Millisecond))
+	ta := t0.Add(8 * time.Minute)
+	if _, err := n2.Refresh(k, ta); err != nil {
+		t.Fatal(err)
+	}
 	mustReceive(t, n3, n1.OwnEvents(0, 100), ta)
 	mustReceive(t, n3, n2.OwnEvents(0, 100), ta)
 	if got := servedBy(n3, k, ta); got != win {
@@ -110,7 +115,7 @@ func TestFindingRebuildFromLogsKeepsWinner(t *testing.T) {
 	}
 	// A fresh n4 rebuilds from n3's change log table after the winner's
 	// own expiry and horizon, while the loser's (the later one) holds.
-	tb := t0.Add(38 * time.Minute)
+	tb := t0.Add(39 * time.Minute)
 	n4 := newTestDB(t, "n4", tb)
 	n4.SetPeers([]string{"n3"}, tb)
 	groups, full := n3.Answer(Request{Origins: []string{"n1", "n2"}, Known: Vector{}}, tb)

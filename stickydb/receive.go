@@ -274,7 +274,7 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 		db.stats.eventsRejected.Add(1)
 		return false, ErrExpiryOverCap
 	}
-	if r.Generation > MaxGeneration {
+	if r.Generation > MaxGeneration || r.Generation > birth(nowMs)+MaxGenerationAhead {
 		db.stats.eventsRejected.Add(1)
 		return false, ErrGeneration
 	}

@@ -81,7 +81,7 @@ func TestAPIBindingsRowFields(t *testing.T) {
 		t.Fatalf("rows %+v", page)
 	}
 	b := page.Bindings[0]
-	want := BindingView{Client: "192.168.5.5", Host: "api.test", Replica: "a2", Generation: 1, Origin: "a",
+	want := BindingView{Client: "192.168.5.5", Host: "api.test", Replica: "a2", Generation: stickydb.BirthGeneration(t0), Origin: "a",
 		Expiry: t0.UnixMilli() + 30*60*1000, LocalExpiry: t0.UnixMilli() + 37*60*1000 + 30*1000, TimeLeftMs: 37*60*1000 + 30*1000, TimeLeft: "37m 30s"}
 	// the fixture binds at t0: announced for the TTL (30m), served here for
 	// TTL + RefreshThreshold (7m 30s)
@@ -173,7 +173,7 @@ func TestAPIBindingByKey(t *testing.T) {
 		check        func(t *testing.T, f *fixture, b BindingView)
 	}{
 		{name: "get", path: "/api/v1/bindings/shop.test/10.0.0.1", wantStatus: 200, check: func(t *testing.T, f *fixture, b BindingView) {
-			if b.Replica != "r1" || b.Client != "10.0.0.1" || b.Host != "shop.test" || b.Generation != 1 || b.Origin != "a" {
+			if b.Replica != "r1" || b.Client != "10.0.0.1" || b.Host != "shop.test" || b.Generation != stickydb.BirthGeneration(t0) || b.Origin != "a" {
 				t.Errorf("%+v", b)
 			}
 		}},
@@ -188,8 +188,8 @@ func TestAPIBindingByKey(t *testing.T) {
 		{name: "get bad ip", path: "/api/v1/bindings/shop.test/10.0.0", wantStatus: 400, wantErr: "client:"},
 		{name: "get bad host", path: "/api/v1/bindings/sh%20op/10.0.0.1", wantStatus: 400, wantErr: "host:"},
 		{name: "delete", method: "DELETE", path: "/api/v1/bindings/shop.test/10.0.0.1", wantStatus: 200, check: func(t *testing.T, f *fixture, b BindingView) {
-			if !b.Deleted || b.Generation != 2 {
-				t.Errorf("tombstone %+v, want deleted generation 2", b)
+			if !b.Deleted || b.Generation != stickydb.BirthGeneration(t0)+1 {
+				t.Errorf("tombstone %+v, want deleted at the next generation", b)
 			}
 			if got, _ := f.db.Lookup(key(t, "10.0.0.1", "shop.test")); !got.Deleted {
 				t.Errorf("core still holds %+v", got)
@@ -201,7 +201,7 @@ func TestAPIBindingByKey(t *testing.T) {
 		{name: "delete missing", method: "DELETE", path: "/api/v1/bindings/shop.test/10.9.9.9", wantStatus: 404},
 		{name: "delete bad ip", method: "DELETE", path: "/api/v1/bindings/shop.test/nope", wantStatus: 400, wantErr: "client:"},
 		{name: "rebind", method: "PUT", path: "/api/v1/bindings/shop.test/10.0.0.1", body: `{"replica":"r2"}`, wantStatus: 200, check: func(t *testing.T, f *fixture, b BindingView) {
-			if b.Replica != "r2" || b.Generation != 2 || b.Origin != "a" {
+			if b.Replica != "r2" || b.Generation != stickydb.BirthGeneration(t0)+1 || b.Origin != "a" {
 				t.Errorf("%+v", b)
 			}
 			if got, _ := f.db.Lookup(key(t, "10.0.0.1", "shop.test")); got.Replica != "r2" {
