@@ -18,7 +18,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// net/http's server lingers up to 500 ms after an error response it sent
+// to a client still writing (closeWriteAndWait: half-close, then wait for
+// the client to read it), past the server's Close: not a leak.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("net/http.(*conn).closeWriteAndWait"))
+}
 
 // fastHealth checks often, so tests see state changes quickly; the timeout
 // is generous because a healthy replica answering late under -race on a
