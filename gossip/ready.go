@@ -17,9 +17,11 @@ type readiness struct {
 	done     chan struct{}
 	once     sync.Once
 
-	// run loop only: what the peers knew when we joined (the newest pair
-	// of every origin but us).
+	// run loop only: what the live peers knew when we first saw each of
+	// them (the newest pair of every origin but us), and which peers that
+	// counts.
 	target stickydb.Vector
+	seen   map[string]bool
 }
 
 func (r *readiness) catchUp() time.Duration {
@@ -31,58 +33,65 @@ func (r *readiness) catchUp() time.Duration {
 }
 
 // checkReady (run loop) turns Ready on once the node has joined and its
-// vector covers what its live peers' vectors showed when it first saw them
-// (so a new node serves with the fleet's bindings, not an empty table): the
-// newest epoch of every other origin, and every older epoch of our own (a
-// node restarted without a disk gets its old bindings back). Or once
+// vector covers what each live peer's vector showed when the node first saw
+// it (so a new node serves with the fleet's bindings, not an empty table):
+// the newest epoch of every other origin, and every older epoch of our own (a
+// node restarted without a disk gets its old bindings back). Every live
+// peer's vector counts, including one that shows up while the node is still
+// catching up: when a whole fleet restarts, the first peer heard from knows
+// only its own bindings, and the others' arrive from the others. Or once
 // CatchUpTimeout has passed since joining.
 func (n *Node) checkReady(now time.Time) {
 	r := &n.ready
 	if r.ready.Load() || !r.joined.Load() {
 		return
 	}
-	if r.target == nil {
-		live, known := 0, 0
-		t := stickydb.Vector{}
-		current, _ := n.db.Position()
-		for _, row := range n.db.Table() {
-			if !row.Live {
-				continue
-			}
-			live++
-			if row.Vector == nil {
-				continue
-			}
-			known++
-			for o, ps := range row.Vector {
-				if o != n.self {
-					if es, ok := row.Vector.Latest(o); ok {
-						t.Advance(o, es.Epoch, es.Seq)
-					}
-					continue
+	if r.seen == nil {
+		r.seen, r.target = map[string]bool{}, stickydb.Vector{}
+	}
+	live, unknown := 0, 0
+	current, _ := n.db.Position()
+	for _, row := range n.db.Table() {
+		if !row.Live {
+			continue
+		}
+		live++
+		if row.Vector == nil {
+			unknown++
+			continue
+		}
+		if r.seen[row.Name] {
+			continue
+		}
+		r.seen[row.Name] = true
+		for o, ps := range row.Vector {
+			if o != n.self {
+				if es, ok := row.Vector.Latest(o); ok {
+					r.target.Advance(o, es.Epoch, es.Seq)
 				}
-				// Our own older epochs (a restart without a disk): their
-				// bindings are still live on the peers, and clients will
-				// come back to us for them.
-				for _, p := range ps {
-					if p.Epoch < current {
-						t.Advance(o, p.Epoch, p.Seq)
-					}
+				continue
+			}
+			// Our own older epochs (a restart without a disk): their
+			// bindings are still live on the peers, and clients will come
+			// back to us for them.
+			for _, p := range ps {
+				if p.Epoch < current {
+					r.target.Advance(o, p.Epoch, p.Seq)
 				}
 			}
 		}
-		switch {
-		case live == 0 && (len(n.seeds()) == 0 || n.seedsSelf.Load()):
-			n.markReady("alone")
-			return
-		case n.cfg.InitialCopy && !n.boot.copyDone:
-			n.readyTimeout()
-			return
-		case known == 0:
-			n.readyTimeout()
-			return
-		}
-		r.target = t
+	}
+	switch {
+	case live == 0 && len(r.seen) == 0 && (len(n.seeds()) == 0 || n.seedsSelf.Load()):
+		n.markReady("alone")
+		return
+	case n.cfg.InitialCopy && !n.boot.copyDone:
+		n.readyTimeout()
+		return
+	case len(r.seen) == 0 || unknown > 0:
+		// Wait for every live peer's vector (heartbeats carry it).
+		n.readyTimeout()
+		return
 	}
 	v := n.db.Vector()
 	for o, ps := range r.target {
