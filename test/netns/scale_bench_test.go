@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/tetherproxy/tether/internal/procstat"
 	"io"
 	"net/http"
 	"os"
@@ -227,18 +228,8 @@ func procCPU(n *Node) time.Duration {
 	if cmd == nil || cmd.Process == nil {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name (which may hold spaces) in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseUint(f[11], 10, 64)
-	st, _ := strconv.ParseUint(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	d, _ := procstat.CPUTime(cmd.Process.Pid)
+	return d
 }
 
 // linkBytes is the bytes a host's eth0 sent and received.
