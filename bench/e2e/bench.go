@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tetherproxy/tether/internal/procstat"
 	"io"
 	"os"
 	"slices"
 	"time"
 
 	"github.com/tetherproxy/tether/check"
+	"github.com/tetherproxy/tether/internal/procstat"
 )
 
 // maxCells bounds a run: rows x rounds.
