@@ -283,7 +283,9 @@ func (db *DB) announceJoins(js []joined) {
 	for _, j := range js {
 		kind := KindRefresh
 		if j.b.Deleted {
-			kind = KindDelete
+			// Only a refresh may carry a binding another node made (see
+			// Group.check); the origin is not part of a binding's identity.
+			kind, j.b.Origin = KindDelete, db.cfg.Node
 		}
 		db.stats.joinsAnnounced.Add(1)
 		db.rs.appendOwn(kind, j.k, j.b)
