@@ -372,8 +372,10 @@ func cfgErr(field, format string, args ...any) error {
 // validate checks a Config with defaults filled in. watchdog is the core's
 // Watchdog, which heartbeats must beat.
 func (c Config) validate(watchdog time.Duration) error {
-	if _, _, err := splitHostPort(c.BindAddr); err != nil {
+	if h, _, err := splitHostPort(c.BindAddr); err != nil {
 		return cfgErr("BindAddr", "%v", err)
+	} else if h != "" && net.ParseIP(h) == nil {
+		return cfgErr("BindAddr", "host %q is not an IP address", h)
 	}
 	if c.AdvertiseAddr != "" {
 		if _, _, err := splitHostPort(c.AdvertiseAddr); err != nil {

@@ -319,6 +319,7 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	go func() { defer wg.Done(); gen.run(nodes, o.rate, stop) }()
 	time.Sleep(o.warmup)
 
+	stopProfile := profileWindow()
 	w0, s0, m0, c0, t1 := f.wireBytes(), f.sums(), gen.made.Load(), cpuTime(), time.Now()
 	var lat []time.Duration
 	pace := time.NewTicker(o.probeEvery)
@@ -335,6 +336,7 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	pace.Stop()
 	win := time.Since(t1).Seconds()
 	w1, s1, m1, c1 := f.wireBytes(), f.sums(), gen.made.Load(), cpuTime()
+	stopProfile()
 	close(stop)
 	wg.Wait()
 

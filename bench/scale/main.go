@@ -16,8 +16,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,7 +54,17 @@ func main() {
 	pushInterval := flag.Duration("push-interval", 0, "gossip PushInterval for every node (0: the default, 20ms)")
 	pushBurst := flag.Int("push-burst", 0, "gossip PushBurst for every node (0: the default, 20)")
 	out := flag.String("out", "bench/scale.json", "JSON output")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the fleet runs' measuring windows to this file (pprof)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "-cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		profileOut = f
+	}
 
 	logf := func(f string, a ...any) {
 		fmt.Fprintf(os.Stderr, "%s "+f+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
@@ -151,6 +163,25 @@ func ints(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// profileOut, when set (-cpuprofile), receives a CPU profile covering
+// every fleet run's measuring window (one profile for the whole
+// invocation: profile one size at a time to tell them apart).
+var profileOut io.Writer
+
+// profileWindow starts the CPU profile for a measuring window and returns
+// its stop; pprof allows one profile per process at a time, so the windows
+// of successive sizes go to the first size's file only.
+func profileWindow() func() {
+	if profileOut == nil {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(profileOut); err != nil {
+		return func() {}
+	}
+	profileOut = nil // one profile per invocation
+	return pprof.StopCPUProfile
 }
 
 // cpuTime is the process's user + system CPU time so far.
