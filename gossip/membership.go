@@ -234,5 +234,12 @@ func (n *Node) syncPeers() {
 	for _, p := range n.peers.downExcept(live) {
 		n.log.Info().Str("peer", p.name).Msg("peer down")
 	}
+	// The push budget is shared by the live peers (Config.PushBudget).
+	r := n.cfg.pushRate(len(live))
+	for _, p := range n.peers.live() {
+		if p.pushTokens.Limit() != r {
+			p.pushTokens.SetLimit(r)
+		}
+	}
 	n.db.SetPeers(names, n.now())
 }

@@ -92,7 +92,7 @@ func (t *peerTable) up(name string, node memberlist.Node, cfg Config) (*peer, bo
 			name:       name,
 			reqLimit:   rate.NewLimiter(rate.Limit(cfg.RequestRate), cfg.RequestBurst),
 			copyLimit:  rate.NewLimiter(rate.Every(cfg.FullCopyInterval), cfg.FullCopyBurst),
-			pushTokens: rate.NewLimiter(rate.Every(cfg.PushInterval/time.Duration(cfg.PushBurst)), cfg.PushBurst),
+			pushTokens: rate.NewLimiter(cfg.pushRate(0), cfg.PushBurst), // syncPeers sets the rate for the fleet's size
 		}
 		t.m[name] = p
 	}

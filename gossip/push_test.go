@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -44,4 +45,37 @@ func TestPushBudget(t *testing.T) {
 		t.Fatalf("%d push rounds for %d binds: not batched", pushes, binds)
 	}
 	c.waitConverged(10 * time.Second)
+}
+
+// The steady push rate per peer is the node's PushBudget shared by its
+// live peers, never above PushBurst per PushInterval nor below two per
+// HeartbeatInterval.
+func TestPushRateSharesBudget(t *testing.T) {
+	c := DefaultConfig()
+	for _, tc := range []struct {
+		peers int
+		want  float64
+	}{
+		{0, 1000}, {1, 1000}, {2, 500}, {9, 1000.0 / 9}, {49, 1000.0 / 49}, {1000, 4},
+	} {
+		if got := float64(c.pushRate(tc.peers)); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("pushRate(%d) = %v, want %v", tc.peers, got, tc.want)
+		}
+	}
+}
+
+// A node sets each live peer's push rate for the fleet's size as
+// membership changes.
+func TestPushRateFollowsMembership(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{node: func(_ int, c *Config) { c.PushBudget = 100 }})
+	for _, n := range c.nodes {
+		eventually(t, 10*time.Second, func() bool {
+			for _, p := range n.peers.live() {
+				if p.pushTokens.Limit() != 50 {
+					return false
+				}
+			}
+			return len(n.peers.live()) == 2
+		}, func() string { return n.self + ": push rate per peer is not PushBudget / 2 peers" })
+	}
 }

@@ -20,38 +20,48 @@ import (
 // FleetResult is one fleet size's figures. Rates are per node per second
 // over the measuring window.
 type FleetResult struct {
-	N              int     `json:"n"`
-	Tuning         string  `json:"tuning"`              // gossip push settings of the run
-	Rate           int     `json:"rate"`                // new bindings/s asked for, fleet-wide
-	BindsPerSec    float64 `json:"binds_per_s"`         // made, fleet-wide
-	StartupSec     float64 `json:"startup_s"`           // all joined and ready
-	WindowSec      float64 `json:"window_s"`            // measuring window
-	Probes         int     `json:"probes"`              // convergence samples
-	ProbesLost     int     `json:"probes_lost"`         // not on every node within ProbeTimeout
-	P50Ms          float64 `json:"conv_p50_ms"`         // bind on one node -> on all others
-	P99Ms          float64 `json:"conv_p99_ms"`         //
-	MaxMs          float64 `json:"conv_max_ms"`         //
-	MsgsPerNode    float64 `json:"msgs_per_s_node"`     // tether messages sent (UDP+TCP)
-	TCPPerNode     float64 `json:"tcp_msgs_per_s_node"` // of which reliable (a TCP connection each)
-	TetherBytes    float64 `json:"tether_bytes_per_s_node"`
-	WireBytes      float64 `json:"wire_bytes_per_s_node"` // everything the transport wrote
-	IdleWireBytes  float64 `json:"idle_wire_bytes_per_s_node"`
-	IdleTether     float64 `json:"idle_tether_bytes_per_s_node"`
-	MemberlistOwn  float64 `json:"memberlist_bytes_per_s_node"` // idle wire - idle tether
-	CPUPerNode     float64 `json:"cpu_pct_core_per_node"`       // (process CPU - load generator) / N
-	ProcessCPU     float64 `json:"process_cpu_pct"`             // whole process, % of one core
-	HarnessCPU     float64 `json:"harness_cpu_pct"`             // load generator estimate, % of one core
-	Settled        bool    `json:"settled"`                     // every node holds every binding after the load stops
-	SettleSec      float64 `json:"settle_s"`
-	WorkDropped    uint64  `json:"work_dropped"`
-	OutboxDropped  uint64  `json:"outbox_dropped"`
-	RangeRequests  uint64  `json:"range_requests"`
-	FullCopies     uint64  `json:"full_copies"`
-	HeapMiB        float64 `json:"heap_mib"`
-	JoinerBindings int     `json:"joiner_bindings,omitempty"`
-	JoinerReadySec float64 `json:"joiner_ready_s,omitempty"`
-	JoinerHeld     int     `json:"joiner_held,omitempty"`
-	Notes          string  `json:"notes,omitempty"`
+	N             int     `json:"n"`
+	Tuning        string  `json:"tuning"`              // gossip push settings of the run
+	Rate          int     `json:"rate"`                // new bindings/s asked for, fleet-wide
+	BindsPerSec   float64 `json:"binds_per_s"`         // made, fleet-wide
+	StartupSec    float64 `json:"startup_s"`           // all joined and ready
+	WindowSec     float64 `json:"window_s"`            // measuring window
+	Probes        int     `json:"probes"`              // convergence samples
+	ProbesLost    int     `json:"probes_lost"`         // not on every node within ProbeTimeout
+	P50Ms         float64 `json:"conv_p50_ms"`         // bind on one node -> on all others
+	P99Ms         float64 `json:"conv_p99_ms"`         //
+	MaxMs         float64 `json:"conv_max_ms"`         //
+	MsgsPerNode   float64 `json:"msgs_per_s_node"`     // tether messages sent (UDP+TCP)
+	TCPPerNode    float64 `json:"tcp_msgs_per_s_node"` // of which reliable (a TCP connection each)
+	TetherBytes   float64 `json:"tether_bytes_per_s_node"`
+	WireBytes     float64 `json:"wire_bytes_per_s_node"` // everything the transport wrote
+	IdleWireBytes float64 `json:"idle_wire_bytes_per_s_node"`
+	IdleTether    float64 `json:"idle_tether_bytes_per_s_node"`
+	MemberlistOwn float64 `json:"memberlist_bytes_per_s_node"` // idle wire - idle tether
+	CPUPerNode    float64 `json:"cpu_pct_core_per_node"`       // (process CPU - load generator) / N
+	ProcessCPU    float64 `json:"process_cpu_pct"`             // whole process, % of one core
+	HarnessCPU    float64 `json:"harness_cpu_pct"`             // load generator estimate, % of one core
+	Settled       bool    `json:"settled"`                     // every node holds every binding after the load stops
+	SettleSec     float64 `json:"settle_s"`
+	WorkDropped   uint64  `json:"work_dropped"`
+	OutboxDropped uint64  `json:"outbox_dropped"`
+	RangeRequests uint64  `json:"range_requests"`
+	FullCopies    uint64  `json:"full_copies"`
+	// The core's gap handling, summed over the nodes (whole run): why the
+	// range requests and full copies above were asked.
+	ReqOrigin       uint64  `json:"req_origin"`
+	ReqThird        uint64  `json:"req_third"`
+	ReqFull         uint64  `json:"req_full"`
+	ReqWatchdog     uint64  `json:"req_watchdog"`
+	GroupsDiscarded uint64  `json:"groups_discarded"`
+	GapsRenewed     uint64  `json:"gaps_renewed"`
+	Refused         uint64  `json:"requests_refused"`
+	CursorSkips     uint64  `json:"cursor_skips"`
+	HeapMiB         float64 `json:"heap_mib"`
+	JoinerBindings  int     `json:"joiner_bindings,omitempty"`
+	JoinerReadySec  float64 `json:"joiner_ready_s,omitempty"`
+	JoinerHeld      int     `json:"joiner_held,omitempty"`
+	Notes           string  `json:"notes,omitempty"`
 }
 
 type fleet struct {
@@ -141,7 +151,8 @@ func (f *fleet) wireBytes() (s uint64) {
 }
 
 type sums struct {
-	msgs, tcp, bytes, workDropped, outboxDropped, requests, copies uint64
+	msgs, tcp, bytes, workDropped, outboxDropped, requests, copies                uint64
+	reqOrigin, reqThird, reqFull, reqWatchdog, discarded, renewed, refused, skips uint64
 }
 
 func (f *fleet) sums() (s sums) {
@@ -154,6 +165,15 @@ func (f *fleet) sums() (s sums) {
 		s.outboxDropped += st.OutboxDropped
 		s.requests += st.RequestsSent
 		s.copies += st.FullCopiesSent
+		s.refused += st.RequestsRefused
+		s.skips += st.CursorSkips
+		ds := n.DB().Stats()
+		s.reqOrigin += ds.RequestsOrigin
+		s.reqThird += ds.RequestsThird
+		s.reqFull += ds.RequestsFull
+		s.reqWatchdog += ds.RequestsWatchdog
+		s.discarded += ds.GroupsDiscarded
+		s.renewed += ds.GapsRenewed
 	}
 	return s
 }
@@ -360,6 +380,8 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	s2 := f.sums()
 	r.WorkDropped, r.OutboxDropped = s2.workDropped, s2.outboxDropped
 	r.RangeRequests, r.FullCopies = s2.requests, s2.copies
+	r.ReqOrigin, r.ReqThird, r.ReqFull, r.ReqWatchdog = s2.reqOrigin, s2.reqThird, s2.reqFull, s2.reqWatchdog
+	r.GroupsDiscarded, r.GapsRenewed, r.Refused, r.CursorSkips = s2.discarded, s2.renewed, s2.refused, s2.skips
 
 	// Settle: every node holds every binding made (load + probes).
 	want := int(gen.made.Load()) + r.Probes - r.ProbesLost
@@ -369,8 +391,8 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r.HeapMiB = float64(ms.HeapAlloc) / (1 << 20)
-	o.logf("n=%d %.0f binds/s, p50 %.1fms p99 %.1fms (%d/%d probes lost), %.0f msgs/s/node (%.0f TCP), %d range requests, %d full copies, %.0f B/s/node wire, cpu/node %.1f%%, settled %v in %.1fs",
-		n, r.BindsPerSec, r.P50Ms, r.P99Ms, r.ProbesLost, r.Probes, r.MsgsPerNode, r.TCPPerNode, r.RangeRequests, r.FullCopies, r.WireBytes, r.CPUPerNode, r.Settled, r.SettleSec)
+	o.logf("n=%d %.0f binds/s, p50 %.1fms p99 %.1fms (%d/%d probes lost), %.0f msgs/s/node (%.0f TCP), %d range requests (origin %d, third %d, full %d, watchdog %d; %d groups discarded, %d gaps renewed, %d refused, %d cursor skips), %d full copies, %.0f B/s/node wire, cpu/node %.1f%%, settled %v in %.1fs",
+		n, r.BindsPerSec, r.P50Ms, r.P99Ms, r.ProbesLost, r.Probes, r.MsgsPerNode, r.TCPPerNode, r.RangeRequests, r.ReqOrigin, r.ReqThird, r.ReqFull, r.ReqWatchdog, r.GroupsDiscarded, r.GapsRenewed, r.Refused, r.CursorSkips, r.FullCopies, r.WireBytes, r.CPUPerNode, r.Settled, r.SettleSec)
 
 	if o.joiner > 0 {
 		if err := joinerRun(f, n, o, &r); err != nil {

@@ -53,6 +53,7 @@ func main() {
 	dir := flag.String("dir", "", "directory for snapshots (default a temporary one)")
 	pushInterval := flag.Duration("push-interval", 0, "gossip PushInterval for every node (0: the default, 20ms)")
 	pushBurst := flag.Int("push-burst", 0, "gossip PushBurst for every node (0: the default, 20)")
+	pushBudget := flag.Int("push-budget", 0, "gossip PushBudget for every node, groups/s to all peers (0: the default, 1000)")
 	out := flag.String("out", "bench/scale.json", "JSON output")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the fleet runs' measuring windows to this file (pprof)")
 	flag.Parse()
@@ -97,15 +98,18 @@ func main() {
 			o := fleetOpts{rate: *rate, window: *window, idle: *idle, warmup: *warmup, probeEvery: *probeEvery,
 				perBindCPU: per, logf: logf}
 			dc := gossip.DefaultConfig()
-			pi, pb := dc.PushInterval, dc.PushBurst
+			pi, pb, pg := dc.PushInterval, dc.PushBurst, dc.PushBudget
+			if *pushBudget > 0 {
+				pg = *pushBudget
+			}
 			if *pushInterval > 0 {
 				pi = *pushInterval
 			}
 			if *pushBurst > 0 {
 				pb = *pushBurst
 			}
-			o.tuning = fmt.Sprintf("push %v x%d", pi, pb)
-			o.retune = func(c *gossip.Config, _ int) { c.PushInterval, c.PushBurst = pi, pb }
+			o.tuning = fmt.Sprintf("push %v x%d, budget %d/s", pi, pb, pg)
+			o.retune = func(c *gossip.Config, _ int) { c.PushInterval, c.PushBurst, c.PushBudget = pi, pb, pg }
 			if n == *joinerN {
 				o.joiner = *joiner
 			}
