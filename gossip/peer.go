@@ -25,7 +25,16 @@ type peer struct {
 	pushTokens *rate.Limiter
 
 	lastSent atomic.Int64 // unix ns of the last change group sent (push, answer, heartbeat)
-	downAt   time.Time    // run loop only
+
+	// The vector last sent to this peer in a pushed group or heartbeat
+	// (its hash, vectorHash) and when: a heartbeat carries the vector only
+	// when it changed since, or every vectorRefresh (heartbeats.go). vecAt
+	// is reset to 0 when the peer shows a new epoch (it restarted and may
+	// not have our vector).
+	vecHash   atomic.Uint64
+	vecAt     atomic.Int64 // unix ns; 0: send it
+	epochSeen atomic.Int64 // the peer's own epoch in its last group
+	downAt    time.Time    // run loop only
 
 	// cursor is the last own event pushed to this peer (current epoch).
 	// Only the run loop moves it; Stats reads it.
@@ -102,6 +111,7 @@ func (t *peerTable) up(name string, node memberlist.Node, cfg Config) (*peer, bo
 		return p, false
 	}
 	p.box.Store(&outbox{ch: make(chan []byte, cfg.OutboxDepth), stop: make(chan struct{})})
+	p.vecAt.Store(0) // back after being down: send it our vector again
 	p.live.Store(true)
 	return p, true
 }

@@ -79,3 +79,20 @@ func TestPushRateFollowsMembership(t *testing.T) {
 		}, func() string { return n.self + ": push rate per peer is not PushBudget / 2 peers" })
 	}
 }
+
+// Pushed groups carry the vector every VectorInterval up to vectorPeers
+// peers, then less often in proportion, never rarer than a heartbeat.
+func TestVectorEveryScalesWithPeers(t *testing.T) {
+	n := &Node{cfg: DefaultConfig()}
+	for _, tc := range []struct {
+		peers int
+		want  time.Duration
+	}{
+		{0, 100 * time.Millisecond}, {3, 100 * time.Millisecond}, {10, 100 * time.Millisecond},
+		{20, 200 * time.Millisecond}, {49, 490 * time.Millisecond}, {100, 500 * time.Millisecond},
+	} {
+		if got := n.vectorEvery(tc.peers); got != tc.want {
+			t.Errorf("vectorEvery(%d) = %v, want %v", tc.peers, got, tc.want)
+		}
+	}
+}

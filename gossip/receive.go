@@ -13,6 +13,11 @@ func (n *Node) onGroup(g stickydb.Group, meta groupMeta) {
 	if p != nil && meta.flags&groupAnswer == 0 && meta.made > 0 {
 		n.observeLag(p, now.UnixMilli()-meta.made)
 	}
+	if p != nil && g.Origin == g.Sender && g.Epoch > 0 && p.epochSeen.Swap(g.Epoch) != g.Epoch {
+		// The peer's epoch is new to us (first group, or it restarted):
+		// its next heartbeat from us carries our vector again.
+		p.vecAt.Store(0)
+	}
 	res, err := n.db.Receive(g, now) // the core owns g from here
 	n.stats.groupsReceived.Add(1)
 	if p != nil {
