@@ -56,6 +56,18 @@ type Config struct {
 	// on each Tick. Default 10ms.
 	GapWait time.Duration
 
+	// VectorGapWait is how long a hole that only a peer's vector shows (no
+	// group of the origin buffered past it) may stay open before it is
+	// asked (never sooner than GapWait). Such a hole is usually not a
+	// loss: the peer's vector runs ahead of the origin's pushes still in
+	// flight to us, and a large fleet paces those tens of milliseconds
+	// apart per peer (gossip's PushBudget: ~49 ms at 50 nodes). A lost
+	// push shows as a buffered group (GapWait) as soon as the origin's
+	// next push arrives; only a lost tail waits this long. Measured at 50
+	// in-process nodes, asking after GapWait instead made thousands of range
+	// requests a second (bench/SCALE.md). Default 250ms.
+	VectorGapWait time.Duration
+
 	// RangeTimeout is how long a range request may go unanswered before it
 	// is sent to the next candidate (origin, then a peer that has the range,
 	// then a full copy). Default 500ms.
@@ -100,6 +112,7 @@ func DefaultConfig(node string) Config {
 		ChangeLogTableCap:    1000,
 		ReorderGroups:        64,
 		GapWait:              10 * time.Millisecond,
+		VectorGapWait:        250 * time.Millisecond,
 		RangeTimeout:         500 * time.Millisecond,
 		FullCopyTimeout:      3 * time.Second,
 		Watchdog:             5 * time.Second,
@@ -137,6 +150,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.GapWait == 0 {
 		c.GapWait = d.GapWait
+	}
+	if c.VectorGapWait == 0 {
+		c.VectorGapWait = d.VectorGapWait
 	}
 	if c.RangeTimeout == 0 {
 		c.RangeTimeout = d.RangeTimeout
@@ -184,7 +200,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("stickydb: log caps must be >= 1")
 	case c.MaxBindings < 0 || c.MaxBindingsPerOrigin < 1 || c.MaxGroupEvents < 1:
 		return fmt.Errorf("stickydb: binding and group caps must be positive")
-	case c.GapWait < 0 || c.RangeTimeout <= 0 || c.FullCopyTimeout <= 0 || c.Watchdog <= 0:
+	case c.GapWait < 0 || c.VectorGapWait < 0 || c.RangeTimeout <= 0 || c.FullCopyTimeout <= 0 || c.Watchdog <= 0:
 		return fmt.Errorf("stickydb: timeouts must be positive")
 	}
 	return nil

@@ -26,6 +26,11 @@ type gapState struct {
 	// events missing when it started. Once those are here the rest is a
 	// new wait, not a reason to escalate to a full copy.
 	mark uint64
+	// knownAsked is what we knew of the epoch when the current request
+	// was sent. A request that times out while known moved past it is
+	// being answered (late: a busy or CPU-starved fleet): it gets another
+	// RangeTimeout instead of escalating to a third node or a full copy.
+	knownAsked uint64
 }
 
 // firstBuffered returns the first event number of the earliest buffered
@@ -163,7 +168,11 @@ func (db *DB) Tick(now time.Time) []Request {
 			db.stats.gapsRenewed.Add(1)
 			continue
 		}
-		if nowMs-gp.since < db.cfg.GapWait.Milliseconds() {
+		wait := db.cfg.GapWait
+		if gp.stage == stageWait && len(gp.buf) == 0 {
+			wait = max(wait, db.cfg.VectorGapWait) // only a vector shows it
+		}
+		if nowMs-gp.since < wait.Milliseconds() {
 			continue
 		}
 		if gp.stage == stageWait && len(gp.buf) == 0 && db.abandon(oe, gp, known) {
@@ -223,6 +232,13 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 		if nowMs-gp.askedAt < db.cfg.RangeTimeout.Milliseconds() {
 			return Request{}, false
 		}
+		if known > gp.knownAsked {
+			// The hole is filling (the answer, or pushes, arriving late):
+			// patience, not a costlier request.
+			gp.askedAt, gp.knownAsked = nowMs, known
+			db.stats.gapsExtended.Add(1)
+			return Request{}, false
+		}
 	case stageFull:
 		if nowMs-gp.askedAt < db.cfg.FullCopyTimeout.Milliseconds() {
 			return Request{}, false
@@ -279,7 +295,7 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 			break
 		}
 	}
-	gp.asked, gp.askedAt, gp.mark = req.To, nowMs, gp.want
+	gp.asked, gp.askedAt, gp.mark, gp.knownAsked = req.To, nowMs, gp.want, known
 	rec.Asked = req.To
 	rs.record(rec)
 	return req, true

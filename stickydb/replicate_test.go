@@ -14,6 +14,11 @@ func TestEscalationOriginThirdFull(t *testing.T) {
 	db.SetPeers([]string{"o", "third"}, now)
 	// third's vector says it has o's events 1..20.
 	db.ObserveVector("third", Vector{"o": {{1, 20}}}, now)
+	// Only a vector shows the hole: it is asked after VectorGapWait.
+	if rs := db.Tick(now.Add(db.Config().VectorGapWait - time.Millisecond)); len(rs) != 0 {
+		t.Fatalf("a hole only a vector shows was asked before VectorGapWait: %+v", rs)
+	}
+	now = now.Add(db.Config().VectorGapWait)
 	reqs := db.Tick(now.Add(50 * time.Millisecond))
 	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != ReasonGap {
 		t.Fatalf("first ask = %+v", reqs)
@@ -245,7 +250,7 @@ func TestEpochRestartRecoversOwnOlderEvents(t *testing.T) {
 	if fresh.HighestOwnEpoch() != t0.UnixMilli() {
 		t.Fatalf("highest own epoch = %d", fresh.HighestOwnEpoch())
 	}
-	reqs := fresh.Tick(later.Add(100 * time.Millisecond)) // origin is itself: straight to a third node
+	reqs := fresh.Tick(later.Add(fresh.Config().VectorGapWait + 100*time.Millisecond)) // origin is itself: straight to a third node
 	if len(reqs) != 1 || reqs[0].To != "p" {
 		t.Fatalf("reqs = %+v", reqs)
 	}
@@ -489,5 +494,42 @@ func TestMovingGapIsNotEscalated(t *testing.T) {
 	reqs := append(db.Tick(end), db.Tick(end.Add(50*time.Millisecond))...)
 	if len(reqs) != 1 || reqs[0].To != "o" {
 		t.Fatalf("a real gap was not asked for: %+v", reqs)
+	}
+}
+
+// A range request that times out while the hole is filling (the answer
+// arriving late, as on a busy or CPU-starved fleet) waits another
+// RangeTimeout rather than escalating; once nothing moves for a whole
+// RangeTimeout it escalates to a third node as before.
+func TestFillingGapWaitsInsteadOfEscalating(t *testing.T) {
+	now := t0
+	exp := now.Add(20 * time.Minute).UnixMilli()
+	db := newTestDB(t, "me", now)
+	db.SetPeers([]string{"o", "third"}, now)
+	db.ObserveVector("third", Vector{"o": {{1, 20}}}, now)
+	cfg := db.Config()
+	asked := now.Add(cfg.VectorGapWait + 10*time.Millisecond)
+	reqs := db.Tick(asked)
+	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != ReasonGap {
+		t.Fatalf("first ask = %+v", reqs)
+	}
+	// Part of the answer arrives, late.
+	if _, err := db.Receive(groupOf("o", 1, 1, 5, exp), asked.Add(cfg.RangeTimeout-time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	timeout := asked.Add(cfg.RangeTimeout + time.Millisecond)
+	if rs := db.Tick(timeout); len(rs) != 0 {
+		t.Fatalf("escalated while the hole was filling: %+v", rs)
+	}
+	if st := db.Stats(); st.GapsExtended != 1 || st.RequestsThird != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+	// Nothing more for a whole RangeTimeout: on to a third node.
+	if rs := db.Tick(timeout.Add(cfg.RangeTimeout - 2*time.Millisecond)); len(rs) != 0 {
+		t.Fatalf("escalated before the extended wait ended: %+v", rs)
+	}
+	reqs = db.Tick(timeout.Add(cfg.RangeTimeout + time.Millisecond))
+	if len(reqs) != 1 || reqs[0].To != "third" || reqs[0].Reason != ReasonThird || reqs[0].Known.Get("o", 1) != 5 {
+		t.Fatalf("second ask = %+v", reqs)
 	}
 }
