@@ -55,6 +55,9 @@ type outbox struct {
 type peerTable struct {
 	mu sync.RWMutex
 	m  map[string]*peer
+	// liveCache is live()'s answer until a peer goes up or down (every
+	// push round asked for it: a sort and an allocation per round).
+	liveCache []*peer
 }
 
 func (t *peerTable) init() { t.m = map[string]*peer{} }
@@ -65,17 +68,28 @@ func (t *peerTable) get(name string) *peer {
 	return t.m[name]
 }
 
-// live returns the live peers in name order.
+// live returns the live peers in name order. The slice is shared with
+// other callers: it must not be modified.
 func (t *peerTable) live() []*peer {
 	t.mu.RLock()
-	out := make([]*peer, 0, len(t.m))
+	out := t.liveCache
+	t.mu.RUnlock()
+	if out != nil {
+		return out
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.liveCache != nil {
+		return t.liveCache
+	}
+	out = make([]*peer, 0, len(t.m))
 	for _, p := range t.m {
 		if p.live.Load() {
 			out = append(out, p)
 		}
 	}
-	t.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	t.liveCache = out
 	return out
 }
 
@@ -113,6 +127,7 @@ func (t *peerTable) up(name string, node memberlist.Node, cfg Config) (*peer, bo
 	p.box.Store(&outbox{ch: make(chan []byte, cfg.OutboxDepth), stop: make(chan struct{})})
 	p.vecAt.Store(0) // back after being down: send it our vector again
 	p.live.Store(true)
+	t.liveCache = nil
 	return p, true
 }
 
@@ -132,6 +147,7 @@ func (t *peerTable) downExcept(live map[string]memberlist.Node) []*peer {
 		}
 		if p.live.Load() {
 			p.live.Store(false)
+			t.liveCache = nil
 			p.downAt = now
 			if b := p.box.Load(); b != nil {
 				close(b.stop)

@@ -81,7 +81,7 @@ func (n *Node) push() time.Duration {
 	}
 	now := time.Now()
 	var wait time.Duration
-	free := peers[:0]
+	free := n.pushFree[:0] // peers is shared (peerTable.live): not modified
 	for _, p := range peers {
 		if p.cursor.Load() >= last {
 			continue // nothing new for p
@@ -94,6 +94,7 @@ func (n *Node) push() time.Duration {
 		}
 		free = append(free, p)
 	}
+	n.pushFree = free[:0]
 	if len(free) == 0 {
 		return wait
 	}

@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // TestPushBudget: a burst of binds on one node leaves in batches, within
@@ -95,4 +97,46 @@ func TestVectorEveryScalesWithPeers(t *testing.T) {
 			t.Errorf("vectorEvery(%d) = %v, want %v", tc.peers, got, tc.want)
 		}
 	}
+}
+
+// live() is cached until a peer goes up or down, and a slice handed out
+// earlier is never changed under its holder.
+func TestPeerTableLiveCache(t *testing.T) {
+	var tb peerTable
+	tb.init()
+	cfg := DefaultConfig()
+	members := map[string]memberlist.Node{}
+	for _, name := range []string{"c", "a", "b"} {
+		members[name] = memberlist.Node{Name: name}
+		tb.up(name, members[name], cfg)
+	}
+	l1 := tb.live()
+	if len(l1) != 3 || l1[0].name != "a" || l1[2].name != "c" {
+		t.Fatalf("live = %v", names(l1))
+	}
+	if l2 := tb.live(); &l2[0] != &l1[0] {
+		t.Fatal("live() rebuilt without a change")
+	}
+	delete(members, "b")
+	if down := tb.downExcept(members); len(down) != 1 || down[0].name != "b" {
+		t.Fatalf("down = %v", names(down))
+	}
+	if l := tb.live(); len(l) != 2 || l[0].name != "a" || l[1].name != "c" {
+		t.Fatalf("after b went down: live = %v", names(l))
+	}
+	if len(l1) != 3 || l1[1].name != "b" {
+		t.Fatalf("an earlier answer changed: %v", names(l1))
+	}
+	tb.up("b", memberlist.Node{Name: "b"}, cfg)
+	if l := tb.live(); len(l) != 3 || l[1].name != "b" {
+		t.Fatalf("after b came back: live = %v", names(l))
+	}
+}
+
+func names(ps []*peer) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.name
+	}
+	return out
 }
