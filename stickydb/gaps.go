@@ -31,6 +31,9 @@ type gapState struct {
 	// being answered (late: a busy or CPU-starved fleet): it gets another
 	// RangeTimeout instead of escalating to a third node or a full copy.
 	knownAsked uint64
+	// firstAsked is when the first range request of this gap was sent (0:
+	// none yet); a full copy waits until it is FullCopyAfter old.
+	firstAsked int64
 }
 
 // firstBuffered returns the first event number of the earliest buffered
@@ -268,6 +271,14 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 				db.stats.reqThird.Add(1)
 			}
 		case stageFull:
+			if gp.firstAsked > 0 && nowMs-gp.firstAsked < db.cfg.FullCopyAfter.Milliseconds() && db.rangeAskable(oe, gp) {
+				// Range requests went unanswered, but not for long: ask
+				// the origin (then a third node) again rather than for
+				// the whole table.
+				gp.stage = stageWait
+				db.stats.gapsRetried.Add(1)
+				continue
+			}
 			if to, at, ok := db.fullInFlight(oe, gp.want, nowMs); ok {
 				// A full copy asked for another gap, of a peer that covers
 				// this one too, brings this gap's events as well: wait for
@@ -296,9 +307,21 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 		}
 	}
 	gp.asked, gp.askedAt, gp.mark, gp.knownAsked = req.To, nowMs, gp.want, known
+	if gp.firstAsked == 0 && !req.Full {
+		gp.firstAsked = nowMs
+	}
 	rec.Asked = req.To
 	rs.record(rec)
 	return req, true
+}
+
+// rangeAskable reports whether a range request for the gap has someone to
+// go to: the origin, live, or a live third node whose vector covers it.
+func (db *DB) rangeAskable(oe originEpoch, gp *gapState) bool {
+	if p := db.rs.peers[oe.origin]; p != nil && p.live {
+		return true
+	}
+	return db.coveringPeer(oe, gp.want, gp.hint) != ""
 }
 
 // fullInFlight finds a full copy asked (for another gap) and not timed out
