@@ -6,7 +6,51 @@ import (
 	"github.com/tetherproxy/tether/stickydb"
 )
 
-// onGroup (delegate, any goroutine) hands a change group to the core.
+// recvQueue bounds the change groups waiting for the receiver goroutine.
+const recvQueue = 4096
+
+type recvItem struct {
+	g    stickydb.Group
+	meta groupMeta
+}
+
+// deliverGroup (delegate, any goroutine) queues a decoded change group for
+// the receiver goroutine, in arrival order; before Start (tests) it is
+// applied at once. memberlist hands user messages to the delegate from a
+// queue it serves newest first: while its one handler goroutine was busy
+// applying groups, a CPU-starved node took an origin's groups out of order,
+// buffered the newer ones, discarded them after GapWait and asked for
+// them again (thousands of range requests a second at 50 in-process
+// nodes). Queued here, the handler only decodes, its queue stays short,
+// and the groups are applied in the order they came. A full queue drops
+// the group and counts it (Stats.ReceiveDropped); the gap handling
+// recovers it.
+func (n *Node) deliverGroup(g stickydb.Group, meta groupMeta) {
+	if !n.started.Load() || n.recvCh == nil {
+		n.onGroup(g, meta)
+		return
+	}
+	select {
+	case n.recvCh <- recvItem{g, meta}:
+	default:
+		n.stats.recvDropped.Add(1)
+	}
+}
+
+// receiver applies queued change groups in order until the node stops.
+func (n *Node) receiver() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case it := <-n.recvCh:
+			n.onGroup(it.g, it.meta)
+		}
+	}
+}
+
+// onGroup hands a change group to the core.
 func (n *Node) onGroup(g stickydb.Group, meta groupMeta) {
 	now := n.now()
 	p := n.peers.get(g.Sender)

@@ -48,6 +48,7 @@ func main() {
 	probeEvery := flag.Duration("probe-every", 50*time.Millisecond, "convergence probe spacing")
 	joiner := flag.Int("joiner", 1_000_000, "bindings in the fleet when a joiner starts (0 skips)")
 	joinerN := flag.Int("joiner-n", 3, "fleet size at which the joiner run is made")
+	crash := flag.Bool("crash", false, "after each fleet size's run (N > 3), crash one node under load and measure what the survivors pay")
 	table := flag.String("table", "", "table sizes for the one-node runs, comma separated (e.g. 100000,1000000,10000000)")
 	opDur := flag.Duration("op-dur", 4*time.Second, "proxy-like load per table size")
 	dir := flag.String("dir", "", "directory for snapshots (default a temporary one)")
@@ -96,7 +97,7 @@ func main() {
 		logf("load generator: %.2fµs CPU per new binding on a lone DB", res.PerBindCPU)
 		for _, n := range sizes {
 			o := fleetOpts{rate: *rate, window: *window, idle: *idle, warmup: *warmup, probeEvery: *probeEvery,
-				perBindCPU: per, logf: logf}
+				perBindCPU: per, logf: logf, crash: *crash}
 			dc := gossip.DefaultConfig()
 			pi, pb, pg := dc.PushInterval, dc.PushBurst, dc.PushBudget
 			if *pushBudget > 0 {
