@@ -1,7 +1,10 @@
 package gossip
 
 import (
+	"cmp"
 	"errors"
+	"slices"
+	"strings"
 
 	"github.com/tetherproxy/tether/stickydb"
 )
@@ -37,17 +40,57 @@ func (n *Node) deliverGroup(g stickydb.Group, meta groupMeta) {
 	}
 }
 
-// receiver applies queued change groups in order until the node stops.
+// recvBatch bounds the groups the receiver takes from its queue at once.
+const recvBatch = 256
+
+// receiver applies queued change groups until the node stops. It takes
+// what is queued at once and applies it in (origin, epoch, first event)
+// order: when memberlist's handler falls behind (a CPU-starved node), it
+// hands over its backlog newest first, and an origin's groups would come
+// reversed; sorted, each fills the way for the next instead of waiting in
+// the core's reorder buffer for one queued behind it.
 func (n *Node) receiver() {
 	defer n.wg.Done()
+	batch := make([]recvItem, 0, recvBatch)
 	for {
 		select {
 		case <-n.stop:
 			return
 		case it := <-n.recvCh:
-			n.onGroup(it.g, it.meta)
+			batch = append(batch[:0], it)
+		}
+	more:
+		for len(batch) < recvBatch {
+			select {
+			case it := <-n.recvCh:
+				batch = append(batch, it)
+			default:
+				break more
+			}
+		}
+		sortGroups(batch)
+		for i := range batch {
+			n.onGroup(batch[i].g, batch[i].meta)
+			batch[i] = recvItem{} // the core owns the group now
 		}
 	}
+}
+
+// sortGroups orders queued groups by origin, epoch and first event,
+// keeping the arrival order of equal ones.
+func sortGroups(b []recvItem) {
+	if len(b) < 2 {
+		return
+	}
+	slices.SortStableFunc(b, func(x, y recvItem) int {
+		if c := strings.Compare(x.g.Origin, y.g.Origin); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.g.Epoch, y.g.Epoch); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.g.From, y.g.From)
+	})
 }
 
 // onGroup hands a change group to the core.

@@ -39,3 +39,19 @@ func TestReceiverAppliesInArrivalOrder(t *testing.T) {
 		t.Fatalf("%d groups buffered, %d dropped, %d applied; want 0, 0, %d", ds.GroupsBuffered, st.ReceiveDropped, ds.GroupsApplied, groups)
 	}
 }
+
+// Queued groups are applied by origin, epoch and first event, equal ones
+// in arrival order: a backlog handed over newest first comes out in order.
+func TestSortGroups(t *testing.T) {
+	item := func(origin string, epoch int64, from uint64, flags uint64) recvItem {
+		return recvItem{g: stickydb.Group{Origin: origin, Epoch: epoch, From: from}, meta: groupMeta{flags: flags}}
+	}
+	b := []recvItem{item("b", 1, 9, 0), item("a", 2, 1, 0), item("a", 1, 7, 0), item("a", 1, 4, 0), item("a", 1, 4, 1), item("a", 1, 1, 0)}
+	sortGroups(b)
+	want := []recvItem{item("a", 1, 1, 0), item("a", 1, 4, 0), item("a", 1, 4, 1), item("a", 1, 7, 0), item("a", 2, 1, 0), item("b", 1, 9, 0)}
+	for i := range want {
+		if b[i].g.Origin != want[i].g.Origin || b[i].g.Epoch != want[i].g.Epoch || b[i].g.From != want[i].g.From || b[i].meta.flags != want[i].meta.flags {
+			t.Fatalf("at %d: %+v, want %+v", i, b[i], want[i])
+		}
+	}
+}

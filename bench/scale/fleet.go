@@ -57,6 +57,7 @@ type FleetResult struct {
 	GapsRenewed     uint64  `json:"gaps_renewed"`
 	Refused         uint64  `json:"requests_refused"`
 	CursorSkips     uint64  `json:"cursor_skips"`
+	ReceiveDropped  uint64  `json:"receive_dropped"`
 	HeapMiB         float64 `json:"heap_mib"`
 	// A node's crash, what the survivors pay (crashRun): the same load over
 	// the survivors, 5 s before and 10 s after one node (not a seed) stops
@@ -173,7 +174,7 @@ func (f *fleet) wireBytes() (s uint64) {
 type sums struct {
 	msgs, tcp, bytes, workDropped, outboxDropped, requests, copies                uint64
 	reqOrigin, reqThird, reqFull, reqWatchdog, discarded, renewed, refused, skips uint64
-	sendErrors                                                                    uint64
+	sendErrors, recvDropped                                                       uint64
 }
 
 func (f *fleet) sums() (s sums) {
@@ -188,6 +189,7 @@ func (f *fleet) sums() (s sums) {
 		s.copies += st.FullCopiesSent
 		s.refused += st.RequestsRefused
 		s.sendErrors += st.SendErrors
+		s.recvDropped += st.ReceiveDropped
 		s.skips += st.CursorSkips
 		ds := n.DB().Stats()
 		s.reqOrigin += ds.RequestsOrigin
@@ -405,6 +407,7 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	r.RangeRequests, r.FullCopies = s2.requests, s2.copies
 	r.ReqOrigin, r.ReqThird, r.ReqFull, r.ReqWatchdog = s2.reqOrigin, s2.reqThird, s2.reqFull, s2.reqWatchdog
 	r.GroupsDiscarded, r.GapsRenewed, r.Refused, r.CursorSkips = s2.discarded, s2.renewed, s2.refused, s2.skips
+	r.ReceiveDropped = s2.recvDropped
 
 	// Settle: every node holds every binding made (load + probes).
 	want := int(gen.made.Load()) + r.Probes - r.ProbesLost
@@ -414,8 +417,8 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r.HeapMiB = float64(ms.HeapAlloc) / (1 << 20)
-	o.logf("n=%d %.0f binds/s, p50 %.1fms p99 %.1fms (%d/%d probes lost), %.0f msgs/s/node (%.0f TCP), %d range requests (origin %d, third %d, full %d, watchdog %d; %d groups discarded, %d gaps renewed, %d refused, %d cursor skips), %d full copies, %.0f B/s/node wire, cpu/node %.1f%%, settled %v in %.1fs",
-		n, r.BindsPerSec, r.P50Ms, r.P99Ms, r.ProbesLost, r.Probes, r.MsgsPerNode, r.TCPPerNode, r.RangeRequests, r.ReqOrigin, r.ReqThird, r.ReqFull, r.ReqWatchdog, r.GroupsDiscarded, r.GapsRenewed, r.Refused, r.CursorSkips, r.FullCopies, r.WireBytes, r.CPUPerNode, r.Settled, r.SettleSec)
+	o.logf("n=%d %.0f binds/s, p50 %.1fms p99 %.1fms (%d/%d probes lost), %.0f msgs/s/node (%.0f TCP), %d range requests (origin %d, third %d, full %d, watchdog %d; %d groups discarded, %d gaps renewed, %d refused, %d cursor skips, %d receive drops), %d full copies, %.0f B/s/node wire, cpu/node %.1f%%, settled %v in %.1fs",
+		n, r.BindsPerSec, r.P50Ms, r.P99Ms, r.ProbesLost, r.Probes, r.MsgsPerNode, r.TCPPerNode, r.RangeRequests, r.ReqOrigin, r.ReqThird, r.ReqFull, r.ReqWatchdog, r.GroupsDiscarded, r.GapsRenewed, r.Refused, r.CursorSkips, r.ReceiveDropped, r.FullCopies, r.WireBytes, r.CPUPerNode, r.Settled, r.SettleSec)
 
 	if o.crash && n > 3 {
 		c, err := crashRun(f, o)
