@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tetherproxy/tether/check"
+	"github.com/tetherproxy/tether/internal/procstat"
 )
 
 // maxCells bounds a run: rows x rounds.
@@ -163,6 +164,7 @@ func measure(ctx context.Context, s *setup, backends *proc, o options, d time.Du
 	cfg.KeepAlive = o.keepalive
 	cfg.Host = o.host
 	cfg.Seed = 1 // the same target choices for every row
+	cfg.TLS = s.tls
 	k, err := check.New(ctx, cfg)
 	if err != nil {
 		return cell{}, err
@@ -189,7 +191,7 @@ func measure(ctx context.Context, s *setup, backends *proc, o options, d time.Du
 func procsCPU(ps []*proc) time.Duration {
 	var sum time.Duration
 	for _, p := range ps {
-		if t, err := cpuTime(p.pid()); err == nil {
+		if t, err := procstat.CPUTime(p.pid()); err == nil {
 			sum += t
 		}
 	}

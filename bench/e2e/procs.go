@@ -1,9 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -98,36 +96,6 @@ func (p *proc) tail(n int) string {
 	return strings.Join(lines, " | ")
 }
 
-// cpuTime returns the user + system CPU time the process has used, all
-// threads included, from /proc/PID/stat.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatCPU(b)
-}
-
-// parseStatCPU reads utime and stime (fields 14 and 15) of a
-// /proc/PID/stat line. The command name, field 2, may hold spaces and
-// parentheses, so fields are counted from its closing parenthesis.
-func parseStatCPU(b []byte) (time.Duration, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("stat: no command field")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 { // f[0] is field 3 (state), utime is field 14
-		return 0, fmt.Errorf("stat: %d fields after the command", len(f))
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("stat: %w", err)
-	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
-}
-
 // selfCPU is the CPU time of this process (the load generator).
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
@@ -161,8 +129,12 @@ func freePorts(n int) ([]string, error) {
 
 // waitServing polls addr with GET / (Host host) until a response names a
 // replica in X-Backend, the process exits, or timeout passes.
-func waitServing(ctx context.Context, p *proc, addr, host string, timeout time.Duration) error {
-	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
+func waitServing(ctx context.Context, p *proc, addr, host string, tc *tls.Config, timeout time.Duration) error {
+	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tc}
+	scheme := "http://"
+	if tc != nil {
+		scheme = "https://"
+	}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
@@ -171,7 +143,7 @@ func waitServing(ctx context.Context, p *proc, addr, host string, timeout time.D
 		if p != nil && p.exited() {
 			return fmt.Errorf("%s exited (%v): %s", p.name, p.err, p.tail(2))
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+addr+"/", nil)
 		if err != nil {
 			return err
 		}
