@@ -28,7 +28,7 @@ type peer struct {
 
 	// The vector last sent to this peer in a pushed group or heartbeat
 	// (its hash, vectorHash) and when: a heartbeat carries the vector only
-	// when it changed since, or every vectorRefresh (heartbeats.go). vecAt
+	// when it changed since, or every vectorRefresh (push.go). vecAt
 	// is reset to 0 when the peer shows a new epoch (it restarted and may
 	// not have our vector).
 	vecHash   atomic.Uint64

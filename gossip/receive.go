@@ -23,7 +23,7 @@ type recvItem struct {
 // queue it serves newest first: while its one handler goroutine was busy
 // applying groups, a CPU-starved node took an origin's groups out of order,
 // buffered the newer ones, discarded them after GapWait and asked for
-// them again (thousands of range requests a second at 50 in-process
+// them again (thousands of range requests per run at 50 in-process
 // nodes). Queued here, the handler only decodes, its queue stays short,
 // and the groups are applied in the order they came. A full queue drops
 // the group and counts it (Stats.ReceiveDropped); the gap handling
