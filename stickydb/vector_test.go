@@ -211,3 +211,44 @@ func TestVectorPruneDropsEmptySupersededEpochs(t *testing.T) {
 		t.Fatalf("trim: %v", v)
 	}
 }
+
+// The peers' vectors in the table are pruned at most once a second, not
+// on every Tick (N vectors of N origins, 50 Ticks a second, was the
+// largest part of a 50-node fleet's idle Tick), and still pruned.
+func TestTickPrunesPeerVectorsOncePerSecond(t *testing.T) {
+	now := t0
+	db := newTestDB(t, "n1", now)
+	db.SetPeers([]string{"p1"}, now)
+	cutoff := db.rs.cutoff(now.UnixMilli())
+	old, newer := cutoff-2000, cutoff-1000 // both over: the newer began before the cutoff
+	vec := func() Vector { return Vector{"x": {{old, 5}, {newer, 3}}} }
+	send := func(at time.Time) {
+		t.Helper()
+		g := Group{Origin: "p1", Epoch: at.UnixMilli() - 1000, From: 1, To: 0, Sender: "p1", Vector: vec()}
+		if _, err := db.Receive(g, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pairs := func() int {
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		return len(db.rs.peers["p1"].vector["x"])
+	}
+	send(now)
+	if pairs() != 2 {
+		t.Fatalf("received vector holds %d pairs of x, want 2", pairs())
+	}
+	db.Tick(now)
+	if pairs() != 1 {
+		t.Fatalf("first Tick: %d pairs of x, want the over epoch pruned", pairs())
+	}
+	send(now.Add(10 * time.Millisecond))
+	db.Tick(now.Add(500 * time.Millisecond))
+	if pairs() != 2 {
+		t.Fatalf("a Tick 500 ms after a prune pruned the peers' vectors again (%d pairs)", pairs())
+	}
+	db.Tick(now.Add(1000 * time.Millisecond))
+	if pairs() != 1 {
+		t.Fatalf("a Tick a second after the last prune left %d pairs of x, want 1", pairs())
+	}
+}
