@@ -205,6 +205,9 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, made int6
 // heartbeats, full-copy bookkeeping, readiness and sweeping.
 func (n *Node) tick() {
 	now := n.now()
+	// A backlog of received groups: the node is short of CPU, and what a
+	// request would ask for may be queued already (stickydb.SetBehind).
+	n.db.SetBehind(len(n.recvCh) >= recvBehind)
 	for _, req := range n.db.Tick(now) {
 		n.sendRequest(req, now)
 	}

@@ -12,6 +12,11 @@ import (
 // recvQueue bounds the change groups waiting for the receiver goroutine.
 const recvQueue = 4096
 
+// recvBehind is the backlog of received groups at which the node counts
+// as behind and asks its peers for nothing (stickydb.DB.SetBehind): a
+// full batch of the receiver waiting.
+const recvBehind = recvBatch
+
 type recvItem struct {
 	g    stickydb.Group
 	meta groupMeta

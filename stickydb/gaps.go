@@ -149,6 +149,7 @@ func (db *DB) Tick(now time.Time) []Request {
 	cutoff := rs.cutoff(nowMs)
 	db.prune(nowMs, cutoff)
 	db.admitDeferred(nowMs)
+	behind := db.behind.Load()
 
 	var out []Request
 	for _, oe := range slices.SortedFunc(mapsKeys(rs.gaps), compareOE) {
@@ -182,12 +183,20 @@ func (db *DB) Tick(now time.Time) []Request {
 		if gp.stage == stageWait && len(gp.buf) == 0 && db.abandon(oe, gp, known) {
 			continue
 		}
+		if behind {
+			db.stats.requestsHeld.Add(1)
+			continue
+		}
 		if r, ok := db.escalate(oe, gp, known, nowMs); ok {
 			out = append(out, r)
 		}
 	}
 	for name, p := range rs.peers {
 		if !p.live || nowMs-p.heard < db.cfg.Watchdog.Milliseconds() || nowMs-p.asked < db.cfg.Watchdog.Milliseconds() {
+			continue
+		}
+		if behind {
+			db.stats.requestsHeld.Add(1)
 			continue
 		}
 		p.asked = nowMs

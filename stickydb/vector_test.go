@@ -252,3 +252,53 @@ func TestTickPrunesPeerVectorsOncePerSecond(t *testing.T) {
 		t.Fatalf("a Tick a second after the last prune left %d pairs of x, want 1", pairs())
 	}
 }
+
+// A node with a backlog of received groups (SetBehind) asks for nothing:
+// not the hole's range, not a watchdog range. Once the backlog is gone the
+// still-open hole is asked for at once (it kept its age); a hole the
+// backlog filled is never asked for.
+func TestBehindHoldsRequests(t *testing.T) {
+	now := t0
+	exp := now.Add(30 * time.Minute).UnixMilli()
+	db := newTestDB(t, "me", now)
+	db.SetPeers([]string{"o", "p"}, now)
+	for _, g := range []Group{groupOf("o", 1, 1, 3, exp), groupOf("p", 1, 1, 3, exp)} {
+		if _, err := db.Receive(g, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Holes in o's and p's events: 4 and 5 are missing.
+	for _, g := range []Group{groupOf("o", 1, 6, 7, exp), groupOf("p", 1, 6, 7, exp)} {
+		if res, err := db.Receive(g, now); err != nil || !res.Buffered {
+			t.Fatalf("%+v %v", res, err)
+		}
+	}
+	db.SetBehind(true)
+	for range 10 {
+		now = now.Add(db.cfg.GapWait)
+		if reqs := db.Tick(now); len(reqs) != 0 {
+			t.Fatalf("behind, asked %+v", reqs)
+		}
+	}
+	now = now.Add(db.cfg.Watchdog) // the peers also look silent by now
+	if reqs := db.Tick(now); len(reqs) != 0 {
+		t.Fatalf("behind, asked %+v", reqs)
+	}
+	if db.Stats().RequestsHeld == 0 {
+		t.Fatal("no request counted as held")
+	}
+	// The backlog held p's missing events: applied, p's hole closes.
+	if _, err := db.Receive(groupOf("p", 1, 4, 5, exp), now); err != nil {
+		t.Fatal(err)
+	}
+	db.SetBehind(false)
+	var gap []Request
+	for _, r := range db.Tick(now) {
+		if r.Reason != ReasonWatchdog {
+			gap = append(gap, r)
+		}
+	}
+	if len(gap) != 1 || gap[0].To != "o" || gap[0].Known.Get("o", 1) != 3 {
+		t.Fatalf("after the backlog: %+v, want one request to o for what follows 3", gap)
+	}
+}
