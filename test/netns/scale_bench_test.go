@@ -280,7 +280,9 @@ func (s *scaleFleet) load(rate int, alive func(i int) bool) (stop func() (made, 
 				host := fmt.Sprintf("l%d-%d.test", w, i/int64(len(s.clients)))
 				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 				if err := s.bind(rctx, c, host, n); err != nil {
-					failed.Add(1)
+					if failed.Add(1) <= 3 {
+						s.tb.Logf("load: %v", err)
+					}
 				} else {
 					made.Add(1)
 				}
