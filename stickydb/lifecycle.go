@@ -104,7 +104,7 @@ type Lifecycle struct {
 	copies     uint64 // full copies merged (any reason)
 
 	ready   bool
-	why     string
+	why     string // how it became ready, or what the last Tick waited for
 	readyAt int64
 	// What the live peers knew when first seen: the newest pair of every
 	// origin but this node, and every older epoch of this node's own.
@@ -155,6 +155,13 @@ func (l *Lifecycle) IsReady() bool {
 	return l.ready
 }
 
+// Status returns what the last Tick said: ready, and Ready.Why.
+func (l *Lifecycle) Status() (ready bool, why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ready, l.why
+}
+
 // Tick advances the lifecycle to now and says what to do.
 func (l *Lifecycle) Tick(now time.Time) Ready {
 	rd := Ready{Requests: l.db.Tick(now)}
@@ -162,7 +169,7 @@ func (l *Lifecycle) Tick(now time.Time) Ready {
 	defer l.mu.Unlock()
 	nowMs := now.UnixMilli()
 	if !l.joined {
-		rd.Why = WhyJoining
+		rd.Why, l.why = WhyJoining, WhyJoining
 		return rd
 	}
 	if hi := l.db.EpochAhead(); hi != 0 {
@@ -240,12 +247,12 @@ func (l *Lifecycle) startupCopy(table []PeerInfo, nowMs int64, rd *Ready) (Reque
 func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 	defer func() {
 		rd.Ready = l.ready
-		if l.ready {
-			rd.CatchUp = time.Duration(l.readyAt-l.joinedAt) * time.Millisecond
-			if !rd.Became {
-				rd.Why = l.why
-			}
+		if !l.ready {
+			l.why = rd.Why
+			return
 		}
+		rd.CatchUp = time.Duration(l.readyAt-l.joinedAt) * time.Millisecond
+		rd.Why = l.why
 	}()
 	if l.ready {
 		return
