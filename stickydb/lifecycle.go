@@ -106,8 +106,8 @@ type Lifecycle struct {
 	ready   bool
 	why     string // how it became ready, or what the last Tick waited for
 	readyAt int64
-	// What the live peers knew when first seen: the newest pair of every
-	// origin but this node, and every older epoch of this node's own.
+	// What the live peers knew when first seen: every pair of every origin
+	// but this node, and every older epoch of this node's own.
 	target Vector
 	seen   map[string]bool
 }
@@ -237,9 +237,11 @@ func (l *Lifecycle) startupCopy(table []PeerInfo, nowMs int64, rd *Ready) (Reque
 
 // readiness turns the node ready once it has joined and its vector covers
 // what each live peer's vector showed when the node first saw it (so a new
-// node serves with the fleet's bindings, not an empty table): the newest
-// epoch of every other origin, and every older epoch of our own (a node
-// restarted without a disk gets its old bindings back). Every live peer's
+// node serves with the fleet's bindings, not an empty table): every epoch
+// of every other origin (an older one too: a peer still holds the
+// bindings of an origin restarted without a disk), and every older epoch
+// of our own (a node restarted without a disk gets its old bindings back);
+// an epoch that is over counts as covered. Every live peer's
 // vector counts, including one that shows up while the node is catching
 // up: when a whole fleet restarts, the first peer heard from knows only its
 // own bindings, and the others' arrive from the others. Or once
@@ -274,17 +276,12 @@ func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 		}
 		l.seen[row.Name] = true
 		for o, ps := range row.Vector {
-			if o != self {
-				if es, ok := row.Vector.Latest(o); ok {
-					l.target.Advance(o, es.Epoch, es.Seq)
-				}
-				continue
-			}
-			// Our own older epochs (a restart without a disk): their
-			// bindings are still live on the peers, and clients will come
-			// back to us for them.
 			for _, p := range ps {
-				if p.Epoch < current {
+				// Every epoch of the others, older ones included (an origin
+				// restarted without a disk: the peer still holds its old
+				// epoch's bindings), and our own older epochs (a restart
+				// without a disk: clients come back to us for them).
+				if o != self || p.Epoch < current {
 					l.target.Advance(o, p.Epoch, p.Seq)
 				}
 			}
@@ -298,7 +295,7 @@ func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 		rd.Why = WhyCopy
 	case len(l.seen) == 0 || unknown > 0:
 		rd.Why = WhyVectors // heartbeats carry them
-	case !covers(l.db.Vector(), l.target):
+	case !l.db.coversTarget(l.target, nowMs):
 		rd.Why = WhyCatchingUp
 	default:
 		l.become(WhyCaughtUp, nowMs, rd)
@@ -314,11 +311,23 @@ func (l *Lifecycle) become(why string, nowMs int64, rd *Ready) {
 	rd.Became, rd.Why = true, why
 }
 
-// covers reports whether v covers every pair of target.
-func covers(v, target Vector) bool {
+// coversTarget reports whether the node's vector covers every pair of
+// target, counting as covered an epoch that is over (it holds no live
+// event any more, and its gaps are given up) and the pairs of a departed
+// origin at or below its floor (forgotten on purpose).
+func (db *DB) coversTarget(target Vector, nowMs int64) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	rs := &db.rs
+	cutoff := rs.cutoff(nowMs)
 	for o, ps := range target {
+		d, gone := rs.departed[o]
 		for _, p := range ps {
-			if !v.Covers(o, p.Epoch, p.Seq) {
+			switch {
+			case rs.vv.Covers(o, p.Epoch, p.Seq):
+			case rs.epochOver(o, p.Epoch, cutoff):
+			case gone && (p.Epoch < d.floor.Epoch || (p.Epoch == d.floor.Epoch && p.Seq <= d.floor.Seq)):
+			default:
 				return false
 			}
 		}

@@ -95,6 +95,48 @@ func TestLifecycleLateVectorDelaysReadiness(t *testing.T) {
 	}
 }
 
+// An origin restarted without a disk: a peer still holds the bindings of
+// its older epoch, and the node is not caught up without them (only the
+// origin's newest epoch would let it serve those clients as new ones).
+func TestLifecycleOlderEpochOfAnotherOrigin(t *testing.T) {
+	now := t0
+	a := newTestDB(t, "a", now)
+	b := newTestDB(t, "b", now)
+	c1 := newTestDB(t, "c", now)
+	lifeBind(t, c1, 1, 3, now)
+	lifeDeliver(t, c1, b, now)
+	now = now.Add(time.Second)
+	c2 := newTestDB(t, "c", now) // c restarted without a disk
+	lifeBind(t, c2, 2, 2, now)
+	lifeDeliver(t, c2, b, now)
+	lifeDeliver(t, b, a, now)
+
+	lc := NewLifecycle(a, LifeConfig{})
+	a.SetPeers([]string{"b", "c"}, now)
+	lc.Joined(now, false)
+	a.ObserveVector("b", b.Vector(), now)
+	lifeDeliver(t, c2, a, now)
+	wantLife(t, "c's older epoch missing", lc.Tick(now), false, WhyCatchingUp)
+	lifeDeliver(t, c1, a, now)
+	wantLife(t, "all epochs", lc.Tick(now), true, WhyCaughtUp)
+	if got := a.Len(); got != 5 {
+		t.Fatalf("ready with %d of 5 bindings", got)
+	}
+
+	// Once that epoch is over (TTL + RefreshThreshold + MaxSkew after the
+	// later one began) it counts as covered: nothing of it is live.
+	d := newTestDB(t, "d", now)
+	ld := NewLifecycle(d, LifeConfig{CatchUpTimeout: 24 * time.Hour})
+	d.SetPeers([]string{"b", "c"}, now)
+	ld.Joined(now, false)
+	d.ObserveVector("b", b.Vector(), now)
+	lifeDeliver(t, c2, d, now)
+	wantLife(t, "d behind", ld.Tick(now), false, WhyCatchingUp)
+	later := now.Add(time.Hour)
+	d.ObserveVector("b", b.Vector(), later)
+	wantLife(t, "c's older epoch over", ld.Tick(later), true, WhyCaughtUp)
+}
+
 // The start-up copy: one live peer asked at a time; one that sends no
 // chunk within CopyWait is passed over for the next; one whose chunks
 // arrive gets CopyTimeout; once every live peer was asked the node falls
