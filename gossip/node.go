@@ -56,9 +56,9 @@ type Node struct {
 	copyOut copyOut             // full copies streaming out (copyflow.go)
 	ready   readiness           // mirrors life for /readyz
 	life    *stickydb.Lifecycle // start-up: epoch check, initial copy, readiness
-	drains  drainTable
-	tickets ticketRing // TLS session ticket keys (ticketkeys.go)
-	counts  countTable // count queries in flight (count.go)
+	drains  stickydb.Drains     // drain registers (drain.go)
+	tickets ticketRing          // TLS session ticket keys (ticketkeys.go)
+	counts  countTable          // count queries in flight (count.go)
 	// seedsSelf: the seed names resolved to this node only (seeds.go).
 	seedsSelf atomic.Bool
 	stats     counters

@@ -199,7 +199,7 @@ func (n *Node) tick() {
 	n.heartbeats()
 	n.copies.expire(now, &n.stats)
 	n.applyLife(rd, now)
-	n.drainTick()
+	n.drainTick(now)
 	n.ticketTick()
 	if n.cfg.SweepInterval > 0 && time.Since(n.lastSweep) >= n.cfg.SweepInterval {
 		n.lastSweep = time.Now()

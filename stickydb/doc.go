@@ -53,6 +53,10 @@
 // it back; or "alone" (no peer, no seed), or "timeout" after
 // CatchUpTimeout.
 //
+// The fleet's drain registers (drains.go) are core state as well: a
+// last-writer-wins register per replica (Drains.Set, Merge, and ResendDue
+// for the shell's periodic whole-set resend).
+//
 // # Persist, then send
 //
 // With Config.Durable set, the shell must write own events to its
