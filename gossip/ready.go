@@ -35,6 +35,7 @@ func (c Config) lifeConfig() stickydb.LifeConfig {
 		CopyWait:       initialCopyWait,
 		CopyTimeout:    c.CopyTimeout,
 		CatchUpTimeout: c.CatchUpTimeout,
+		Provisional:    c.Provisional,
 	}
 }
 

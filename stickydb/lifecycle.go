@@ -25,6 +25,10 @@ type LifeConfig struct {
 	// CatchUpTimeout: the node is ready this long after joining even if it
 	// has not caught up. Default 60s.
 	CatchUpTimeout time.Duration
+	// Provisional: the node's binds are provisional (DB.SetProvisional)
+	// from NewLifecycle until it is ready: they lose every conflict with
+	// the bindings the fleet already holds.
+	Provisional bool
 }
 
 func (c LifeConfig) withDefaults() LifeConfig {
@@ -114,6 +118,9 @@ type Lifecycle struct {
 
 // NewLifecycle returns the lifecycle of db's node, not yet joined.
 func NewLifecycle(db *DB, cfg LifeConfig) *Lifecycle {
+	if cfg.Provisional {
+		db.SetProvisional(true)
+	}
 	return &Lifecycle{db: db, cfg: cfg.withDefaults(), target: Vector{}, seen: map[string]bool{}}
 }
 
@@ -309,6 +316,9 @@ func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 func (l *Lifecycle) become(why string, nowMs int64, rd *Ready) {
 	l.ready, l.why, l.readyAt = true, why, nowMs
 	rd.Became, rd.Why = true, why
+	if l.cfg.Provisional {
+		l.db.SetProvisional(false)
+	}
 }
 
 // coversTarget reports whether the node's vector covers every pair of

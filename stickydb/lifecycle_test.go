@@ -270,3 +270,20 @@ func TestLifecycleAlone(t *testing.T) {
 	lb.Joined(now, false)
 	wantLife(t, "seeds, no peer yet", lb.Tick(now.Add(time.Second)), false, WhyVectors)
 }
+
+// With Provisional, binds are provisional (generation 0) until ready.
+func TestLifecycleProvisionalUntilReady(t *testing.T) {
+	now := t0
+	a := newTestDB(t, "a", now)
+	lc := NewLifecycle(a, LifeConfig{Provisional: true})
+	b, _, err := a.BindIfAbsent(mustKey(t, "10.1.0.1", "app"), "r1", now)
+	if err != nil || b.Generation != 0 {
+		t.Fatalf("before ready: %+v %v", b, err)
+	}
+	lc.Joined(now, true)
+	wantLife(t, "alone", lc.Tick(now), true, WhyAlone)
+	b, _, err = a.BindIfAbsent(mustKey(t, "10.1.0.2", "app"), "r1", now)
+	if err != nil || b.Generation != BirthGeneration(now) {
+		t.Fatalf("after ready: %+v %v", b, err)
+	}
+}

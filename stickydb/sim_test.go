@@ -161,9 +161,8 @@ func (s *simNet) start(i int, restart bool) {
 	nd.inc++
 	db.SetPeers(s.peers(i), s.now)
 	restored := nd.disk && (nd.snapMeta != nil || len(nd.logEvents) > 0)
-	nd.life = NewLifecycle(db, LifeConfig{InitialCopy: !restored})
+	nd.life = NewLifecycle(db, LifeConfig{InitialCopy: !restored, Provisional: true})
 	nd.life.Joined(s.now, false)
-	db.SetProvisional(true)
 	if restart && !restored {
 		nd.want = s.fleetLive(i)
 	}
@@ -311,7 +310,6 @@ func (s *simNet) tick(i int) {
 	}
 	if rd.Became {
 		s.readyBy[rd.Why]++
-		nd.db.SetProvisional(false)
 		if rd.Why == WhyCaughtUp {
 			s.checkCaughtUp(i)
 		}
