@@ -82,6 +82,12 @@ func (n *Node) startEpoch(epoch, peers int64) {
 	n.log.Warn().Int64("peers_epoch", peers).Int64("epoch", epoch).Msg("a peer knows a later epoch of ours (clock behind?); started a later one")
 }
 
+// readyWhy is the lifecycle's last word on readiness (Stats.ReadyWhy).
+func (n *Node) readyWhy() string {
+	_, why := n.life.Status()
+	return why
+}
+
 func (n *Node) markReady(why string, now time.Time) {
 	r := &n.ready
 	r.readyAt.Store(now.UnixNano())

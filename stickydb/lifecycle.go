@@ -98,14 +98,13 @@ type Lifecycle struct {
 	joinedAt int64 // unix ms
 	seedless bool  // no seed to join but the node itself
 
-	copyDone   bool
-	copyGaveUp bool
-	askedAt    int64 // last start-up copy request, unix ms; 0 none
-	asked      int   // peers asked so far
-	spread     int64 // the first ask's time: where in the peer list asking starts
-	chunks     uint64
-	chunksAt   uint64 // chunks when last asked
-	copies     uint64 // full copies merged (any reason)
+	copyDone bool
+	askedAt  int64 // last start-up copy request, unix ms; 0 none
+	asked    int   // peers asked so far
+	spread   int64 // the first ask's time: where in the peer list asking starts
+	chunks   uint64
+	chunksAt uint64 // chunks when last asked
+	copies   uint64 // full copies merged (any reason)
 
 	ready   bool
 	why     string // how it became ready, or what the last Tick waited for
@@ -224,7 +223,7 @@ func (l *Lifecycle) startupCopy(table []PeerInfo, nowMs int64, rd *Ready) (Reque
 		// Every live peer was asked once: catch up event by event through
 		// the gap handling instead (readiness still waits for the peers'
 		// vectors to be covered).
-		l.copyDone, l.copyGaveUp = true, true
+		l.copyDone = true
 		rd.CopyGivenUp = true
 		return Request{}, false
 	}
