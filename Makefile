@@ -11,7 +11,7 @@ LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: deb systemd promtool kubectl
 .PHONY: soak
-.PHONY: all build test deps browser haproxy vet lint bench bench-go bench-e2e fuzz demo chaos clean
+.PHONY: all build test deps browser haproxy iproute2 vet lint bench bench-go bench-e2e fuzz demo chaos clean
 
 all: build
 
@@ -35,10 +35,17 @@ haproxy:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null || \
 	  echo "warning: could not install haproxy"; }
 
+# The namespace tests (test/netns) need the ip command.
+iproute2:
+	@command -v ip >/dev/null 2>&1 || { \
+	  echo "installing iproute2 for the network namespace tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2) >/dev/null || \
+	  echo "warning: could not install iproute2"; }
+
 vet: deps
 	$(GO) vet $(PKGS)
 
-test: deps browser haproxy systemd promtool kubectl vet
+test: deps browser haproxy iproute2 systemd promtool kubectl vet
 	$(GO) test -race -shuffle=on -timeout 12m $(PKGS)
 
 lint: vet
@@ -171,10 +178,18 @@ clean:
 # (heap, snapshot, recovery, search, GC). About 4 min, up to ~2.5 GiB.
 # Writes bench/scale.json; the charts are drawn from it into bench/*.png.
 SCALE_FLAGS ?= -fleet 3,10,25,50 -table 100000,1000000,3000000,10000000
-.PHONY: scale scale-plot
+.PHONY: scale scale-plot scale-netns
 scale: deps
 	$(GO) run ./bench/scale $(SCALE_FLAGS) -out bench/scale.json
 	$(MAKE) scale-plot
 
 scale-plot:
 	cd bench/scale/plot && $(GO) run . -in ../../scale.json -out ../..
+
+# The fleet as separate hosts: N tether processes, each in a network
+# namespace of its own (root, iproute2), at a fleet-wide rate of new
+# bindings through the proxies; convergence, CPU and gossip bytes per node,
+# idle, loaded and after a crash. bench/SCALE.md has the figures.
+SCALE_NETNS_FLAGS ?= -netns.sizes 10,25 -netns.scale-rate 500 -netns.scale-window 10s
+scale-netns: deps iproute2
+	$(GO) test -run '^$$' -bench NamespaceFleet -benchtime 1x -timeout 20m ./test/netns/ $(SCALE_NETNS_FLAGS)

@@ -37,6 +37,8 @@ type DB struct {
 
 	mu sync.Mutex // replication state below; taken after a shard lock is released, or before one
 	rs replState
+
+	deferred deferrals // received bindings waiting for the clock; its lock is taken alone
 }
 
 type shard struct {

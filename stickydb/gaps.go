@@ -140,6 +140,7 @@ func (db *DB) Tick(now time.Time) []Request {
 	rs.seen(nowMs)
 	cutoff := rs.cutoff(nowMs)
 	db.prune(nowMs, cutoff)
+	db.admitDeferred(nowMs)
 
 	var out []Request
 	for _, oe := range slices.SortedFunc(mapsKeys(rs.gaps), compareOE) {

@@ -38,12 +38,17 @@ func (db *DB) Receive(g Group, now time.Time) (Result, error) {
 		db.stats.tooMany.Add(1)
 		return Result{}, ErrTooManyEvents
 	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
 	if g.Epoch > nowMs+db.cfg.MaxFutureEpoch.Milliseconds() {
+		// An epoch begun ahead of our clock: every clock stepped back, or a
+		// peer lying. Within MaxClockStep it waits for the clock.
+		if g.Sender != db.cfg.Node && g.Origin != db.cfg.Node && db.deferGroup(g, nowMs) {
+			return Result{Buffered: true}, nil
+		}
 		db.stats.futureEpochs.Add(1)
 		return Result{}, ErrFutureEpoch
 	}
-	db.mu.Lock()
-	defer db.mu.Unlock()
 	rs := &db.rs
 	rs.seen(nowMs)
 	if g.Sender == db.cfg.Node {
@@ -267,15 +272,21 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 	}
 	// An expiry further ahead than any honest node can announce (TTL plus a
 	// tombstone's skew margin, plus the sender's clock running up to
-	// MaxFutureEpoch ahead) is a peer trying to make a binding outlive its
-	// TTL. The bound is generous on purpose: an event refused here is never
-	// sent again (the vector moves past it), so an honest one must never be.
-	if r.Expiry > nowMs+db.ttlMs+db.skewMs+db.cfg.MaxFutureEpoch.Milliseconds() {
+	// MaxFutureEpoch ahead), or a generation further ahead than the clock's
+	// allows, is a peer trying to make a binding outlive its TTL, or a clock
+	// stepped back on every node. An event refused here is never sent again
+	// (the vector moves past it), so one ahead by at most MaxClockStep more
+	// waits for the clock instead (deferred.go); further ahead it is refused.
+	overCap := r.Expiry > nowMs+db.ttlMs+db.skewMs+db.cfg.MaxFutureEpoch.Milliseconds()
+	genAhead := r.Generation > MaxGeneration || r.Generation > birth(nowMs)+MaxGenerationAhead
+	if overCap || genAhead {
+		if db.deferBinding(k, r, nowMs) {
+			return false, nil
+		}
 		db.stats.eventsRejected.Add(1)
-		return false, ErrExpiryOverCap
-	}
-	if r.Generation > MaxGeneration || r.Generation > birth(nowMs)+MaxGenerationAhead {
-		db.stats.eventsRejected.Add(1)
+		if overCap {
+			return false, ErrExpiryOverCap
+		}
 		return false, ErrGeneration
 	}
 	if db.pastHorizon(r.Expiry, nowMs) {

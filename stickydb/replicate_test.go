@@ -166,8 +166,13 @@ func TestCaps(t *testing.T) {
 	})
 	t.Run("future epoch", func(t *testing.T) {
 		db := newTestDB(t, "me", now)
-		if _, err := db.Receive(groupOf("o", now.Add(time.Hour).UnixMilli(), 1, 1, exp), now); !errors.Is(err, ErrFutureEpoch) {
+		// Beyond MaxFutureEpoch + MaxClockStep: a peer lying, refused.
+		far := now.Add(db.cfg.MaxFutureEpoch + MaxClockStep + time.Second)
+		if _, err := db.Receive(groupOf("o", far.UnixMilli(), 1, 1, exp), now); !errors.Is(err, ErrFutureEpoch) {
 			t.Fatal(err)
+		}
+		if db.Deferred() != 0 {
+			t.Fatalf("%d deferred", db.Deferred())
 		}
 	})
 	t.Run("malformed", func(t *testing.T) {

@@ -482,7 +482,7 @@ func (s *simNet) checkMoves() {
 // settle heals the network and runs every shell loop until all nodes agree.
 func (s *simNet) settle() {
 	clear(s.cut)
-	for round := 0; round < 600; round++ {
+	for round := 0; round < 3000; round++ {
 		s.now = s.now.Add(50 * time.Millisecond)
 		for i := range s.nodes {
 			s.push(i, round%10 == 0)

@@ -54,6 +54,15 @@ func (db *DB) Snapshot(now time.Time, fn func([]Record) error) (SnapshotMeta, er
 			return meta, err
 		}
 	}
+	// Bindings waiting for the clock (deferred.go) are counted by the
+	// vector already: they travel with it, and wait again wherever the
+	// clock has not caught up yet.
+	if buf = db.deferredRecords(buf[:0]); len(buf) > 0 {
+		meta.Count += len(buf)
+		if err := fn(buf); err != nil {
+			return meta, err
+		}
+	}
 	return meta, nil
 }
 

@@ -44,8 +44,8 @@ func newCollector(s *Server) *collector {
 		expiries:        d("binding_expiries_total", "Live bindings removed by the sweep because they expired."),
 		evictions:       d("binding_evictions_total", "Bindings evicted over the table cap."),
 		capBreaches:     d("binding_cap_breaches_total", "Bindings refused over the per-origin cap."),
-		groups:          d("replication_groups_total", "Change groups received, by outcome (applied, buffered, discarded, duplicate, stale).", "outcome"),
-		eventsRecv:      d("replication_events_total", "Events received, by outcome (applied, expired, rejected).", "outcome"),
+		groups:          d("replication_groups_total", "Change groups received, by outcome (applied, buffered, discarded, duplicate, stale, deferred: of an epoch begun ahead of this node's clock).", "outcome"),
+		eventsRecv:      d("replication_events_total", "Events received, by outcome (applied, expired, rejected, deferred: ahead of this node's clock, merged once it catches up).", "outcome"),
 		refused:         d("replication_refused_total", "Change groups or vectors refused whole, by reason.", "reason"),
 		requests:        d("replication_requests_total", "Requests sent for missing events, by kind (origin and third are range requests; full is a full copy; watchdog).", "kind"),
 		copies:          d("replication_full_copies_total", "Full database copies merged."),
@@ -114,9 +114,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.groups, st.GroupsDiscarded, "discarded")
 	counter(c.groups, st.GroupsDuplicate, "duplicate")
 	counter(c.groups, st.GroupsStale, "stale")
+	counter(c.groups, st.GroupsDeferred, "deferred")
 	counter(c.eventsRecv, st.EventsApplied, "applied")
 	counter(c.eventsRecv, st.EventsExpired, "expired")
 	counter(c.eventsRecv, st.EventsRejected, "rejected")
+	counter(c.eventsRecv, st.EventsDeferred, "deferred")
 	counter(c.refused, st.Malformed, "malformed")
 	counter(c.refused, st.SeqJumps, "seq_jump")
 	counter(c.refused, st.FutureEpochs, "future_epoch")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tetherproxy/tether/internal/procstat"
 	"io"
 	"os"
 	"slices"
@@ -189,7 +190,7 @@ func measure(ctx context.Context, s *setup, backends *proc, o options, d time.Du
 func procsCPU(ps []*proc) time.Duration {
 	var sum time.Duration
 	for _, p := range ps {
-		if t, err := cpuTime(p.pid()); err == nil {
+		if t, err := procstat.CPUTime(p.pid()); err == nil {
 			sum += t
 		}
 	}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -96,36 +93,6 @@ func (p *proc) tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
-}
-
-// cpuTime returns the user + system CPU time the process has used, all
-// threads included, from /proc/PID/stat.
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatCPU(b)
-}
-
-// parseStatCPU reads utime and stime (fields 14 and 15) of a
-// /proc/PID/stat line. The command name, field 2, may hold spaces and
-// parentheses, so fields are counted from its closing parenthesis.
-func parseStatCPU(b []byte) (time.Duration, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("stat: no command field")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 { // f[0] is field 3 (state), utime is field 14
-		return 0, fmt.Errorf("stat: %d fields after the command", len(f))
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("stat: %w", err)
-	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
 // selfCPU is the CPU time of this process (the load generator).

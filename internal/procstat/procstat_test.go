@@ -1,4 +1,4 @@
-package main
+package procstat
 
 import (
 	"os"
@@ -21,16 +21,16 @@ func TestParseStatCPU(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseStatCPU([]byte(tc.line))
+			got, err := ParseStatCPU([]byte(tc.line))
 			if (err != nil) != tc.err || got != tc.want {
-				t.Fatalf("parseStatCPU = %v, %v; want %v, error %v", got, err, tc.want, tc.err)
+				t.Fatalf("ParseStatCPU = %v, %v; want %v, error %v", got, err, tc.want, tc.err)
 			}
 		})
 	}
 }
 
 func TestCPUTimeOfSelfGrows(t *testing.T) {
-	before, err := cpuTime(os.Getpid())
+	before, err := CPUTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestCPUTimeOfSelfGrows(t *testing.T) {
 		for i := range 1_000_000 {
 			x += i
 		}
-		if after, err := cpuTime(os.Getpid()); err == nil && after > before {
+		if after, err := CPUTime(os.Getpid()); err == nil && after > before {
 			return
 		}
 	}
