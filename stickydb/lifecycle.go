@@ -50,6 +50,7 @@ const (
 	WhyCopy       = "start-up copy" // waiting for the initial full copy
 	WhyVectors    = "peer vectors"  // a live peer's vector has not arrived
 	WhyCatchingUp = "catching up"   // the vector does not cover the target yet
+	WhyDeferred   = "clock behind"  // received bindings wait for the clock (DB.Deferred)
 	WhyAlone      = "alone"         // ready: no peers and no seed to join
 	WhyCaughtUp   = "caught up"     // ready: the target is covered
 	WhyTimeout    = "timeout"       // ready: CatchUpTimeout passed
@@ -250,8 +251,9 @@ func (l *Lifecycle) startupCopy(table []PeerInfo, nowMs int64, rd *Ready) (Reque
 // an epoch that is over counts as covered. Every live peer's
 // vector counts, including one that shows up while the node is catching
 // up: when a whole fleet restarts, the first peer heard from knows only its
-// own bindings, and the others' arrive from the others. Or once
-// CatchUpTimeout has passed since joining.
+// own bindings, and the others' arrive from the others. Bindings that wait
+// for the clock (DB.Deferred) hold it back too. Or once CatchUpTimeout has
+// passed since joining.
 func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 	defer func() {
 		rd.Ready = l.ready
@@ -303,6 +305,10 @@ func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 		rd.Why = WhyVectors // heartbeats carry them
 	case !l.db.coversTarget(l.target, nowMs):
 		rd.Why = WhyCatchingUp
+	case l.db.Deferred() > 0:
+		// Covered by the vector, not yet in the table: bindings ahead of
+		// this node's clock (a fleet whose clocks stepped back) wait for it.
+		rd.Why = WhyDeferred
 	default:
 		l.become(WhyCaughtUp, nowMs, rd)
 		return

@@ -287,3 +287,33 @@ func TestLifecycleProvisionalUntilReady(t *testing.T) {
 		t.Fatalf("after ready: %+v %v", b, err)
 	}
 }
+
+// A binding the vector covers but that waits for the clock (it lies ahead
+// of this node's bounds: a fleet whose clocks stepped back) keeps the node
+// from saying caught up until the clock admits it.
+func TestLifecycleDeferredHoldsReadiness(t *testing.T) {
+	now := t0
+	a := newTestDB(t, "a", now)
+	cfg := a.Config()
+	ahead := 10 * time.Minute
+	exp := now.Add(cfg.TTL + cfg.MaxSkew + cfg.MaxFutureEpoch + ahead)
+	k := mustKey(t, "10.2.0.1", "app")
+	ep := now.UnixMilli()
+	g := Group{Origin: "b", Epoch: ep, From: 1, To: 1, Sender: "b", Vector: Vector{"b": {{Epoch: ep, Seq: 1}}},
+		Events: []Event{{Seq: 1, Kind: KindBind, Key: k, Binding: Binding{Replica: "r1", Origin: "b", Expiry: exp.UnixMilli(), Generation: BirthGeneration(now)}}}}
+	lc := NewLifecycle(a, LifeConfig{CatchUpTimeout: 24 * time.Hour})
+	a.SetPeers([]string{"b"}, now)
+	lc.Joined(now, false)
+	if _, err := a.Receive(g, now); err != nil {
+		t.Fatal(err)
+	}
+	if a.Deferred() != 1 {
+		t.Fatalf("deferred %d, want 1", a.Deferred())
+	}
+	wantLife(t, "deferred", lc.Tick(now), false, WhyDeferred)
+	later := now.Add(ahead + time.Second)
+	wantLife(t, "clock caught up", lc.Tick(later), true, WhyCaughtUp)
+	if _, ok := a.Lookup(k); !ok {
+		t.Fatal("ready without the binding")
+	}
+}
