@@ -73,8 +73,9 @@ type simNet struct {
 	seen    []map[Key]Binding          // per node: the last live binding observed
 	created map[keyGen]map[string]bool // replicas bound per (key, generation)
 	gone    map[string]bool            // names not in the fleet a request may go to (left for good, a rogue peer): dropped
-	// strict: a node not ready serves nobody (the load balancer follows
-	// /readyz); otherwise it serves with provisional binds, as cmd does.
+	// strict: a node not ready serves nobody, clients nor the operator
+	// (the load balancer follows /readyz); otherwise it serves with
+	// provisional binds, as cmd does.
 	strict bool
 	// readyBy counts how nodes became ready, by Ready.Why; checked the
 	// restarted nodes checkCaughtUp checked.
@@ -386,7 +387,7 @@ func (s *simNet) deliverAll() {
 // with `healthy` the replicas node i believes healthy.
 func (s *simNet) local(i int, k Key, healthy []string) {
 	db := s.nodes[i].db
-	if s.strict && !s.nodes[i].life.IsReady() {
+	if !s.serves(i) {
 		return
 	}
 	if h, ok := db.Touch(k, s.now); ok {
@@ -543,6 +544,10 @@ func (s *simNet) tally(into map[string]int) {
 	into["checked caught up"] += s.checked
 }
 
+// serves reports whether node i takes requests (clients' and the
+// operator's): once ready, or at once unless strict.
+func (s *simNet) serves(i int) bool { return !s.strict || s.nodes[i].life.IsReady() }
+
 // allReady returns "" when every node's lifecycle says ready.
 func (s *simNet) allReady() string {
 	for i, nd := range s.nodes {
@@ -625,7 +630,11 @@ func TestSimulatedFleetConverges(t *testing.T) {
 			},
 			"operator rebind": func(t *rapid.T) {
 				i, k := node(t), rapid.SampledFrom(s.keys).Draw(t, "key")
-				b, changed, err := s.nodes[i].db.Rebind(k, "", rapid.SampledFrom(s.pool).Draw(t, "to"), s.now)
+				to := rapid.SampledFrom(s.pool).Draw(t, "to")
+				if !s.serves(i) {
+					return
+				}
+				b, changed, err := s.nodes[i].db.Rebind(k, "", to, s.now)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -635,7 +644,9 @@ func TestSimulatedFleetConverges(t *testing.T) {
 			},
 			"delete": func(t *rapid.T) {
 				i, k := node(t), rapid.SampledFrom(s.keys).Draw(t, "key")
-				s.nodes[i].db.Delete(k, s.now)
+				if s.serves(i) {
+					s.nodes[i].db.Delete(k, s.now)
+				}
 			},
 			"push":     func(t *rapid.T) { s.push(node(t), rapid.Bool().Draw(t, "heartbeat")) },
 			"tick":     func(t *rapid.T) { s.tick(node(t)) },
