@@ -3,11 +3,13 @@ package check
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"regexp"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tetherproxy/tether/internal/demobackend"
+	"github.com/tetherproxy/tether/internal/testcert"
 )
 
 // run runs a check with DefaultConfig modified by mod and returns its report.
@@ -373,5 +376,53 @@ func TestAbort(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return after its context was canceled")
+	}
+}
+
+// With Config.TLS every request goes over HTTPS to a server the config
+// trusts (a real TLS handshake per connection), and is refused by one it
+// does not.
+func TestTLS(t *testing.T) {
+	ca, err := testcert.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue([]string{"shop.test"}, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handshakes atomic.Int64
+	srv := httptest.NewUnstartedServer(demobackend.New("b1"))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, VerifyConnection: func(tls.ConnectionState) error {
+		handshakes.Add(1)
+		return nil
+	}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	r := run(t, context.Background(), func(c *Config) {
+		c.Targets = []string{addr}
+		c.Clients = 4
+		c.Requests = 40
+		c.Duration = time.Minute
+		c.KeepAlive = true
+		c.TLS = &tls.Config{RootCAs: ca.Pool, ServerName: "shop.test"}
+	})
+	if r.OK != 40 || handshakes.Load() == 0 || handshakes.Load() > 4 {
+		t.Fatalf("ok %d of 40 (%v), %d handshakes for 4 keep-alive clients", r.OK, r.ErrorsByKind, handshakes.Load())
+	}
+	r = run(t, context.Background(), func(c *Config) {
+		c.Targets = []string{addr}
+		c.Clients = 2
+		c.Requests = 4
+		c.Duration = time.Minute
+		c.TLS = &tls.Config{ServerName: "shop.test"} // the system roots: the test CA is not among them
+	})
+	if r.OK != 0 || r.Errors != 4 {
+		t.Fatalf("untrusted server: ok %d, errors %d (%v)", r.OK, r.Errors, r.ErrorsByKind)
 	}
 }

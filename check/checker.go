@@ -76,8 +76,12 @@ func New(ctx context.Context, cfg Config) (*Checker, error) {
 			return nil, err
 		}
 	}
+	scheme := "http://"
+	if cfg.TLS != nil {
+		scheme = "https://"
+	}
 	for _, t := range cfg.Targets {
-		req, err := http.NewRequest(http.MethodGet, "http://"+t+cfg.Path, nil)
+		req, err := http.NewRequest(http.MethodGet, scheme+t+cfg.Path, nil)
 		if err != nil {
 			return nil, configErr("targets", "%q with path %q: %v", t, cfg.Path, err)
 		}

@@ -46,6 +46,10 @@ func newClient(k *Checker, id int, seed uint64) *client {
 		MaxIdleConnsPerHost: 1, // one request in flight per client
 		IdleConnTimeout:     90 * time.Second,
 	}
+	if cfg.TLS != nil {
+		c.tr.TLSClientConfig = cfg.TLS.Clone() // HTTP/1.1: no ForceAttemptHTTP2
+		c.tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
 	c.reqs = k.reqs
 	c.rng = rand.New(rand.NewPCG(seed, uint64(id)))
 	if cfg.BodyRegexp != nil {

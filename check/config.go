@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -116,6 +117,12 @@ type Config struct {
 	// no binding: every client uses the system's choice, so a proxy that
 	// keys on the client IP sees a single client. Default DefaultSourceCIDR.
 	SourceCIDR netip.Prefix
+
+	// TLS, when set, sends every request over HTTPS (HTTP/1.1) with this
+	// client configuration: its RootCAs and ServerName decide what is
+	// trusted. A client's TLS sessions are resumed across its connections
+	// when ClientSessionCache is set. Default nil: plain HTTP.
+	TLS *tls.Config
 
 	// KeepAlive reuses connections across requests. Off, every request
 	// opens and closes its own connection. Default true.

@@ -24,6 +24,9 @@ func (n *Node) onGroup(g stickydb.Group, meta groupMeta) {
 		return
 	}
 	n.stats.eventsApplied.Add(uint64(res.Applied))
+	if res.Announced > 0 {
+		n.kick() // the core made own events announcing a merge's join
+	}
 	if res.Rejected > 0 {
 		// Expired on arrival or refused by a cap of the core: the group
 		// itself was fine.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/tetherproxy/tether/internal/procstat"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherproxy/tether/internal/procstat"
 	"github.com/tetherproxy/tether/stickydb"
 )
 

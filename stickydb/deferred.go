@@ -129,9 +129,15 @@ func (db *DB) admitDeferred(nowMs int64) {
 	d.list = keep
 	d.mu.Unlock()
 	var ic internCache
+	var js []joined
 	for _, x := range due {
-		_, _ = db.mergeRemote(x.k, x.b, nowMs, &ic)
+		if _, join, _ := db.mergeRemote(x.k, x.b, nowMs, &ic); join {
+			if b, ok := db.Lookup(x.k); ok {
+				js = append(js, joined{x.k, b})
+			}
+		}
 	}
+	db.announceJoins(js)
 	for i := range groups {
 		var res Result
 		_ = db.applyGroup(&groups[i].g, nowMs, &res) // checked when it arrived

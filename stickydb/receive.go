@@ -17,6 +17,7 @@ type Result struct {
 	Rejected  int  // events refused by a cap or expired on arrival
 	Buffered  bool // the group is ahead of what we know: held in the reorder buffer
 	Stale     bool // the group's epoch is over
+	Announced int  // own events made to announce a merge's join (announceJoins): push them
 }
 
 // Receive takes a change group from a peer (Fig. 6 step 415, Fig. 7, 9, 10):
@@ -222,18 +223,26 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 	}
 	rs := &db.rs
 	var ic internCache
+	var js []joined
 	for i := range evs {
-		changed, err := db.applyRemote(evs[i].Key, evs[i].Binding, nowMs, &ic)
+		changed, join, err := db.mergeRemote(evs[i].Key, evs[i].Binding, nowMs, &ic)
 		switch {
 		case err != nil:
 			res.Rejected++
 		case changed:
 			res.Changed++
 		}
+		if join {
+			if b, ok := db.Lookup(evs[i].Key); ok {
+				js = append(js, joined{evs[i].Key, b})
+			}
+		}
 	}
 	res.Applied += len(evs)
 	db.stats.eventsApplied.Add(uint64(len(evs)))
 	rs.vv.Advance(oe.origin, oe.epoch, evs[len(evs)-1].Seq)
+	db.announceJoins(js)
+	res.Announced += len(js)
 	rs.moved(oe.origin, nowMs)
 	if oe.origin == db.cfg.Node {
 		rs.own.add(oe.epoch, evs) // an older epoch of ours, recovered from a peer
@@ -256,7 +265,37 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 // expiry of the join it holds (raiseExpired), so an event that still
 // decides a live binding somewhere is never past its horizon.
 func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
-	return db.mergeRemote(k, r, nowMs, ic)
+	changed, _, err := db.mergeRemote(k, r, nowMs, ic)
+	return changed, err
+}
+
+// announceJoins makes an own refresh (or delete) event of every binding in
+// js (the caller holds db.mu). js are joins a merge made that equal neither
+// what the table held nor what arrived: a winner that takes the later
+// expiry of a loser (two binds in one second, a provisional bind under the
+// fleet's binding). No event ever said that state, so a node that holds the
+// loser and gets the winner's own event only after that event's horizon
+// (it is dropped on arrival) would keep the loser for good, with vectors
+// equal. The event says the join; every node that merges it ends with it,
+// and a merge that yields what arrived announces nothing, so announcements
+// stop.
+func (db *DB) announceJoins(js []joined) {
+	for _, j := range js {
+		kind := KindRefresh
+		if j.b.Deleted {
+			// Only a refresh may carry a binding another node made (see
+			// Group.check); the origin is not part of a binding's identity.
+			kind, j.b.Origin = KindDelete, db.cfg.Node
+		}
+		db.stats.joinsAnnounced.Add(1)
+		db.rs.appendOwn(kind, j.k, j.b)
+	}
+}
+
+// joined is a binding as a merge made it, to be announced.
+type joined struct {
+	k Key
+	b Binding
 }
 
 // pastHorizon reports whether a binding announced to expire at annMs can
@@ -265,10 +304,12 @@ func (db *DB) pastHorizon(annMs, nowMs int64) bool {
 	return annMs+db.refreshMs+db.skewMs <= nowMs
 }
 
-// mergeRemote is applyRemote under the key's shard lock.
-func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
+// mergeRemote is applyRemote under the key's shard lock. joined reports a
+// merge whose result equals neither the table's binding nor r (see
+// announceJoins); the result is then db.Lookup's.
+func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (changed, joined bool, err error) {
 	if !k.Valid() {
-		return false, ErrInvalidKey
+		return false, false, ErrInvalidKey
 	}
 	// An expiry further ahead than any honest node can announce (TTL plus a
 	// tombstone's skew margin, plus the sender's clock running up to
@@ -281,28 +322,28 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 	genAhead := r.Generation > MaxGeneration || r.Generation > birth(nowMs)+MaxGenerationAhead
 	if overCap || genAhead {
 		if db.deferBinding(k, r, nowMs) {
-			return false, nil
+			return false, false, nil
 		}
 		db.stats.eventsRejected.Add(1)
 		if overCap {
-			return false, ErrExpiryOverCap
+			return false, false, ErrExpiryOverCap
 		}
-		return false, ErrGeneration
+		return false, false, ErrGeneration
 	}
 	if db.pastHorizon(r.Expiry, nowMs) {
 		db.stats.eventsExpired.Add(1)
-		return false, nil
+		return false, false, nil
 	}
 	if r.Deleted {
 		r.Replica = ""
 	}
 	rid, err := ic.id(db.names, r.Replica)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	oid, err := ic.id(db.names, r.Origin)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	k.host = ic.host(k.host)
 	kh := k.Hash()
@@ -323,16 +364,22 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool,
 		ne.exp = max(ne.exp, l.exp) // the same binding: keep this node's extension by hits
 	}
 	if ok && ne == l {
-		return false, nil
+		return false, false, nil
 	}
 	if (!ok || l.origin != ne.origin) && db.byOrigin[ne.origin].Load() >= int64(db.cfg.MaxBindingsPerOrigin) {
 		db.stats.capBreaches.Add(1)
 		db.stats.eventsRejected.Add(1)
-		return false, ErrOriginFull
+		return false, false, ErrOriginFull
 	}
-	changed := !present || l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica || l.origin != ne.origin
+	changed = !present || l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica || l.origin != ne.origin
 	db.store(s, k, l, ok, ne, nowMs)
-	return changed, nil
+	// A join that is neither input (the origin aside: it is not part of
+	// the binding's identity).
+	var arrived entry
+	arrived.setAnnounced(r.Expiry)
+	joined = present && changed && (l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica) &&
+		(arrived.ann != ne.ann || !sameClass(m, r))
+	return changed, joined, nil
 }
 
 // observe compares a peer's vector with ours (Fig. 8): where the peer knows

@@ -11,7 +11,7 @@ type counters struct {
 	groupsApplied, groupsBuffered, groupsDiscarded atomic.Uint64
 	groupsDuplicate, groupsStale                   atomic.Uint64
 	eventsApplied, eventsExpired, eventsRejected   atomic.Uint64
-	eventsDeferred, groupsDeferred                 atomic.Uint64
+	eventsDeferred, groupsDeferred, joinsAnnounced atomic.Uint64
 	malformed, seqJumps, futureEpochs, tooMany     atomic.Uint64
 
 	reqOrigin, reqThird, reqFull, reqFullJoined, reqWatchdog atomic.Uint64
@@ -49,6 +49,7 @@ type Stats struct {
 	EventsExpired   uint64 // received already expired, dropped (step 552)
 	EventsRejected  uint64 // refused by a cap (expiry too far ahead, origin full)
 	GroupsDeferred  uint64 // of an epoch begun ahead of this node's clock by up to MaxClockStep past MaxFutureEpoch: applied once the clock catches up
+	JoinsAnnounced  uint64 // own events made to announce a merge's result that neither input said (announceJoins)
 	EventsDeferred  uint64 // ahead of this node's clock by up to MaxClockStep past the bounds: merged once the clock catches up
 
 	Malformed    uint64 // groups refused by ErrMalformed
@@ -77,7 +78,7 @@ func (db *DB) Stats() Stats {
 		GroupsApplied: c.groupsApplied.Load(), GroupsBuffered: c.groupsBuffered.Load(),
 		GroupsDiscarded: c.groupsDiscarded.Load(), GroupsDuplicate: c.groupsDuplicate.Load(),
 		GroupsStale: c.groupsStale.Load(), EventsApplied: c.eventsApplied.Load(),
-		EventsExpired: c.eventsExpired.Load(), EventsRejected: c.eventsRejected.Load(), EventsDeferred: c.eventsDeferred.Load(), GroupsDeferred: c.groupsDeferred.Load(),
+		EventsExpired: c.eventsExpired.Load(), EventsRejected: c.eventsRejected.Load(), EventsDeferred: c.eventsDeferred.Load(), JoinsAnnounced: c.joinsAnnounced.Load(), GroupsDeferred: c.groupsDeferred.Load(),
 		Malformed: c.malformed.Load(), SeqJumps: c.seqJumps.Load(), FutureEpochs: c.futureEpochs.Load(),
 		TooMany: c.tooMany.Load(), RequestsOrigin: c.reqOrigin.Load(), RequestsThird: c.reqThird.Load(),
 		RequestsFull: c.reqFull.Load(), FullJoined: c.reqFullJoined.Load(), RequestsWatchdog: c.reqWatchdog.Load(), FullCopies: c.fullCopies.Load(),

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tetherproxy/tether/internal/procstat"
 	"io"
 	"os"
 	"slices"
 	"time"
 
 	"github.com/tetherproxy/tether/check"
+	"github.com/tetherproxy/tether/internal/procstat"
 )
 
 // maxCells bounds a run: rows x rounds.
@@ -164,6 +164,7 @@ func measure(ctx context.Context, s *setup, backends *proc, o options, d time.Du
 	cfg.KeepAlive = o.keepalive
 	cfg.Host = o.host
 	cfg.Seed = 1 // the same target choices for every row
+	cfg.TLS = s.tls
 	k, err := check.New(ctx, cfg)
 	if err != nil {
 		return cell{}, err

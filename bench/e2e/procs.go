@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -128,8 +129,12 @@ func freePorts(n int) ([]string, error) {
 
 // waitServing polls addr with GET / (Host host) until a response names a
 // replica in X-Backend, the process exits, or timeout passes.
-func waitServing(ctx context.Context, p *proc, addr, host string, timeout time.Duration) error {
-	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
+func waitServing(ctx context.Context, p *proc, addr, host string, tc *tls.Config, timeout time.Duration) error {
+	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tc}
+	scheme := "http://"
+	if tc != nil {
+		scheme = "https://"
+	}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
@@ -138,7 +143,7 @@ func waitServing(ctx context.Context, p *proc, addr, host string, timeout time.D
 		if p != nil && p.exited() {
 			return fmt.Errorf("%s exited (%v): %s", p.name, p.err, p.tail(2))
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+addr+"/", nil)
 		if err != nil {
 			return err
 		}

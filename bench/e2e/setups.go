@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/tetherproxy/tether/internal/testcert"
 )
 
 //go:embed haproxy.cfg.tmpl
@@ -32,10 +35,19 @@ type setup struct {
 	sockets []string // HAProxy stats sockets, to read the stick table back
 	err     error    // not runnable, and why
 	notes   []string
+	tls     *tls.Config // the load's client config for an HTTPS row; nil for plain HTTP
 }
 
 // Row keys, in table order.
-var allRows = []string{"direct", "tether-1", "tether-3", "haproxy-1", "haproxy-2"}
+var allRows = []string{"direct", "tether-1", "tether-3", "haproxy-1", "haproxy-2", tlsRow("tether-1"), tlsRow(tlsRef)}
+
+// tlsRow is the HTTPS variant of a row: the same proxy with a TLS listener
+// (HTTP/1.1, one certificate, ECDSA P-256), the load over HTTPS. Its
+// ratios are taken against tlsRef's HTTPS row.
+func tlsRow(key string) string { return key + "-tls" }
+
+// tlsRef is the HAProxy row the HTTPS rows are compared with.
+const tlsRef = "haproxy-1"
 
 // baseRow is the optional row of a second tether binary (-tether-base),
 // one node, run beside the others: a before/after comparison in one run.
@@ -47,6 +59,40 @@ type lab struct {
 	o        options
 	backends []backend
 	started  []*proc // every child, for the final stop
+	certs    *certs  // made for the first HTTPS row
+}
+
+// certs is the HTTPS rows' certificate for the benchmark's Host, from a
+// throwaway CA the load trusts.
+type certs struct {
+	cert, key, pem string // PEM files: chain, key, and both (HAProxy's crt)
+	client         *tls.Config
+}
+
+func (l *lab) tlsCerts() (*certs, error) {
+	if l.certs != nil {
+		return l.certs, nil
+	}
+	ca, err := testcert.NewCA()
+	if err != nil {
+		return nil, err
+	}
+	certPEM, keyPEM, err := ca.Issue([]string{l.o.host}, time.Now().Add(24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	c := &certs{cert: filepath.Join(l.dir, "bench.pem"), key: filepath.Join(l.dir, "bench.key"), pem: filepath.Join(l.dir, "bench-haproxy.pem"),
+		client: &tls.Config{RootCAs: ca.Pool, ServerName: l.o.host}}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{c.cert, certPEM}, {c.key, keyPEM}, {c.pem, append(append([]byte{}, certPEM...), keyPEM...)}} {
+		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	l.certs = c
+	return c, nil
 }
 
 func (l *lab) start(name string, env []string, path string, args ...string) (*proc, error) {
@@ -70,6 +116,14 @@ func (l *lab) newSetup(ctx context.Context, key string) *setup {
 		return &setup{key: key, label: "direct (one backend, no proxy)", targets: []string{l.backends[0].addr}}
 	case "tether-1":
 		return l.tether(ctx, key, 1, l.o.tether)
+	case tlsRow("tether-1"):
+		s := l.tether(ctx, key, 1, l.o.tether)
+		s.label = "tether, 1 node, HTTPS"
+		return s
+	case tlsRow(tlsRef):
+		s := l.haproxy(ctx, key, 1)
+		s.label = "HAProxy, 1 process, HTTPS"
+		return s
 	case "tether-3":
 		return l.tether(ctx, key, 3, l.o.tether)
 	case baseRow:
@@ -97,7 +151,16 @@ func (l *lab) tether(ctx context.Context, key string, n int, bin string) *setup 
 		s.err = fmt.Errorf("tether not runnable: %v (run `make build`)", err)
 		return s
 	}
-	ports, err := freePorts(3 * n)
+	var ct *certs
+	if strings.HasSuffix(key, "-tls") {
+		var err error
+		if ct, err = l.tlsCerts(); err != nil {
+			s.err = err
+			return s
+		}
+		s.tls = ct.client
+	}
+	ports, err := freePorts(4 * n)
 	if err != nil {
 		s.err = err
 		return s
@@ -109,7 +172,7 @@ func (l *lab) tether(ctx context.Context, key string, n int, bin string) *setup 
 	var names, admins []string
 	for i := range n {
 		name := fmt.Sprintf("bench-%s-n%d", key, i+1)
-		listen, admin, gossip := ports[3*i], ports[3*i+1], ports[3*i+2]
+		listen, admin, gossip, tlsListen := ports[4*i], ports[4*i+1], ports[4*i+2], ports[4*i+3]
 		env := []string{
 			"TETHER_NODE_NAME=" + name,
 			"TETHER_LISTEN=" + listen,
@@ -121,17 +184,22 @@ func (l *lab) tether(ctx context.Context, key string, n int, bin string) *setup 
 		if i > 0 {
 			env = append(env, "TETHER_JOIN="+ports[2])
 		}
+		target := listen
+		if ct != nil {
+			env = append(env, "TETHER_TLS_LISTEN="+tlsListen, "TETHER_TLS_CERT="+ct.cert, "TETHER_TLS_KEY="+ct.key)
+			target = tlsListen
+		}
 		p, err := l.start(name, env, bin, "serve")
 		if err != nil {
 			s.err = fmt.Errorf("tether not runnable: %v", err)
 			return s
 		}
 		s.procs = append(s.procs, p)
-		s.targets = append(s.targets, listen)
+		s.targets = append(s.targets, target)
 		names, admins = append(names, name), append(admins, admin)
 	}
 	for i, p := range s.procs {
-		if err := waitServing(ctx, p, s.targets[i], l.o.host, l.o.readyTimeout); err != nil {
+		if err := waitServing(ctx, p, s.targets[i], l.o.host, s.tls, l.o.readyTimeout); err != nil {
 			if log, _ := os.ReadFile(p.log); strings.Contains(string(log), `unknown command "serve"`) {
 				err = fmt.Errorf("%s has no `serve` command yet", bin)
 			}
@@ -230,6 +298,7 @@ type haproxyPeer struct{ Name, Addr string }
 
 type haproxyConfig struct {
 	Listen, Socket string
+	Cert           string // HTTPS: the PEM with chain and key; "" for plain HTTP
 	Peers          []haproxyPeer
 	Servers        []haproxyPeer
 }
@@ -257,6 +326,14 @@ func (l *lab) haproxy(ctx context.Context, key string, n int) *setup {
 		return s
 	}
 	cfg := haproxyConfig{}
+	if strings.HasSuffix(key, "-tls") {
+		ct, err := l.tlsCerts()
+		if err != nil {
+			s.err = err
+			return s
+		}
+		cfg.Cert, s.tls = ct.pem, ct.client
+	}
 	for i := range n {
 		cfg.Peers = append(cfg.Peers, haproxyPeer{fmt.Sprintf("%s-p%d", key, i+1), ports[2*i+1]})
 	}
@@ -289,7 +366,7 @@ func (l *lab) haproxy(ctx context.Context, key string, n int) *setup {
 		s.sockets = append(s.sockets, cfg.Socket)
 	}
 	for i, p := range s.procs {
-		if err := waitServing(ctx, p, s.targets[i], l.o.host, l.o.readyTimeout); err != nil {
+		if err := waitServing(ctx, p, s.targets[i], l.o.host, s.tls, l.o.readyTimeout); err != nil {
 			s.err = fmt.Errorf("haproxy not runnable: %v", err)
 			return s
 		}

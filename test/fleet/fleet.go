@@ -459,17 +459,21 @@ func (n *Node) JSON(path string, v any) error {
 }
 
 // LogTail returns the last lines of the node's log, for failure messages.
-func (n *Node) LogTail(lines int) string {
-	b, _ := os.ReadFile(n.logPath)
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
+func (n *Node) LogTail(lines int) string { return TailFile(n.logPath, lines) }
 
 // Log returns the node's whole log.
 func (n *Node) Log() string {
 	b, _ := os.ReadFile(n.logPath)
 	return string(b)
+}
+
+// TailFile returns the last lines of a file (a process's log), "" when it
+// cannot be read.
+func TailFile(path string, lines int) string {
+	b, _ := os.ReadFile(path)
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
 }

@@ -11,10 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tetherproxy/tether/test/fleet"
 )
 
 // Ports every node uses inside its own namespace (each namespace has its
@@ -200,14 +201,7 @@ func (n *Node) JSON(path string, v any) error {
 }
 
 // LogTail returns the last lines of the node's log.
-func (n *Node) LogTail(lines int) string {
-	b, _ := os.ReadFile(n.logPath)
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
+func (n *Node) LogTail(lines int) string { return fleet.TailFile(n.logPath, lines) }
 
 // Log returns the node's whole log.
 func (n *Node) Log() string {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/tetherproxy/tether/internal/procstat"
 	"io"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tetherproxy/tether/internal/demobackend"
+	"github.com/tetherproxy/tether/internal/procstat"
 )
 
 var (
