@@ -2,7 +2,6 @@ package stickydb
 
 import (
 	"fmt"
-	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -389,19 +388,16 @@ func TestNameTableFillsInLinearTime(t *testing.T) {
 	}
 }
 
-// Open, not fixed (run with STICKYDB_OPEN=1; it fails): a provisional bind
-// (generation 0, a node not caught up) made while the fleet's binding of
-// the key is alive, to the same replica with a later expiry. A node that
-// merges both keeps the fleet's identity with the later expiry; a node
-// that holds the provisional one and receives the fleet's event only after
-// that event's own horizon drops it as expired and keeps generation 0.
-// Equal vectors, different digests, for good. Found by the fleet
-// simulation with SIM_PROVISIONAL=1 (nodes not ready serve provisionally,
-// as cmd does): -rapid.checks=1500 -rapid.steps=300 -rapid.seed=1.
-func TestOpenProvisionalBindOutlivedByExpiredWinner(t *testing.T) {
-	if os.Getenv("STICKYDB_OPEN") != "1" {
-		t.Skip("open finding, not fixed: set STICKYDB_OPEN=1 to run it")
-	}
+// A provisional bind (generation 0, a node not caught up) made while the
+// fleet's binding of the key is alive, to the same replica with a later
+// expiry. A node that merges both holds the fleet's identity with the
+// later expiry; a node that holds the provisional one and receives the
+// fleet's event only after that event's own horizon drops it as expired.
+// They agree once the merging node's announced join (join_test.go)
+// reaches the other: before that fix they kept different bindings for
+// good with equal vectors. Found by the fleet simulation once nodes not
+// yet ready served with provisional binds (1500 x 300, seed 1).
+func TestProvisionalBindUnderExpiredWinnerConverges(t *testing.T) {
 	now := t0
 	n0 := newTestDB(t, "n0", now)
 	n1 := newTestDB(t, "n1", now)
@@ -424,6 +420,12 @@ func TestOpenProvisionalBindOutlivedByExpiredWinner(t *testing.T) {
 	}
 	if _, err := n0.Receive(n1.OwnEvents(0, 10), late); err != nil {
 		t.Fatal(err)
+	}
+	// The rest of the exchange: each node's own events to the others.
+	for _, p := range [][2]*DB{{n2, n0}, {n0, n2}, {n2, n1}, {n1, n2}, {n0, n1}} {
+		if _, err := p[1].Receive(p[0].OwnEvents(0, 100), late); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c0, d0 := n0.Digest(late, time.Second)
 	c2, d2 := n2.Digest(late, time.Second)
