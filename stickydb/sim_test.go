@@ -195,12 +195,18 @@ func (s *simNet) start(i int, restart bool) {
 	nd.epoch, _ = db.Position()
 }
 
-// fleetLive returns the live bindings each node other than i holds.
+// fleetLive returns the live bindings each node other than i holds. A
+// disk-mode node with own events not yet persisted is left out: it may
+// not tell anyone of them yet (persist, then send), so its table holds
+// more than its vector shows.
 func (s *simNet) fleetLive(i int) map[int]heldBy {
 	out := map[int]heldBy{}
 	nowMs := s.now.UnixMilli()
 	for j, nd := range s.nodes {
 		if j == i || nd.db == nil {
+			continue
+		}
+		if e, seq := nd.db.Position(); nd.disk && nd.db.Vector().Get(nd.name, e) < seq {
 			continue
 		}
 		h := heldBy{inc: nd.inc, live: map[Key]Binding{}}
