@@ -161,6 +161,7 @@ func TestRoguePeer(t *testing.T) {
 		"decode":      {"tether_gossip_decode_errors_total", []string{`peer="rogue"`}},
 		"cap":         {"tether_gossip_cap_breaches_total", []string{`peer="rogue"`}},
 		"future":      {"tether_replication_refused_total", []string{`reason="future_epoch"`}},
+		"deferred":    {"tether_replication_groups_total", []string{`outcome="deferred"`}},
 		"jump":        {"tether_replication_refused_total", []string{`reason="seq_jump"`}},
 		"rate":        {"tether_gossip_refused_total", []string{`reason="request_rate"`}},
 		"unsolicited": {"tether_gossip_refused_total", []string{`reason="unsolicited"`}},
@@ -225,8 +226,9 @@ func TestRoguePeer(t *testing.T) {
 		{"cap", newWire(wireGroup, wireVersion).str(name).raw(0xce, 0xff, 0xff, 0xff, 0xff).bytes(), 20}, // names: 4 billion
 		{"cap", newWire(wireGroup, wireVersion).str(name).strs(name).strs().uint(0).int(now).uint(0).int(epoch).uint(1).
 			raw(0xce, 0xff, 0xff, 0xff, 0xff).bytes(), 20}, // events: 4 billion
-		{"future", bindGroup(name, now+3600_000, 1, netip.MustParseAddr("10.77.0.3"), wireVersion), 10}, // epoch an hour ahead
-		{"jump", bindGroup(name, epoch, 1<<40, netip.MustParseAddr("10.77.0.4"), wireVersion), 10},      // 2^40 events ahead
+		{"future", bindGroup(name, now+24*3600_000, 1, netip.MustParseAddr("10.77.0.3"), wireVersion), 10}, // epoch a day ahead (past MaxFutureEpoch + MaxClockStep)
+		{"deferred", bindGroup(name, now+20*60_000, 1, netip.MustParseAddr("10.77.0.5"), wireVersion), 3},  // 20 minutes ahead: waits for the clock, bounded
+		{"jump", bindGroup(name, epoch, 1<<40, netip.MustParseAddr("10.77.0.4"), wireVersion), 10},         // 2^40 events ahead
 		{"anonymous", []byte{wireGroup}, 20}, // one byte: not even a header
 		{"unsolicited", newWire(wireChunk, wireVersion).str("ghost").uint(1).uint(0).uint(1).strs("ghost", "a").strs(appHost).uint(0).bytes(), 20}, // a copy chunk nobody asked for
 	}
@@ -268,7 +270,7 @@ func TestRoguePeer(t *testing.T) {
 
 	// Every kind of refusal shows in /metrics on every node.
 	for _, n := range f.Nodes {
-		for _, k := range []string{"decode", "cap", "future", "jump", "rate", "unsolicited", "anonymous"} {
+		for _, k := range []string{"decode", "cap", "future", "deferred", "jump", "rate", "unsolicited", "anonymous"} {
 			waitFor(t, 20*time.Second, func() bool { return read(n, k) > before[n.Name+"/"+k] }, func() string {
 				c := counters[k]
 				return fmt.Sprintf("%s: %s{%s} did not move (still %v)", n.Name, c.family, strings.Join(c.labels, ","), read(n, k))

@@ -553,3 +553,23 @@ func TestMethods(t *testing.T) {
 		})
 	}
 }
+
+// Go's profiler is served to an operator with the token, and to nobody
+// without it.
+func TestPprofNeedsTheToken(t *testing.T) {
+	f := newFixture(t)
+	h := f.server(t, withToken).Handler()
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+		// Without it: the login page (303) like every page, or 401.
+		if w := do(t, h, req{path: path}); w.Code != http.StatusSeeOther && w.Code != http.StatusUnauthorized {
+			t.Errorf("%s without the token: %d", path, w.Code)
+		}
+		w := do(t, h, req{path: path, headers: map[string]string{"Authorization": "Bearer " + testToken}})
+		if w.Code != http.StatusOK || w.Body.Len() == 0 {
+			t.Errorf("%s with the token: %d, %d bytes", path, w.Code, w.Body.Len())
+		}
+	}
+	if w := do(t, h, req{path: "/debug/pprof/nosuch", headers: map[string]string{"Authorization": "Bearer " + testToken}}); w.Code != http.StatusNotFound {
+		t.Errorf("an unknown profile: %d", w.Code)
+	}
+}

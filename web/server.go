@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -236,6 +237,18 @@ func (s *Server) routes() http.Handler {
 			r.Get("/stats", s.apiStats)
 			r.Get("/certificates", s.apiCertificates)
 			r.Get("/lookup", s.apiLookup)
+		})
+
+		// Go's profiler, for an operator with the token (as Caddy's admin
+		// has it): /debug/pprof/ lists the profiles; profile?seconds=N is a
+		// CPU profile of the running node (go tool pprof URL).
+		r.Get("/debug/pprof/", pprof.Index)
+		r.Get("/debug/pprof/cmdline", pprof.Cmdline)
+		r.Get("/debug/pprof/profile", pprof.Profile)
+		r.Get("/debug/pprof/symbol", pprof.Symbol)
+		r.Get("/debug/pprof/trace", pprof.Trace)
+		r.Get("/debug/pprof/{name}", func(w http.ResponseWriter, r *http.Request) {
+			pprof.Handler(chi.URLParam(r, "name")).ServeHTTP(w, r)
 		})
 	})
 	return r
