@@ -178,7 +178,7 @@ clean:
 # (heap, snapshot, recovery, search, GC). About 4 min, up to ~2.5 GiB.
 # Writes bench/scale.json; the charts are drawn from it into bench/*.png.
 SCALE_FLAGS ?= -fleet 3,10,25,50 -table 100000,1000000,3000000,10000000
-.PHONY: scale scale-plot scale-netns
+.PHONY: scale scale-plot scale-netns scale-proxy
 scale: deps
 	$(GO) run ./bench/scale $(SCALE_FLAGS) -out bench/scale.json
 	$(MAKE) scale-plot
@@ -193,3 +193,9 @@ scale-plot:
 SCALE_NETNS_FLAGS ?= -netns.sizes 10,25 -netns.scale-rate 500 -netns.scale-window 10s
 scale-netns: deps iproute2
 	$(GO) test -run '^$$' -bench NamespaceFleet -benchtime 1x -timeout 20m ./test/netns/ $(SCALE_NETNS_FLAGS)
+
+# One node's proxy under load with 10k and with 10M bindings recovered
+# from its disk: latency, GC, heap. About 2 min, ~2.5 GiB.
+SCALE_PROXY_FLAGS ?= -tablesize.sizes 10000,10000000
+scale-proxy: deps
+	$(GO) test -run '^$$' -bench ProxyByTableSize -benchtime 1x -timeout 20m ./test/ $(SCALE_PROXY_FLAGS)

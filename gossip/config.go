@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 )
 
 // Config holds the gossip shell's settings. Only cmd/ maps environment
@@ -60,6 +61,17 @@ type Config struct {
 	// each carrying every event made since the last. Fewer means larger,
 	// cheaper groups under load and a longer wait for each. Default 20.
 	PushBurst int
+
+	// PushBudget bounds the change groups this node pushes per second to
+	// all its peers together while events keep coming: each peer's refill
+	// is min(PushBurst per PushInterval, PushBudget / live peers), but
+	// never below two per HeartbeatInterval. The burst (PushBurst) stays,
+	// so an event made while a link is idle still leaves at once; under
+	// load a large fleet sends fewer, larger groups (at 50 nodes and the
+	// default, one group per peer every ~49 ms) instead of one message per
+	// event per peer, whose send and receive cost grows as N². Default
+	// 1,000.
+	PushBudget int
 
 	// HeartbeatInterval: a peer that was sent no change group for this long
 	// gets an empty one carrying our vector, so that a lost tail is noticed
@@ -258,6 +270,7 @@ func DefaultConfig() Config {
 		Label:             "tether",
 		PushInterval:      20 * time.Millisecond,
 		PushBurst:         20,
+		PushBudget:        1000,
 		HeartbeatInterval: 500 * time.Millisecond,
 		VectorInterval:    100 * time.Millisecond,
 		MaxUDPBytes:       1300,
@@ -327,6 +340,7 @@ func (c Config) withDefaults() Config {
 	setD(&c.JoinRetryMax, d.JoinRetryMax)
 	setD(&c.PushInterval, d.PushInterval)
 	setI(&c.PushBurst, d.PushBurst)
+	setI(&c.PushBudget, d.PushBudget)
 	setD(&c.HeartbeatInterval, d.HeartbeatInterval)
 	setD(&c.VectorInterval, d.VectorInterval)
 	setI(&c.MaxUDPBytes, d.MaxUDPBytes)
@@ -378,8 +392,10 @@ func cfgErr(field, format string, args ...any) error {
 // validate checks a Config with defaults filled in. watchdog is the core's
 // Watchdog, which heartbeats must beat.
 func (c Config) validate(watchdog time.Duration) error {
-	if _, _, err := splitHostPort(c.BindAddr); err != nil {
+	if h, _, err := splitHostPort(c.BindAddr); err != nil {
 		return cfgErr("BindAddr", "%v", err)
+	} else if h != "" && net.ParseIP(h) == nil {
+		return cfgErr("BindAddr", "host %q is not an IP address", h)
 	}
 	if c.AdvertiseAddr != "" {
 		if _, _, err := splitHostPort(c.AdvertiseAddr); err != nil {
@@ -402,6 +418,8 @@ func (c Config) validate(watchdog time.Duration) error {
 		return cfgErr("PushInterval", "must be > 0, got %v", c.PushInterval)
 	case c.PushBurst < 1 || time.Duration(c.PushBurst) > c.PushInterval:
 		return cfgErr("PushBurst", "must be in 1..PushInterval in ns (%d), got %d", c.PushInterval.Nanoseconds(), c.PushBurst)
+	case c.PushBudget < 1:
+		return cfgErr("PushBudget", "must be >= 1, got %d", c.PushBudget)
 	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= watchdog:
 		return cfgErr("HeartbeatInterval", "must be in (0, core Watchdog %v), got %v", watchdog, c.HeartbeatInterval)
 	case c.VectorInterval <= 0:
@@ -450,6 +468,16 @@ func (c Config) validate(watchdog time.Duration) error {
 		return cfgErr("Memberlist", "DeadNodeReclaimTime and HandoffQueueDepth must be positive")
 	}
 	return nil
+}
+
+// pushRate is the steady rate of change groups to one peer while events
+// keep coming, with peers live peers (PushBudget).
+func (c Config) pushRate(peers int) rate.Limit {
+	r := float64(c.PushBurst) / c.PushInterval.Seconds()
+	if peers > 0 {
+		r = min(r, float64(c.PushBudget)/float64(peers))
+	}
+	return rate.Limit(max(r, 2/c.HeartbeatInterval.Seconds()))
 }
 
 // splitHostPort parses host:port with a numeric port in 0..65535.

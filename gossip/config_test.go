@@ -26,6 +26,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"BindAddr", func(c *Config) { c.BindAddr = "no-port" }},
 		{"BindAddr", func(c *Config) { c.BindAddr = "127.0.0.1:70000" }},
+		{"BindAddr", func(c *Config) { c.BindAddr = "localhost:7946" }},
 		{"AdvertiseAddr", func(c *Config) { c.AdvertiseAddr = "1.2.3.4" }},
 		{"Join", func(c *Config) { c.Join = []string{"nohostport"} }},
 		{"Key", func(c *Config) { c.Key = []byte("short") }},

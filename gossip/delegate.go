@@ -67,7 +67,7 @@ func (d *delegate) NotifyMsg(buf []byte) {
 			n.dropped(t, body, err)
 			return
 		}
-		n.onGroup(g, meta)
+		n.deliverGroup(g, meta)
 	case msgRequest:
 		m, err := decodeRequest(body, caps)
 		if err != nil {

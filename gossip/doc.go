@@ -33,28 +33,38 @@
 // Own events (DB.OwnEvents) go to every live peer directly, never through
 // memberlist's transmit-limited broadcast queue, which does not reach every
 // node. Each peer has a push budget, a token bucket of PushBurst (20)
-// groups refilled at PushBurst per PushInterval (one a millisecond): an
+// groups refilled at PushBurst per PushInterval (one a millisecond) or at
+// the node's PushBudget (1,000 groups/s) shared by its live peers,
+// whichever is slower (never below two per HeartbeatInterval): an
 // event made while a peer's link is idle (a token left, no reliable
 // message queued to it) leaves at once, on the Store wrapper's kick; events
 // made while the link is busy (its budget spent, or a reliable message to
 // it still queued) wait, and leave together as one group once it is free.
 // So a quiet fleet converges in well under a millisecond plus the wire, a
-// busy one sends groups of many events, and no peer gets more than
-// PushBurst groups per PushInterval. In durable mode a push waits for the
+// busy one sends groups of many events, and a busy node sends about
+// PushBudget messages a second whatever the fleet's size (at 50 nodes one
+// group per peer every ~49 ms) instead of one per event per peer, whose
+// cost grew as N². In durable mode a push waits for the
 // persister's fsync, and events made meanwhile leave together with the
 // next. A message that encodes to at most MaxUDPBytes (1,300) goes
 // best-effort (UDP), a larger one reliably (TCP); groups are split
 // into messages of at most Caps.MaxEvents events. Each peer has a cursor
 // (the last own event pushed to it); peers at the same cursor share one
-// encoding. Pushed groups carry the vector at most every VectorInterval; a
-// peer that was sent nothing for HeartbeatInterval gets an empty group with
-// the vector, so a lost tail is noticed (the receiver's gap handling asks
-// for it) and the core's watchdog stays quiet.
+// encoding. Pushed groups carry the vector at most every VectorInterval
+// (past 10 peers, VectorInterval x peers/10, at most HeartbeatInterval, so
+// the vector bytes a node sends grow as N rather than N²); a peer that was
+// sent nothing for HeartbeatInterval gets an empty group, so the core's
+// watchdog stays quiet, which carries the vector when it changed since
+// the last one sent to that peer (a lost tail is then noticed: the
+// receiver's gap handling asks for it), or that peer showed a new epoch or
+// came back, or every 10 heartbeat intervals in case one was lost.
 //
 // Loss, duplication and reordering are the core's business: Receive buffers
 // a group that skips numbers, Tick asks the origin, then a third node whose
 // vector covers the range (served from its change log table), then for a
-// full copy. Anti-entropy: LocalState / MergeRemoteState carry the vector
+// full copy. A hole only a peer's vector shows waits longer first (the
+// core's VectorGapWait: vectors run ahead of pushes in flight), and a
+// request whose hole is filling is given more time, not escalated. Anti-entropy: LocalState / MergeRemoteState carry the vector
 // (never the database) in memberlist's periodic push/pull.
 //
 // # Persist, then send
@@ -79,6 +89,12 @@
 // Refusals are counted.
 //
 // # Membership and security
+//
+// memberlist runs over this package's own transport (transport.go): UDP
+// and a TCP connection per stream as memberlist's NetTransport, but it
+// reads packets into one reused buffer instead of a fresh 64 KiB each
+// (a third of the CPU of 25 in-process nodes under load went to those
+// allocations and the GC they caused).
 //
 // Seeds may be DNS names (seeds.go): each attempt resolves them and joins
 // every address they resolve to, less the node's own; a name that

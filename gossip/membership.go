@@ -20,11 +20,7 @@ func (n *Node) createMemberlist() (*memberlist.Memberlist, error) {
 	}
 	mlog := log.New(mlWriter{base.With().Str("component", "memberlist").Logger(), &n.logs.ml}, "", 0)
 	host, port, _ := splitHostPort(c.BindAddr)
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{host},
-		BindPort:  port,
-		Logger:    mlog,
-	})
+	nt, err := newTransport(host, port, mlog)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: listen on %s: %w", c.BindAddr, err)
 	}
@@ -35,7 +31,7 @@ func (n *Node) createMemberlist() (*memberlist.Memberlist, error) {
 			return nil, fmt.Errorf("gossip: wrap transport: %w", err)
 		}
 	}
-	bound := nt.GetAutoBindPort()
+	bound := nt.port()
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = n.self
@@ -240,6 +236,13 @@ func (n *Node) syncPeers() {
 	}
 	for _, p := range n.peers.downExcept(live) {
 		n.log.Info().Str("peer", p.name).Msg("peer down")
+	}
+	// The push budget is shared by the live peers (Config.PushBudget).
+	r := n.cfg.pushRate(len(live))
+	for _, p := range n.peers.live() {
+		if p.pushTokens.Limit() != r {
+			p.pushTokens.SetLimit(r)
+		}
 	}
 	n.db.SetPeers(names, n.now())
 }

@@ -41,6 +41,7 @@ type Node struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	work     chan func()
+	recvCh   chan recvItem // change groups for the receiver (receive.go)
 
 	started   atomic.Bool
 	closing   atomic.Bool
@@ -74,6 +75,7 @@ type Node struct {
 	lastVector   time.Time
 	lastSweep    time.Time
 	cursorEpoch  int64
+	pushFree     []*peer // push's scratch list of peers free to send to
 }
 
 // New checks cfg and prepares a node for db. Nothing is bound until Start.
@@ -101,6 +103,7 @@ func New(cfg Config, db *stickydb.DB) (*Node, error) {
 		memberCh: make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		work:     make(chan func(), cfg.WorkQueue),
+		recvCh:   make(chan recvItem, recvQueue),
 		members:  map[string]memberlist.Node{},
 		gone:     map[string]goneMember{},
 	}
@@ -143,7 +146,8 @@ func (n *Node) Start() error {
 	n.ml = ml
 	n.addr = ml.LocalNode().Address()
 	n.startedAt = time.Now()
-	n.wg.Add(3 + n.cfg.Workers)
+	n.wg.Add(4 + n.cfg.Workers)
+	go n.receiver()
 	go n.run()
 	go n.joinLoop()
 	go n.reconnectLoop()

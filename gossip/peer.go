@@ -25,7 +25,16 @@ type peer struct {
 	pushTokens *rate.Limiter
 
 	lastSent atomic.Int64 // unix ns of the last change group sent (push, answer, heartbeat)
-	downAt   time.Time    // run loop only
+
+	// The vector last sent to this peer in a pushed group or heartbeat
+	// (its hash, vectorHash) and when: a heartbeat carries the vector only
+	// when it changed since, or every vectorRefresh (push.go). vecAt
+	// is reset to 0 when the peer shows a new epoch (it restarted and may
+	// not have our vector).
+	vecHash   atomic.Uint64
+	vecAt     atomic.Int64 // unix ns; 0: send it
+	epochSeen atomic.Int64 // the peer's own epoch in its last group
+	downAt    time.Time    // run loop only
 
 	// cursor is the last own event pushed to this peer (current epoch).
 	// Only the run loop moves it; Stats reads it.
@@ -46,6 +55,9 @@ type outbox struct {
 type peerTable struct {
 	mu sync.RWMutex
 	m  map[string]*peer
+	// liveCache is live()'s answer until a peer goes up or down (every
+	// push round asked for it: a sort and an allocation per round).
+	liveCache []*peer
 }
 
 func (t *peerTable) init() { t.m = map[string]*peer{} }
@@ -56,17 +68,28 @@ func (t *peerTable) get(name string) *peer {
 	return t.m[name]
 }
 
-// live returns the live peers in name order.
+// live returns the live peers in name order. The slice is shared with
+// other callers: it must not be modified.
 func (t *peerTable) live() []*peer {
 	t.mu.RLock()
-	out := make([]*peer, 0, len(t.m))
+	out := t.liveCache
+	t.mu.RUnlock()
+	if out != nil {
+		return out
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.liveCache != nil {
+		return t.liveCache
+	}
+	out = make([]*peer, 0, len(t.m))
 	for _, p := range t.m {
 		if p.live.Load() {
 			out = append(out, p)
 		}
 	}
-	t.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	t.liveCache = out
 	return out
 }
 
@@ -92,7 +115,7 @@ func (t *peerTable) up(name string, node memberlist.Node, cfg Config) (*peer, bo
 			name:       name,
 			reqLimit:   rate.NewLimiter(rate.Limit(cfg.RequestRate), cfg.RequestBurst),
 			copyLimit:  rate.NewLimiter(rate.Every(cfg.FullCopyInterval), cfg.FullCopyBurst),
-			pushTokens: rate.NewLimiter(rate.Every(cfg.PushInterval/time.Duration(cfg.PushBurst)), cfg.PushBurst),
+			pushTokens: rate.NewLimiter(cfg.pushRate(0), cfg.PushBurst), // syncPeers sets the rate for the fleet's size
 		}
 		t.m[name] = p
 	}
@@ -102,7 +125,9 @@ func (t *peerTable) up(name string, node memberlist.Node, cfg Config) (*peer, bo
 		return p, false
 	}
 	p.box.Store(&outbox{ch: make(chan []byte, cfg.OutboxDepth), stop: make(chan struct{})})
+	p.vecAt.Store(0) // back after being down: send it our vector again
 	p.live.Store(true)
+	t.liveCache = nil
 	return p, true
 }
 
@@ -122,6 +147,7 @@ func (t *peerTable) downExcept(live map[string]memberlist.Node) []*peer {
 		}
 		if p.live.Load() {
 			p.live.Store(false)
+			t.liveCache = nil
 			p.downAt = now
 			if b := p.box.Load(); b != nil {
 				close(b.stop)

@@ -1,6 +1,8 @@
 package gossip
 
 import (
+	"encoding/binary"
+	"hash/fnv"
 	"sort"
 	"time"
 
@@ -79,7 +81,7 @@ func (n *Node) push() time.Duration {
 	}
 	now := time.Now()
 	var wait time.Duration
-	free := peers[:0]
+	free := n.pushFree[:0] // peers is shared (peerTable.live): not modified
 	for _, p := range peers {
 		if p.cursor.Load() >= last {
 			continue // nothing new for p
@@ -92,11 +94,12 @@ func (n *Node) push() time.Duration {
 		}
 		free = append(free, p)
 	}
+	n.pushFree = free[:0]
 	if len(free) == 0 {
 		return wait
 	}
 	sort.Slice(free, func(i, j int) bool { return free[i].cursor.Load() < free[j].cursor.Load() })
-	withVector := now.Sub(n.lastVector) >= n.cfg.VectorInterval
+	withVector := now.Sub(n.lastVector) >= n.vectorEvery(len(peers))
 	made := n.unsent.Swap(0)
 	sentAny, sentVector := false, false
 	// Peers at the same cursor (the usual case) share one encoding.
@@ -172,11 +175,19 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, made int6
 		if !withVector {
 			g.Vector = nil
 		}
+		var vh uint64
+		if g.Vector != nil {
+			vh = vectorHash(g.Vector)
+		}
 		msg := encodeGroup(&g, groupMeta{made: made})
 		now := time.Now().UnixNano()
 		for _, p := range peers {
 			if n.send(p, msg) {
 				p.lastSent.Store(now)
+				if g.Vector != nil {
+					p.vecHash.Store(vh)
+					p.vecAt.Store(now)
+				}
 				p.c.groupsSent.Add(1)
 				p.c.eventsSent.Add(uint64(len(g.Events)))
 			}
@@ -195,6 +206,9 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, made int6
 // bookkeeping and sweeping.
 func (n *Node) tick() {
 	now := n.now()
+	// A backlog of received groups: the node is short of CPU, and what a
+	// request would ask for may be queued already (stickydb.SetBehind).
+	n.db.SetBehind(len(n.recvCh) >= recvBehind)
 	rd := n.life.Tick(now)
 	n.heartbeats()
 	n.copies.expire(now, &n.stats)
@@ -207,25 +221,97 @@ func (n *Node) tick() {
 	}
 }
 
-// heartbeats sends an empty group with our vector to every peer that was
-// sent nothing for HeartbeatInterval, so it notices a lost tail and its
-// watchdog stays quiet.
+// vectorEvery is how often pushed groups carry the vector, with peers
+// live peers: VectorInterval up to vectorPeers peers, then longer in
+// proportion (capped at HeartbeatInterval), so that the vector bytes a
+// node sends grow with N, not N² (each vector is ~15 B per origin).
+func (n *Node) vectorEvery(peers int) time.Duration {
+	d := n.cfg.VectorInterval
+	if peers > vectorPeers {
+		d = d * time.Duration(peers) / vectorPeers
+	}
+	return max(n.cfg.VectorInterval, min(d, n.cfg.HeartbeatInterval))
+}
+
+// vectorPeers: see vectorEvery.
+const vectorPeers = 10
+
+// vectorRefresh: a heartbeat carries the vector at least this often (in
+// heartbeat intervals) even when it did not change, in case the last one
+// was lost.
+const vectorRefresh = 10
+
+// heartbeats sends an empty group to every peer that was sent nothing for
+// HeartbeatInterval, so it notices a lost tail and its watchdog stays
+// quiet. The group carries our vector when it changed since the last one
+// sent to that peer, or every vectorRefresh heartbeat intervals: an idle
+// fleet's heartbeats were the whole vector (~15 B per origin) to every
+// peer twice a second, N² bytes per node for nothing new.
 func (n *Node) heartbeats() {
-	limit := time.Now().Add(-n.cfg.HeartbeatInterval).UnixNano()
-	var msg []byte
+	nowT := time.Now()
+	limit := nowT.Add(-n.cfg.HeartbeatInterval).UnixNano()
+	refresh := nowT.Add(-vectorRefresh * n.cfg.HeartbeatInterval).UnixNano()
+	var (
+		v           stickydb.Vector
+		vh          uint64
+		full, empty []byte
+	)
 	for _, p := range n.peers.live() {
 		if p.lastSent.Load() > limit {
 			continue
 		}
-		if msg == nil {
+		if v == nil {
+			v = n.db.Vector()
+			vh = vectorHash(v)
+		}
+		withVector := p.needsVector(vh, refresh)
+		msg := &empty
+		if withVector {
+			msg = &full
+		}
+		if *msg == nil {
 			epoch, _ := n.db.Position()
 			c := p.cursor.Load()
-			g := stickydb.Group{Origin: n.self, Epoch: epoch, From: c + 1, To: c, Sender: n.self, Vector: n.db.Vector()}
-			msg = encodeGroup(&g, groupMeta{})
+			g := stickydb.Group{Origin: n.self, Epoch: epoch, From: c + 1, To: c, Sender: n.self}
+			if withVector {
+				g.Vector = v
+			}
+			*msg = encodeGroup(&g, groupMeta{})
 		}
-		if n.send(p, msg) {
-			p.lastSent.Store(time.Now().UnixNano())
+		if n.send(p, *msg) {
+			now := time.Now().UnixNano()
+			p.lastSent.Store(now)
+			if withVector {
+				p.vecHash.Store(vh)
+				p.vecAt.Store(now)
+			}
 			n.stats.heartbeats.Add(1)
 		}
 	}
+}
+
+// needsVector reports whether a heartbeat to p must carry the vector of
+// hash vh: it changed since the last one sent to p, or that was sent
+// before refresh (unix ns), or p showed a new epoch since.
+func (p *peer) needsVector(vh uint64, refresh int64) bool {
+	return p.vecAt.Load() <= refresh || p.vecHash.Load() != vh
+}
+
+// vectorHash is a 64-bit FNV-1a hash of a vector's pairs in origin
+// order: equal vectors hash alike, so a heartbeat can tell whether the
+// vector changed since the last one sent to a peer.
+func vectorHash(v stickydb.Vector) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	for _, o := range v.Origins() {
+		h.Write([]byte(o))
+		h.Write([]byte{0})
+		for _, p := range v[o] {
+			binary.LittleEndian.PutUint64(b[:], uint64(p.Epoch))
+			h.Write(b[:])
+			binary.LittleEndian.PutUint64(b[:], p.Seq)
+			h.Write(b[:])
+		}
+	}
+	return h.Sum64()
 }

@@ -1,8 +1,11 @@
 package gossip
 
 import (
+	"math"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // TestPushBudget: a burst of binds on one node leaves in batches, within
@@ -44,4 +47,96 @@ func TestPushBudget(t *testing.T) {
 		t.Fatalf("%d push rounds for %d binds: not batched", pushes, binds)
 	}
 	c.waitConverged(10 * time.Second)
+}
+
+// The steady push rate per peer is the node's PushBudget shared by its
+// live peers, never above PushBurst per PushInterval nor below two per
+// HeartbeatInterval.
+func TestPushRateSharesBudget(t *testing.T) {
+	c := DefaultConfig()
+	for _, tc := range []struct {
+		peers int
+		want  float64
+	}{
+		{0, 1000}, {1, 1000}, {2, 500}, {9, 1000.0 / 9}, {49, 1000.0 / 49}, {1000, 4},
+	} {
+		if got := float64(c.pushRate(tc.peers)); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("pushRate(%d) = %v, want %v", tc.peers, got, tc.want)
+		}
+	}
+}
+
+// A node sets each live peer's push rate for the fleet's size as
+// membership changes.
+func TestPushRateFollowsMembership(t *testing.T) {
+	c := startCluster(t, 3, clusterOpts{node: func(_ int, c *Config) { c.PushBudget = 100 }})
+	for _, n := range c.nodes {
+		eventually(t, 10*time.Second, func() bool {
+			for _, p := range n.peers.live() {
+				if p.pushTokens.Limit() != 50 {
+					return false
+				}
+			}
+			return len(n.peers.live()) == 2
+		}, func() string { return n.self + ": push rate per peer is not PushBudget / 2 peers" })
+	}
+}
+
+// Pushed groups carry the vector every VectorInterval up to vectorPeers
+// peers, then less often in proportion, never rarer than a heartbeat.
+func TestVectorEveryScalesWithPeers(t *testing.T) {
+	n := &Node{cfg: DefaultConfig()}
+	for _, tc := range []struct {
+		peers int
+		want  time.Duration
+	}{
+		{0, 100 * time.Millisecond}, {3, 100 * time.Millisecond}, {10, 100 * time.Millisecond},
+		{20, 200 * time.Millisecond}, {49, 490 * time.Millisecond}, {100, 500 * time.Millisecond},
+	} {
+		if got := n.vectorEvery(tc.peers); got != tc.want {
+			t.Errorf("vectorEvery(%d) = %v, want %v", tc.peers, got, tc.want)
+		}
+	}
+}
+
+// live() is cached until a peer goes up or down, and a slice handed out
+// earlier is never changed under its holder.
+func TestPeerTableLiveCache(t *testing.T) {
+	var tb peerTable
+	tb.init()
+	cfg := DefaultConfig()
+	members := map[string]memberlist.Node{}
+	for _, name := range []string{"c", "a", "b"} {
+		members[name] = memberlist.Node{Name: name}
+		tb.up(name, members[name], cfg)
+	}
+	l1 := tb.live()
+	if len(l1) != 3 || l1[0].name != "a" || l1[2].name != "c" {
+		t.Fatalf("live = %v", names(l1))
+	}
+	if l2 := tb.live(); &l2[0] != &l1[0] {
+		t.Fatal("live() rebuilt without a change")
+	}
+	delete(members, "b")
+	if down := tb.downExcept(members); len(down) != 1 || down[0].name != "b" {
+		t.Fatalf("down = %v", names(down))
+	}
+	if l := tb.live(); len(l) != 2 || l[0].name != "a" || l[1].name != "c" {
+		t.Fatalf("after b went down: live = %v", names(l))
+	}
+	if len(l1) != 3 || l1[1].name != "b" {
+		t.Fatalf("an earlier answer changed: %v", names(l1))
+	}
+	tb.up("b", memberlist.Node{Name: "b"}, cfg)
+	if l := tb.live(); len(l) != 3 || l[1].name != "b" {
+		t.Fatalf("after b came back: live = %v", names(l))
+	}
+}
+
+func names(ps []*peer) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.name
+	}
+	return out
 }

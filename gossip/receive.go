@@ -1,17 +1,114 @@
 package gossip
 
 import (
+	"cmp"
 	"errors"
+	"slices"
+	"strings"
 
 	"github.com/tetherproxy/tether/stickydb"
 )
 
-// onGroup (delegate, any goroutine) hands a change group to the core.
+// recvQueue bounds the change groups waiting for the receiver goroutine.
+const recvQueue = 4096
+
+// recvBehind is the backlog of received groups at which the node counts
+// as behind and asks its peers for nothing (stickydb.DB.SetBehind): a
+// full batch of the receiver waiting.
+const recvBehind = recvBatch
+
+type recvItem struct {
+	g    stickydb.Group
+	meta groupMeta
+}
+
+// deliverGroup (delegate, any goroutine) queues a decoded change group for
+// the receiver goroutine, in arrival order; before Start (tests) it is
+// applied at once. memberlist hands user messages to the delegate from a
+// queue it serves newest first: while its one handler goroutine was busy
+// applying groups, a CPU-starved node took an origin's groups out of order,
+// buffered the newer ones, discarded them after GapWait and asked for
+// them again (thousands of range requests per run at 50 in-process
+// nodes). Queued here, the handler only decodes, its queue stays short,
+// and the groups are applied in the order they came. A full queue drops
+// the group and counts it (Stats.ReceiveDropped); the gap handling
+// recovers it.
+func (n *Node) deliverGroup(g stickydb.Group, meta groupMeta) {
+	if !n.started.Load() || n.recvCh == nil {
+		n.onGroup(g, meta)
+		return
+	}
+	select {
+	case n.recvCh <- recvItem{g, meta}:
+	default:
+		n.stats.recvDropped.Add(1)
+	}
+}
+
+// recvBatch bounds the groups the receiver takes from its queue at once.
+const recvBatch = 256
+
+// receiver applies queued change groups until the node stops. It takes
+// what is queued at once and applies it in (origin, epoch, first event)
+// order: when memberlist's handler falls behind (a CPU-starved node), it
+// hands over its backlog newest first, and an origin's groups would come
+// reversed; sorted, each fills the way for the next instead of waiting in
+// the core's reorder buffer for one queued behind it.
+func (n *Node) receiver() {
+	defer n.wg.Done()
+	batch := make([]recvItem, 0, recvBatch)
+	for {
+		select {
+		case <-n.stop:
+			return
+		case it := <-n.recvCh:
+			batch = append(batch[:0], it)
+		}
+	more:
+		for len(batch) < recvBatch {
+			select {
+			case it := <-n.recvCh:
+				batch = append(batch, it)
+			default:
+				break more
+			}
+		}
+		sortGroups(batch)
+		for i := range batch {
+			n.onGroup(batch[i].g, batch[i].meta)
+			batch[i] = recvItem{} // the core owns the group now
+		}
+	}
+}
+
+// sortGroups orders queued groups by origin, epoch and first event,
+// keeping the arrival order of equal ones.
+func sortGroups(b []recvItem) {
+	if len(b) < 2 {
+		return
+	}
+	slices.SortStableFunc(b, func(x, y recvItem) int {
+		if c := strings.Compare(x.g.Origin, y.g.Origin); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.g.Epoch, y.g.Epoch); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.g.From, y.g.From)
+	})
+}
+
+// onGroup hands a change group to the core.
 func (n *Node) onGroup(g stickydb.Group, meta groupMeta) {
 	now := n.now()
 	p := n.peers.get(g.Sender)
 	if p != nil && meta.flags&groupAnswer == 0 && meta.made > 0 {
 		n.observeLag(p, now.UnixMilli()-meta.made)
+	}
+	if p != nil && g.Origin == g.Sender && g.Epoch > 0 && p.epochSeen.Swap(g.Epoch) != g.Epoch {
+		// The peer's epoch is new to us (first group, or it restarted):
+		// its next heartbeat from us carries our vector again.
+		p.vecAt.Store(0)
 	}
 	res, err := n.db.Receive(g, now) // the core owns g from here
 	n.stats.groupsReceived.Add(1)

@@ -31,6 +31,7 @@ type Stats struct {
 	SendErrors     uint64
 	OutboxDropped  uint64 // reliable messages dropped: the peer's queue was full
 	WorkDropped    uint64 // incoming work dropped: the worker queue was full
+	ReceiveDropped uint64 // change groups dropped: the receiver's queue was full
 	CursorSkips    uint64 // pushes that skipped a truncated part of the own log
 	LogSuppressed  uint64 // memberlist log lines left out by the rate limit (logging.go)
 
@@ -94,7 +95,7 @@ type SenderStats struct {
 type counters struct {
 	pushes, groupsSent, eventsSent, heartbeats, groupsReceived, eventsApplied, eventsRejected atomic.Uint64
 	msgsUDP, msgsTCP, bytesSent, sendErrors, outboxDropped, workDropped                       atomic.Uint64
-	cursorSkips                                                                               atomic.Uint64
+	cursorSkips, recvDropped                                                                  atomic.Uint64
 	requestsSent, requestsAnswered, requestsRefused                                           atomic.Uint64
 	fullCopiesSent, fullCopiesJoined, fullCopiesFailed, fullCopiesReceived, chunksReceived    atomic.Uint64
 	copiesIncomplete, unsolicited                                                             atomic.Uint64
@@ -117,7 +118,7 @@ func (n *Node) Stats() Stats {
 		Pushes: c.pushes.Load(), GroupsSent: c.groupsSent.Load(), EventsSent: c.eventsSent.Load(),
 		Heartbeats: c.heartbeats.Load(), GroupsReceived: c.groupsReceived.Load(), EventsApplied: c.eventsApplied.Load(), EventsRejected: c.eventsRejected.Load(),
 		MessagesUDP: c.msgsUDP.Load(), MessagesTCP: c.msgsTCP.Load(), BytesSent: c.bytesSent.Load(),
-		SendErrors: c.sendErrors.Load(), OutboxDropped: c.outboxDropped.Load(), WorkDropped: c.workDropped.Load(),
+		SendErrors: c.sendErrors.Load(), OutboxDropped: c.outboxDropped.Load(), WorkDropped: c.workDropped.Load(), ReceiveDropped: c.recvDropped.Load(),
 		CursorSkips: c.cursorSkips.Load(), LogSuppressed: n.logs.ml.Suppressed(),
 		RequestsSent: c.requestsSent.Load(), RequestsAnswered: c.requestsAnswered.Load(), RequestsRefused: c.requestsRefused.Load(),
 		FullCopiesSent: c.fullCopiesSent.Load(), FullCopiesJoined: c.fullCopiesJoined.Load(), FullCopiesFailed: c.fullCopiesFailed.Load(),

@@ -56,10 +56,32 @@ type Config struct {
 	// on each Tick. Default 10ms.
 	GapWait time.Duration
 
+	// VectorGapWait is how long a hole that only a peer's vector shows (no
+	// group of the origin buffered past it) may stay open before it is
+	// asked (never sooner than GapWait). Such a hole is usually not a
+	// loss: the peer's vector runs ahead of the origin's pushes still in
+	// flight to us, and a large fleet paces those tens of milliseconds
+	// apart per peer (gossip's PushBudget: ~49 ms at 50 nodes). A lost
+	// push shows as a buffered group (GapWait) as soon as the origin's
+	// next push arrives; only a lost tail waits this long. Measured at 50
+	// in-process nodes, asking after GapWait instead made thousands of range
+	// requests a second (bench/SCALE.md). Default 250ms.
+	VectorGapWait time.Duration
+
 	// RangeTimeout is how long a range request may go unanswered before it
 	// is sent to the next candidate (origin, then a peer that has the range,
 	// then a full copy). Default 500ms.
 	RangeTimeout time.Duration
+
+	// FullCopyAfter: a gap is asked as a full copy only once its first
+	// range request is this old; until then a request that timed out goes
+	// to the origin, then a third node, again. A full copy of the table is
+	// the costliest answer there is, and on a busy or CPU-starved fleet a
+	// range answer is more often late than lost (measured at 25-50
+	// in-process nodes on two shared cores: full copies after 1 s fed the
+	// starvation that delayed the answers). A peer that no longer holds the
+	// range answers with a full copy itself. Default 3s.
+	FullCopyAfter time.Duration
 
 	// FullCopyTimeout is how long a full-copy request may go unanswered
 	// before the gap handling starts over (at the origin again: cheap if
@@ -100,7 +122,9 @@ func DefaultConfig(node string) Config {
 		ChangeLogTableCap:    1000,
 		ReorderGroups:        64,
 		GapWait:              10 * time.Millisecond,
+		VectorGapWait:        250 * time.Millisecond,
 		RangeTimeout:         500 * time.Millisecond,
+		FullCopyAfter:        3 * time.Second,
 		FullCopyTimeout:      3 * time.Second,
 		Watchdog:             5 * time.Second,
 		MaxBindings:          4_000_000,
@@ -138,8 +162,14 @@ func (c Config) withDefaults() Config {
 	if c.GapWait == 0 {
 		c.GapWait = d.GapWait
 	}
+	if c.VectorGapWait == 0 {
+		c.VectorGapWait = d.VectorGapWait
+	}
 	if c.RangeTimeout == 0 {
 		c.RangeTimeout = d.RangeTimeout
+	}
+	if c.FullCopyAfter == 0 {
+		c.FullCopyAfter = d.FullCopyAfter
 	}
 	if c.FullCopyTimeout == 0 {
 		c.FullCopyTimeout = d.FullCopyTimeout
@@ -184,7 +214,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("stickydb: log caps must be >= 1")
 	case c.MaxBindings < 0 || c.MaxBindingsPerOrigin < 1 || c.MaxGroupEvents < 1:
 		return fmt.Errorf("stickydb: binding and group caps must be positive")
-	case c.GapWait < 0 || c.RangeTimeout <= 0 || c.FullCopyTimeout <= 0 || c.Watchdog <= 0:
+	case c.GapWait < 0 || c.VectorGapWait < 0 || c.FullCopyAfter < 0 || c.RangeTimeout <= 0 || c.FullCopyTimeout <= 0 || c.Watchdog <= 0:
 		return fmt.Errorf("stickydb: timeouts must be positive")
 	}
 	return nil

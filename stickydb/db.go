@@ -34,6 +34,7 @@ type DB struct {
 
 	stats       counters
 	provisional atomic.Bool
+	behind      atomic.Bool // see SetBehind
 
 	mu sync.Mutex // replication state below; taken after a shard lock is released, or before one
 	rs replState
@@ -128,6 +129,14 @@ func (db *DB) Reserve(n int) {
 // the fleet's binding wins and no settled client is moved anywhere. Turn it
 // off once the node is ready.
 func (db *DB) SetProvisional(on bool) { db.provisional.Store(on) }
+
+// SetBehind tells the DB whether the shell holds received groups it has
+// not handed to Receive yet (a backlog: the node is short of CPU). While
+// behind, Tick asks for nothing: neither gap ranges nor full copies nor
+// watchdog ranges, since what it would ask for may be in that backlog, and
+// asking costs the peers and this node more of what is short. Gaps keep
+// their age; once the backlog is gone, those still open are asked for.
+func (db *DB) SetBehind(on bool) { db.behind.Store(on) }
 
 // Node returns this node's name.
 func (db *DB) Node() string { return db.cfg.Node }

@@ -162,7 +162,7 @@ func TestFindingLongLivedOriginReachesNewNode(t *testing.T) {
 		db := newTestDB(t, "new", t0)
 		db.SetPeers([]string{"o"}, t0)
 		db.ObserveVector("o", Vector{"o": {{epoch, seq}}}, t0)
-		if reqs := db.Tick(t0.Add(100 * time.Millisecond)); len(reqs) != 1 || reqs[0].To != "o" {
+		if reqs := db.Tick(t0.Add(db.Config().VectorGapWait + 100*time.Millisecond)); len(reqs) != 1 || reqs[0].To != "o" {
 			t.Fatalf("no gap request to the origin: %+v", reqs)
 		}
 		if db.Stats().SeqJumps != 0 {

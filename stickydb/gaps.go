@@ -26,6 +26,14 @@ type gapState struct {
 	// events missing when it started. Once those are here the rest is a
 	// new wait, not a reason to escalate to a full copy.
 	mark uint64
+	// knownAsked is what we knew of the epoch when the current request
+	// was sent. A request that times out while known moved past it is
+	// being answered (late: a busy or CPU-starved fleet): it gets another
+	// RangeTimeout instead of escalating to a third node or a full copy.
+	knownAsked uint64
+	// firstAsked is when the first range request of this gap was sent (0:
+	// none yet); a full copy waits until it is FullCopyAfter old.
+	firstAsked int64
 }
 
 // firstBuffered returns the first event number of the earliest buffered
@@ -141,6 +149,7 @@ func (db *DB) Tick(now time.Time) []Request {
 	cutoff := rs.cutoff(nowMs)
 	db.prune(nowMs, cutoff)
 	db.admitDeferred(nowMs)
+	behind := db.behind.Load()
 
 	var out []Request
 	for _, oe := range slices.SortedFunc(mapsKeys(rs.gaps), compareOE) {
@@ -164,10 +173,18 @@ func (db *DB) Tick(now time.Time) []Request {
 			db.stats.gapsRenewed.Add(1)
 			continue
 		}
-		if nowMs-gp.since < db.cfg.GapWait.Milliseconds() {
+		wait := db.cfg.GapWait
+		if gp.stage == stageWait && len(gp.buf) == 0 {
+			wait = max(wait, db.cfg.VectorGapWait) // only a vector shows it
+		}
+		if nowMs-gp.since < wait.Milliseconds() {
 			continue
 		}
 		if gp.stage == stageWait && len(gp.buf) == 0 && db.abandon(oe, gp, known) {
+			continue
+		}
+		if behind {
+			db.stats.requestsHeld.Add(1)
 			continue
 		}
 		if r, ok := db.escalate(oe, gp, known, nowMs); ok {
@@ -176,6 +193,10 @@ func (db *DB) Tick(now time.Time) []Request {
 	}
 	for name, p := range rs.peers {
 		if !p.live || nowMs-p.heard < db.cfg.Watchdog.Milliseconds() || nowMs-p.asked < db.cfg.Watchdog.Milliseconds() {
+			continue
+		}
+		if behind {
+			db.stats.requestsHeld.Add(1)
 			continue
 		}
 		p.asked = nowMs
@@ -224,6 +245,13 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 		if nowMs-gp.askedAt < db.cfg.RangeTimeout.Milliseconds() {
 			return Request{}, false
 		}
+		if known > gp.knownAsked {
+			// The hole is filling (the answer, or pushes, arriving late):
+			// patience, not a costlier request.
+			gp.askedAt, gp.knownAsked = nowMs, known
+			db.stats.gapsExtended.Add(1)
+			return Request{}, false
+		}
 	case stageFull:
 		if nowMs-gp.askedAt < db.cfg.FullCopyTimeout.Milliseconds() {
 			return Request{}, false
@@ -253,6 +281,14 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 				db.stats.reqThird.Add(1)
 			}
 		case stageFull:
+			if gp.firstAsked > 0 && nowMs-gp.firstAsked < db.cfg.FullCopyAfter.Milliseconds() && db.rangeAskable(oe, gp) {
+				// Range requests went unanswered, but not for long: ask
+				// the origin (then a third node) again rather than for
+				// the whole table.
+				gp.stage = stageWait
+				db.stats.gapsRetried.Add(1)
+				continue
+			}
 			if to, at, ok := db.fullInFlight(oe, gp.want, nowMs); ok {
 				// A full copy asked for another gap, of a peer that covers
 				// this one too, brings this gap's events as well: wait for
@@ -280,10 +316,22 @@ func (db *DB) escalate(oe originEpoch, gp *gapState, known uint64, nowMs int64) 
 			break
 		}
 	}
-	gp.asked, gp.askedAt, gp.mark = req.To, nowMs, gp.want
+	gp.asked, gp.askedAt, gp.mark, gp.knownAsked = req.To, nowMs, gp.want, known
+	if gp.firstAsked == 0 && !req.Full {
+		gp.firstAsked = nowMs
+	}
 	rec.Asked = req.To
 	rs.record(rec)
 	return req, true
+}
+
+// rangeAskable reports whether a range request for the gap has someone to
+// go to: the origin, live, or a live third node whose vector covers it.
+func (db *DB) rangeAskable(oe originEpoch, gp *gapState) bool {
+	if p := db.rs.peers[oe.origin]; p != nil && p.live {
+		return true
+	}
+	return db.coveringPeer(oe, gp.want, gp.hint) != ""
 }
 
 // fullInFlight finds a full copy asked (for another gap) and not timed out

@@ -14,6 +14,11 @@ func TestEscalationOriginThirdFull(t *testing.T) {
 	db.SetPeers([]string{"o", "third"}, now)
 	// third's vector says it has o's events 1..20.
 	db.ObserveVector("third", Vector{"o": {{1, 20}}}, now)
+	// Only a vector shows the hole: it is asked after VectorGapWait.
+	if rs := db.Tick(now.Add(db.Config().VectorGapWait - time.Millisecond)); len(rs) != 0 {
+		t.Fatalf("a hole only a vector shows was asked before VectorGapWait: %+v", rs)
+	}
+	now = now.Add(db.Config().VectorGapWait)
 	reqs := db.Tick(now.Add(50 * time.Millisecond))
 	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != ReasonGap {
 		t.Fatalf("first ask = %+v", reqs)
@@ -25,10 +30,28 @@ func TestEscalationOriginThirdFull(t *testing.T) {
 	if len(reqs) != 1 || reqs[0].To != "third" || reqs[0].Reason != ReasonThird || reqs[0].Full {
 		t.Fatalf("second ask = %+v", reqs)
 	}
-	reqs = db.Tick(now.Add(1200 * time.Millisecond))
-	if len(reqs) != 1 || !reqs[0].Full {
-		t.Fatalf("third ask = %+v", reqs)
+	// Unanswered, but the first request is younger than FullCopyAfter:
+	// the origin and the third node are asked again in turn, then a full
+	// copy is asked.
+	var fullAt time.Duration
+	var retries []string
+	for at := 700 * time.Millisecond; at <= 5*time.Second && fullAt == 0; at += 100 * time.Millisecond {
+		for _, r := range db.Tick(now.Add(at)) {
+			if r.Full {
+				fullAt = at
+			} else {
+				retries = append(retries, r.To)
+			}
+		}
 	}
+	after := db.Config().FullCopyAfter + 50*time.Millisecond // the first ask was at 50 ms
+	if fullAt < after || fullAt > after+db.Config().RangeTimeout+100*time.Millisecond {
+		t.Fatalf("full copy asked at %v, want soon after %v", fullAt, after)
+	}
+	if len(retries) < 2 || retries[0] != "o" || retries[1] != "third" || db.Stats().GapsRetried == 0 {
+		t.Fatalf("asked before the full copy: %v (retried %d)", retries, db.Stats().GapsRetried)
+	}
+	now = now.Add(fullAt - 1200*time.Millisecond) // the rest of the test as before
 	// The third node answers from its change log table.
 	third := newTestDB(t, "third", now)
 	third.Receive(groupOf("o", 1, 1, 20, exp), now)
@@ -45,7 +68,7 @@ func TestEscalationOriginThirdFull(t *testing.T) {
 		t.Fatalf("after answer: %d", got)
 	}
 	st := db.Stats()
-	if st.RequestsOrigin != 1 || st.RequestsThird != 1 || st.RequestsFull != 1 {
+	if st.RequestsOrigin != 1+st.GapsRetried || st.RequestsThird != 1+st.GapsRetried || st.RequestsFull != 1 {
 		t.Fatalf("stats = %+v", st)
 	}
 }
@@ -250,7 +273,7 @@ func TestEpochRestartRecoversOwnOlderEvents(t *testing.T) {
 	if fresh.HighestOwnEpoch() != t0.UnixMilli() {
 		t.Fatalf("highest own epoch = %d", fresh.HighestOwnEpoch())
 	}
-	reqs := fresh.Tick(later.Add(100 * time.Millisecond)) // origin is itself: straight to a third node
+	reqs := fresh.Tick(later.Add(fresh.Config().VectorGapWait + 100*time.Millisecond)) // origin is itself: straight to a third node
 	if len(reqs) != 1 || reqs[0].To != "p" {
 		t.Fatalf("reqs = %+v", reqs)
 	}
@@ -384,7 +407,7 @@ func TestGapsShareOneFullCopy(t *testing.T) {
 		db.ObserveVector(p, all, now)
 	}
 	var full []Request
-	for ms := 50; ms <= 3000; ms += 50 {
+	for ms := 50; ms <= 5000; ms += 50 {
 		for _, r := range db.Tick(now.Add(time.Duration(ms) * time.Millisecond)) {
 			if r.Full {
 				full = append(full, r)
@@ -398,8 +421,8 @@ func TestGapsShareOneFullCopy(t *testing.T) {
 		t.Fatalf("gaps joined to the copy: %d, want 2 (stats %+v)", st.FullJoined, st)
 	}
 	// The copy's vector closes every gap.
-	db.MergeVector(all, full[0].To, now.Add(3100*time.Millisecond))
-	if rs := db.Tick(now.Add(3200 * time.Millisecond)); len(rs) != 0 {
+	db.MergeVector(all, full[0].To, now.Add(5100*time.Millisecond))
+	if rs := db.Tick(now.Add(5200 * time.Millisecond)); len(rs) != 0 {
 		t.Fatalf("asked after the copy: %+v", rs)
 	}
 	for _, g := range db.RecentGaps() {
@@ -418,7 +441,7 @@ func TestGapNotJoinedToUncoveringCopy(t *testing.T) {
 	db.ObserveVector("a", Vector{"a": {{1, 20}}}, now)
 	db.ObserveVector("b", Vector{"b": {{1, 20}}}, now)
 	fulls := map[string]int{}
-	for ms := 50; ms <= 3000; ms += 50 {
+	for ms := 50; ms <= 5000; ms += 50 {
 		for _, r := range db.Tick(now.Add(time.Duration(ms) * time.Millisecond)) {
 			if r.Full {
 				fulls[r.To]++
@@ -494,5 +517,42 @@ func TestMovingGapIsNotEscalated(t *testing.T) {
 	reqs := append(db.Tick(end), db.Tick(end.Add(50*time.Millisecond))...)
 	if len(reqs) != 1 || reqs[0].To != "o" {
 		t.Fatalf("a real gap was not asked for: %+v", reqs)
+	}
+}
+
+// A range request that times out while the hole is filling (the answer
+// arriving late, as on a busy or CPU-starved fleet) waits another
+// RangeTimeout rather than escalating; once nothing moves for a whole
+// RangeTimeout it escalates to a third node as before.
+func TestFillingGapWaitsInsteadOfEscalating(t *testing.T) {
+	now := t0
+	exp := now.Add(20 * time.Minute).UnixMilli()
+	db := newTestDB(t, "me", now)
+	db.SetPeers([]string{"o", "third"}, now)
+	db.ObserveVector("third", Vector{"o": {{1, 20}}}, now)
+	cfg := db.Config()
+	asked := now.Add(cfg.VectorGapWait + 10*time.Millisecond)
+	reqs := db.Tick(asked)
+	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != ReasonGap {
+		t.Fatalf("first ask = %+v", reqs)
+	}
+	// Part of the answer arrives, late.
+	if _, err := db.Receive(groupOf("o", 1, 1, 5, exp), asked.Add(cfg.RangeTimeout-time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	timeout := asked.Add(cfg.RangeTimeout + time.Millisecond)
+	if rs := db.Tick(timeout); len(rs) != 0 {
+		t.Fatalf("escalated while the hole was filling: %+v", rs)
+	}
+	if st := db.Stats(); st.GapsExtended != 1 || st.RequestsThird != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+	// Nothing more for a whole RangeTimeout: on to a third node.
+	if rs := db.Tick(timeout.Add(cfg.RangeTimeout - 2*time.Millisecond)); len(rs) != 0 {
+		t.Fatalf("escalated before the extended wait ended: %+v", rs)
+	}
+	reqs = db.Tick(timeout.Add(cfg.RangeTimeout + time.Millisecond))
+	if len(reqs) != 1 || reqs[0].To != "third" || reqs[0].Reason != ReasonThird || reqs[0].Known.Get("o", 1) != 5 {
+		t.Fatalf("second ask = %+v", reqs)
 	}
 }

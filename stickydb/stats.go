@@ -17,7 +17,7 @@ type counters struct {
 	reqOrigin, reqThird, reqFull, reqFullJoined, reqWatchdog atomic.Uint64
 	fullCopies                                               atomic.Uint64
 	epochsAhead, gapsAbandoned, departed                     atomic.Uint64
-	gapsRenewed                                              atomic.Uint64
+	gapsRenewed, gapsExtended, gapsRetried, requestsHeld     atomic.Uint64
 }
 
 func (c *counters) count(k EventKind) {
@@ -66,6 +66,9 @@ type Stats struct {
 	EpochsAhead      uint64 // new epochs started because a peer knew a later one of ours
 	GapsAbandoned    uint64 // gaps given up: no live peer claims the missing events any more
 	GapsRenewed      uint64 // gaps whose first missing events came while newer vectors showed more: waited for afresh, not escalated
+	GapsExtended     uint64 // range requests not answered in RangeTimeout while the hole was filling: waited another RangeTimeout, not escalated
+	GapsRetried      uint64 // gaps asked of the origin again, not as a full copy, as their first request was younger than FullCopyAfter
+	RequestsHeld     uint64 // requests due but held back while the shell had a backlog of received groups (SetBehind)
 	Departed         uint64 // origins forgotten: not live, no event for TTL + hold + skew
 }
 
@@ -82,6 +85,6 @@ func (db *DB) Stats() Stats {
 		Malformed: c.malformed.Load(), SeqJumps: c.seqJumps.Load(), FutureEpochs: c.futureEpochs.Load(),
 		TooMany: c.tooMany.Load(), RequestsOrigin: c.reqOrigin.Load(), RequestsThird: c.reqThird.Load(),
 		RequestsFull: c.reqFull.Load(), FullJoined: c.reqFullJoined.Load(), RequestsWatchdog: c.reqWatchdog.Load(), FullCopies: c.fullCopies.Load(),
-		EpochsAhead: c.epochsAhead.Load(), GapsAbandoned: c.gapsAbandoned.Load(), Departed: c.departed.Load(), GapsRenewed: c.gapsRenewed.Load(),
+		EpochsAhead: c.epochsAhead.Load(), GapsAbandoned: c.gapsAbandoned.Load(), Departed: c.departed.Load(), GapsRenewed: c.gapsRenewed.Load(), GapsExtended: c.gapsExtended.Load(), GapsRetried: c.gapsRetried.Load(), RequestsHeld: c.requestsHeld.Load(),
 	}
 }

@@ -14,10 +14,13 @@ func (db *DB) prune(nowMs, cutoff int64) {
 	rs.vv.Prune(cutoff)
 	rs.vv.Trim(db.cfg.MaxEpochs)
 	db.forgetDeparted(nowMs, cutoff)
-	for _, p := range rs.peers {
-		if p.vector != nil {
-			p.vector.Prune(cutoff)
-			p.vector.Trim(db.cfg.MaxEpochs)
+	if rs.peersPruned == 0 || nowMs-rs.peersPruned >= peerPruneEvery || nowMs < rs.peersPruned {
+		rs.peersPruned = nowMs
+		for _, p := range rs.peers {
+			if p.vector != nil {
+				p.vector.Prune(cutoff)
+				p.vector.Trim(db.cfg.MaxEpochs)
+			}
 		}
 	}
 	for origin, ps := range rs.vv {

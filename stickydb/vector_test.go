@@ -211,3 +211,94 @@ func TestVectorPruneDropsEmptySupersededEpochs(t *testing.T) {
 		t.Fatalf("trim: %v", v)
 	}
 }
+
+// The peers' vectors in the table are pruned at most once a second, not
+// on every Tick (N vectors of N origins, 50 Ticks a second, was the
+// largest part of a 50-node fleet's idle Tick), and still pruned.
+func TestTickPrunesPeerVectorsOncePerSecond(t *testing.T) {
+	now := t0
+	db := newTestDB(t, "n1", now)
+	db.SetPeers([]string{"p1"}, now)
+	cutoff := db.rs.cutoff(now.UnixMilli())
+	old, newer := cutoff-2000, cutoff-1000 // both over: the newer began before the cutoff
+	vec := func() Vector { return Vector{"x": {{old, 5}, {newer, 3}}} }
+	send := func(at time.Time) {
+		t.Helper()
+		g := Group{Origin: "p1", Epoch: at.UnixMilli() - 1000, From: 1, To: 0, Sender: "p1", Vector: vec()}
+		if _, err := db.Receive(g, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pairs := func() int {
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		return len(db.rs.peers["p1"].vector["x"])
+	}
+	send(now)
+	if pairs() != 2 {
+		t.Fatalf("received vector holds %d pairs of x, want 2", pairs())
+	}
+	db.Tick(now)
+	if pairs() != 1 {
+		t.Fatalf("first Tick: %d pairs of x, want the over epoch pruned", pairs())
+	}
+	send(now.Add(10 * time.Millisecond))
+	db.Tick(now.Add(500 * time.Millisecond))
+	if pairs() != 2 {
+		t.Fatalf("a Tick 500 ms after a prune pruned the peers' vectors again (%d pairs)", pairs())
+	}
+	db.Tick(now.Add(1000 * time.Millisecond))
+	if pairs() != 1 {
+		t.Fatalf("a Tick a second after the last prune left %d pairs of x, want 1", pairs())
+	}
+}
+
+// A node with a backlog of received groups (SetBehind) asks for nothing:
+// not the hole's range, not a watchdog range. Once the backlog is gone the
+// still-open hole is asked for at once (it kept its age); a hole the
+// backlog filled is never asked for.
+func TestBehindHoldsRequests(t *testing.T) {
+	now := t0
+	exp := now.Add(30 * time.Minute).UnixMilli()
+	db := newTestDB(t, "me", now)
+	db.SetPeers([]string{"o", "p"}, now)
+	for _, g := range []Group{groupOf("o", 1, 1, 3, exp), groupOf("p", 1, 1, 3, exp)} {
+		if _, err := db.Receive(g, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Holes in o's and p's events: 4 and 5 are missing.
+	for _, g := range []Group{groupOf("o", 1, 6, 7, exp), groupOf("p", 1, 6, 7, exp)} {
+		if res, err := db.Receive(g, now); err != nil || !res.Buffered {
+			t.Fatalf("%+v %v", res, err)
+		}
+	}
+	db.SetBehind(true)
+	for range 10 {
+		now = now.Add(db.cfg.GapWait)
+		if reqs := db.Tick(now); len(reqs) != 0 {
+			t.Fatalf("behind, asked %+v", reqs)
+		}
+	}
+	now = now.Add(db.cfg.Watchdog) // the peers also look silent by now
+	if reqs := db.Tick(now); len(reqs) != 0 {
+		t.Fatalf("behind, asked %+v", reqs)
+	}
+	if db.Stats().RequestsHeld == 0 {
+		t.Fatal("no request counted as held")
+	}
+	// The backlog held p's missing events: applied, p's hole closes.
+	if _, err := db.Receive(groupOf("p", 1, 4, 5, exp), now); err != nil {
+		t.Fatal(err)
+	}
+	db.SetBehind(false)
+	var gap []Request
+	for _, r := range db.Tick(now) {
+		if r.Reason != ReasonWatchdog {
+			gap = append(gap, r)
+		}
+	}
+	if len(gap) != 1 || gap[0].To != "o" || gap[0].Known.Get("o", 1) != 3 {
+		t.Fatalf("after the backlog: %+v, want one request to o for what follows 3", gap)
+	}
+}

@@ -20,38 +20,69 @@ import (
 // FleetResult is one fleet size's figures. Rates are per node per second
 // over the measuring window.
 type FleetResult struct {
-	N              int     `json:"n"`
-	Tuning         string  `json:"tuning"`              // gossip push settings of the run
-	Rate           int     `json:"rate"`                // new bindings/s asked for, fleet-wide
-	BindsPerSec    float64 `json:"binds_per_s"`         // made, fleet-wide
-	StartupSec     float64 `json:"startup_s"`           // all joined and ready
-	WindowSec      float64 `json:"window_s"`            // measuring window
-	Probes         int     `json:"probes"`              // convergence samples
-	ProbesLost     int     `json:"probes_lost"`         // not on every node within ProbeTimeout
-	P50Ms          float64 `json:"conv_p50_ms"`         // bind on one node -> on all others
-	P99Ms          float64 `json:"conv_p99_ms"`         //
-	MaxMs          float64 `json:"conv_max_ms"`         //
-	MsgsPerNode    float64 `json:"msgs_per_s_node"`     // tether messages sent (UDP+TCP)
-	TCPPerNode     float64 `json:"tcp_msgs_per_s_node"` // of which reliable (a TCP connection each)
-	TetherBytes    float64 `json:"tether_bytes_per_s_node"`
-	WireBytes      float64 `json:"wire_bytes_per_s_node"` // everything the transport wrote
-	IdleWireBytes  float64 `json:"idle_wire_bytes_per_s_node"`
-	IdleTether     float64 `json:"idle_tether_bytes_per_s_node"`
-	MemberlistOwn  float64 `json:"memberlist_bytes_per_s_node"` // idle wire - idle tether
-	CPUPerNode     float64 `json:"cpu_pct_core_per_node"`       // (process CPU - load generator) / N
-	ProcessCPU     float64 `json:"process_cpu_pct"`             // whole process, % of one core
-	HarnessCPU     float64 `json:"harness_cpu_pct"`             // load generator estimate, % of one core
-	Settled        bool    `json:"settled"`                     // every node holds every binding after the load stops
-	SettleSec      float64 `json:"settle_s"`
-	WorkDropped    uint64  `json:"work_dropped"`
-	OutboxDropped  uint64  `json:"outbox_dropped"`
-	RangeRequests  uint64  `json:"range_requests"`
-	FullCopies     uint64  `json:"full_copies"`
-	HeapMiB        float64 `json:"heap_mib"`
-	JoinerBindings int     `json:"joiner_bindings,omitempty"`
-	JoinerReadySec float64 `json:"joiner_ready_s,omitempty"`
-	JoinerHeld     int     `json:"joiner_held,omitempty"`
-	Notes          string  `json:"notes,omitempty"`
+	N             int     `json:"n"`
+	Tuning        string  `json:"tuning"`              // gossip push settings of the run
+	Rate          int     `json:"rate"`                // new bindings/s asked for, fleet-wide
+	BindsPerSec   float64 `json:"binds_per_s"`         // made, fleet-wide
+	StartupSec    float64 `json:"startup_s"`           // all joined and ready
+	WindowSec     float64 `json:"window_s"`            // measuring window
+	Probes        int     `json:"probes"`              // convergence samples
+	ProbesLost    int     `json:"probes_lost"`         // not on every node within ProbeTimeout
+	P50Ms         float64 `json:"conv_p50_ms"`         // bind on one node -> on all others
+	P99Ms         float64 `json:"conv_p99_ms"`         //
+	MaxMs         float64 `json:"conv_max_ms"`         //
+	MsgsPerNode   float64 `json:"msgs_per_s_node"`     // tether messages sent (UDP+TCP)
+	TCPPerNode    float64 `json:"tcp_msgs_per_s_node"` // of which reliable (a TCP connection each)
+	TetherBytes   float64 `json:"tether_bytes_per_s_node"`
+	WireBytes     float64 `json:"wire_bytes_per_s_node"` // everything the transport wrote
+	IdleWireBytes float64 `json:"idle_wire_bytes_per_s_node"`
+	IdleTether    float64 `json:"idle_tether_bytes_per_s_node"`
+	MemberlistOwn float64 `json:"memberlist_bytes_per_s_node"` // idle wire - idle tether
+	CPUPerNode    float64 `json:"cpu_pct_core_per_node"`       // (process CPU - load generator) / N
+	ProcessCPU    float64 `json:"process_cpu_pct"`             // whole process, % of one core
+	HarnessCPU    float64 `json:"harness_cpu_pct"`             // load generator estimate, % of one core
+	Settled       bool    `json:"settled"`                     // every node holds every binding after the load stops
+	SettleSec     float64 `json:"settle_s"`
+	WorkDropped   uint64  `json:"work_dropped"`
+	OutboxDropped uint64  `json:"outbox_dropped"`
+	RangeRequests uint64  `json:"range_requests"`
+	FullCopies    uint64  `json:"full_copies"`
+	// The core's gap handling, summed over the nodes (whole run): why the
+	// range requests and full copies above were asked.
+	ReqOrigin       uint64  `json:"req_origin"`
+	ReqThird        uint64  `json:"req_third"`
+	ReqFull         uint64  `json:"req_full"`
+	ReqWatchdog     uint64  `json:"req_watchdog"`
+	GroupsDiscarded uint64  `json:"groups_discarded"`
+	GapsRenewed     uint64  `json:"gaps_renewed"`
+	Refused         uint64  `json:"requests_refused"`
+	CursorSkips     uint64  `json:"cursor_skips"`
+	ReceiveDropped  uint64  `json:"receive_dropped"`
+	HeapMiB         float64 `json:"heap_mib"`
+	// A node's crash, what the survivors pay (crashRun): the same load over
+	// the survivors, 5 s before and 10 s after one node (not a seed) stops
+	// without leaving.
+	Crash          *CrashResult `json:"crash,omitempty"`
+	JoinerBindings int          `json:"joiner_bindings,omitempty"`
+	JoinerReadySec float64      `json:"joiner_ready_s,omitempty"`
+	JoinerHeld     int          `json:"joiner_held,omitempty"`
+	Notes          string       `json:"notes,omitempty"`
+}
+
+// CrashResult is what one node's crash cost the others; per-node figures
+// are per survivor.
+type CrashResult struct {
+	DetectSec     float64 `json:"detect_s"`            // until every survivor's membership dropped it
+	BeforeCPU     float64 `json:"before_cpu_pct_node"` // CPU per survivor, 5 s before
+	AfterCPU      float64 `json:"after_cpu_pct_node"`  // CPU per survivor, 10 s after
+	BeforeWire    float64 `json:"before_wire_bytes_per_s_node"`
+	AfterWire     float64 `json:"after_wire_bytes_per_s_node"`
+	BeforeMsgs    float64 `json:"before_msgs_per_s_node"`
+	AfterMsgs     float64 `json:"after_msgs_per_s_node"`
+	RangeRequests uint64  `json:"range_requests"` // by the survivors in the 10 s after
+	FullCopies    uint64  `json:"full_copies"`    // sent by the survivors in the 10 s after
+	SendErrors    uint64  `json:"send_errors"`
+	Settled       bool    `json:"settled"` // every survivor holds every binding made, 10 s after the load stops
 }
 
 type fleet struct {
@@ -141,7 +172,9 @@ func (f *fleet) wireBytes() (s uint64) {
 }
 
 type sums struct {
-	msgs, tcp, bytes, workDropped, outboxDropped, requests, copies uint64
+	msgs, tcp, bytes, workDropped, outboxDropped, requests, copies                uint64
+	reqOrigin, reqThird, reqFull, reqWatchdog, discarded, renewed, refused, skips uint64
+	sendErrors, recvDropped                                                       uint64
 }
 
 func (f *fleet) sums() (s sums) {
@@ -154,6 +187,17 @@ func (f *fleet) sums() (s sums) {
 		s.outboxDropped += st.OutboxDropped
 		s.requests += st.RequestsSent
 		s.copies += st.FullCopiesSent
+		s.refused += st.RequestsRefused
+		s.sendErrors += st.SendErrors
+		s.recvDropped += st.ReceiveDropped
+		s.skips += st.CursorSkips
+		ds := n.DB().Stats()
+		s.reqOrigin += ds.RequestsOrigin
+		s.reqThird += ds.RequestsThird
+		s.reqFull += ds.RequestsFull
+		s.reqWatchdog += ds.RequestsWatchdog
+		s.discarded += ds.GroupsDiscarded
+		s.renewed += ds.GapsRenewed
 	}
 	return s
 }
@@ -278,6 +322,7 @@ type fleetOpts struct {
 	warmup     time.Duration
 	probeEvery time.Duration
 	joiner     int // bindings in the fleet for the joiner run; 0 skips it
+	crash      bool
 	perBindCPU time.Duration
 	retune     func(*gossip.Config, int)
 	tuning     string
@@ -319,6 +364,7 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	go func() { defer wg.Done(); gen.run(nodes, o.rate, stop) }()
 	time.Sleep(o.warmup)
 
+	stopProfile := profileWindow()
 	w0, s0, m0, c0, t1 := f.wireBytes(), f.sums(), gen.made.Load(), cpuTime(), time.Now()
 	var lat []time.Duration
 	pace := time.NewTicker(o.probeEvery)
@@ -335,6 +381,7 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	pace.Stop()
 	win := time.Since(t1).Seconds()
 	w1, s1, m1, c1 := f.wireBytes(), f.sums(), gen.made.Load(), cpuTime()
+	stopProfile()
 	close(stop)
 	wg.Wait()
 
@@ -358,6 +405,9 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	s2 := f.sums()
 	r.WorkDropped, r.OutboxDropped = s2.workDropped, s2.outboxDropped
 	r.RangeRequests, r.FullCopies = s2.requests, s2.copies
+	r.ReqOrigin, r.ReqThird, r.ReqFull, r.ReqWatchdog = s2.reqOrigin, s2.reqThird, s2.reqFull, s2.reqWatchdog
+	r.GroupsDiscarded, r.GapsRenewed, r.Refused, r.CursorSkips = s2.discarded, s2.renewed, s2.refused, s2.skips
+	r.ReceiveDropped = s2.recvDropped
 
 	// Settle: every node holds every binding made (load + probes).
 	want := int(gen.made.Load()) + r.Probes - r.ProbesLost
@@ -367,15 +417,101 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r.HeapMiB = float64(ms.HeapAlloc) / (1 << 20)
-	o.logf("n=%d %.0f binds/s, p50 %.1fms p99 %.1fms (%d/%d probes lost), %.0f msgs/s/node (%.0f TCP), %d range requests, %d full copies, %.0f B/s/node wire, cpu/node %.1f%%, settled %v in %.1fs",
-		n, r.BindsPerSec, r.P50Ms, r.P99Ms, r.ProbesLost, r.Probes, r.MsgsPerNode, r.TCPPerNode, r.RangeRequests, r.FullCopies, r.WireBytes, r.CPUPerNode, r.Settled, r.SettleSec)
+	o.logf("n=%d %.0f binds/s, p50 %.1fms p99 %.1fms (%d/%d probes lost), %.0f msgs/s/node (%.0f TCP), %d range requests (origin %d, third %d, full %d, watchdog %d; %d groups discarded, %d gaps renewed, %d refused, %d cursor skips, %d receive drops), %d full copies, %.0f B/s/node wire, cpu/node %.1f%%, settled %v in %.1fs",
+		n, r.BindsPerSec, r.P50Ms, r.P99Ms, r.ProbesLost, r.Probes, r.MsgsPerNode, r.TCPPerNode, r.RangeRequests, r.ReqOrigin, r.ReqThird, r.ReqFull, r.ReqWatchdog, r.GroupsDiscarded, r.GapsRenewed, r.Refused, r.CursorSkips, r.ReceiveDropped, r.FullCopies, r.WireBytes, r.CPUPerNode, r.Settled, r.SettleSec)
 
+	if o.crash && n > 3 {
+		c, err := crashRun(f, o)
+		if err != nil {
+			r.Notes = "crash: " + err.Error()
+		}
+		r.Crash = c
+	}
 	if o.joiner > 0 {
 		if err := joinerRun(f, n, o, &r); err != nil {
 			r.Notes = "joiner: " + err.Error()
 		}
 	}
 	return r, nil
+}
+
+// crashRun runs the load over every node but the last, measures 5 s,
+// crashes the last node (its links cut, then closed: the survivors hear
+// no leave) and measures the next 10 s: what the survivors pay for it.
+// The last node is left out of f.nodes afterwards.
+func crashRun(f *fleet, o fleetOpts) (*CrashResult, error) {
+	n := len(f.nodes)
+	victim := f.nodes[n-1]
+	survivors := slices.Clone(f.nodes[:n-1])
+	gen := &loadGen{}
+	gen.next.Store(1 << 22) // keys apart from the fleet run's
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); gen.run(survivors, o.rate, stop) }()
+	stopped := false
+	stopLoad := func() {
+		if !stopped {
+			close(stop)
+			wg.Wait()
+			stopped = true
+		}
+	}
+	defer stopLoad()
+	time.Sleep(o.warmup)
+	ns := float64(n - 1)
+	measure := func(d time.Duration) (cpu, wire, msgs float64, s sums) {
+		w0, s0, m0, c0, t0 := f.wireBytes(), f.sums(), gen.made.Load(), cpuTime(), time.Now()
+		time.Sleep(d)
+		w1, s1, m1, c1 := f.wireBytes(), f.sums(), gen.made.Load(), cpuTime()
+		sec := time.Since(t0).Seconds()
+		harness := float64(m1-m0) * o.perBindCPU.Seconds() / sec
+		cpu = 100 * ((c1-c0).Seconds()/sec - harness) / ns
+		return cpu, float64(w1-w0) / sec / ns, float64(s1.msgs-s0.msgs) / sec / ns, sums{
+			requests: s1.requests - s0.requests, copies: s1.copies - s0.copies, sendErrors: s1.sendErrors - s0.sendErrors}
+	}
+	c := &CrashResult{}
+	c.BeforeCPU, c.BeforeWire, c.BeforeMsgs, _ = measure(5 * time.Second)
+
+	f.net.Isolate(victim.Name())
+	t0 := time.Now()
+	go func() { _ = victim.Close() }() // its leave goes nowhere
+	detected := make(chan float64, 1)
+	go func() {
+		for time.Since(t0) < 30*time.Second {
+			ok := true
+			for _, s := range survivors {
+				if len(s.Members()) != n-1 {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				detected <- time.Since(t0).Seconds()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		detected <- -1
+	}()
+	var s sums
+	c.AfterCPU, c.AfterWire, c.AfterMsgs, s = measure(10 * time.Second)
+	c.RangeRequests, c.FullCopies, c.SendErrors = s.requests, s.copies, s.sendErrors
+	c.DetectSec = <-detected
+	stopLoad()
+	f.nodes = survivors
+	want := 0
+	for _, s := range survivors {
+		want = max(want, s.DB().Len())
+	}
+	c.Settled = waitLen(survivors, want, 10*time.Second)
+	o.logf("crash of 1 of %d: detected in %.1fs; per survivor CPU %.1f%% -> %.1f%%, wire %.0f -> %.0f B/s, msgs %.0f -> %.0f/s; %d range requests, %d full copies, %d send errors; settled %v",
+		n, c.DetectSec, c.BeforeCPU, c.AfterCPU, c.BeforeWire, c.AfterWire, c.BeforeMsgs, c.AfterMsgs, c.RangeRequests, c.FullCopies, c.SendErrors, c.Settled)
+	_ = victim.Close()
+	if c.DetectSec < 0 {
+		return c, fmt.Errorf("the survivors did not all drop the crashed node within 30 s")
+	}
+	return c, nil
 }
 
 // waitLen waits until every node holds at least want bindings.

@@ -16,8 +16,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,13 +48,25 @@ func main() {
 	probeEvery := flag.Duration("probe-every", 50*time.Millisecond, "convergence probe spacing")
 	joiner := flag.Int("joiner", 1_000_000, "bindings in the fleet when a joiner starts (0 skips)")
 	joinerN := flag.Int("joiner-n", 3, "fleet size at which the joiner run is made")
+	crash := flag.Bool("crash", false, "after each fleet size's run (N > 3), crash one node under load and measure what the survivors pay")
 	table := flag.String("table", "", "table sizes for the one-node runs, comma separated (e.g. 100000,1000000,10000000)")
 	opDur := flag.Duration("op-dur", 4*time.Second, "proxy-like load per table size")
 	dir := flag.String("dir", "", "directory for snapshots (default a temporary one)")
 	pushInterval := flag.Duration("push-interval", 0, "gossip PushInterval for every node (0: the default, 20ms)")
 	pushBurst := flag.Int("push-burst", 0, "gossip PushBurst for every node (0: the default, 20)")
+	pushBudget := flag.Int("push-budget", 0, "gossip PushBudget for every node, groups/s to all peers (0: the default, 1000)")
 	out := flag.String("out", "bench/scale.json", "JSON output")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the fleet runs' measuring windows to this file (pprof)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "-cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		profileOut = f
+	}
 
 	logf := func(f string, a ...any) {
 		fmt.Fprintf(os.Stderr, "%s "+f+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
@@ -83,17 +97,20 @@ func main() {
 		logf("load generator: %.2fµs CPU per new binding on a lone DB", res.PerBindCPU)
 		for _, n := range sizes {
 			o := fleetOpts{rate: *rate, window: *window, idle: *idle, warmup: *warmup, probeEvery: *probeEvery,
-				perBindCPU: per, logf: logf}
+				perBindCPU: per, logf: logf, crash: *crash}
 			dc := gossip.DefaultConfig()
-			pi, pb := dc.PushInterval, dc.PushBurst
+			pi, pb, pg := dc.PushInterval, dc.PushBurst, dc.PushBudget
+			if *pushBudget > 0 {
+				pg = *pushBudget
+			}
 			if *pushInterval > 0 {
 				pi = *pushInterval
 			}
 			if *pushBurst > 0 {
 				pb = *pushBurst
 			}
-			o.tuning = fmt.Sprintf("push %v x%d", pi, pb)
-			o.retune = func(c *gossip.Config, _ int) { c.PushInterval, c.PushBurst = pi, pb }
+			o.tuning = fmt.Sprintf("push %v x%d, budget %d/s", pi, pb, pg)
+			o.retune = func(c *gossip.Config, _ int) { c.PushInterval, c.PushBurst, c.PushBudget = pi, pb, pg }
 			if n == *joinerN {
 				o.joiner = *joiner
 			}
@@ -151,6 +168,25 @@ func ints(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// profileOut, when set (-cpuprofile), receives a CPU profile covering
+// every fleet run's measuring window (one profile for the whole
+// invocation: profile one size at a time to tell them apart).
+var profileOut io.Writer
+
+// profileWindow starts the CPU profile for a measuring window and returns
+// its stop; pprof allows one profile per process at a time, so the windows
+// of successive sizes go to the first size's file only.
+func profileWindow() func() {
+	if profileOut == nil {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(profileOut); err != nil {
+		return func() {}
+	}
+	profileOut = nil // one profile per invocation
+	return pprof.StopCPUProfile
 }
 
 // cpuTime is the process's user + system CPU time so far.

@@ -40,7 +40,7 @@ type settings struct {
 	GossipKey       string `env:"TETHER_GOSSIP_KEY" flag:"gossip-key" help:"base64 AES key for gossip (16, 24 or 32 bytes)" secret:"true"`
 	TTL             string `env:"TETHER_TTL" envDefault:"30m" flag:"ttl" help:"binding time-to-live"`
 	PushInterval    string `env:"TETHER_PUSH_INTERVAL" envDefault:"20ms" flag:"push-interval" help:"push budget window: when busy, at most TETHER_PUSH_BURST change groups per peer per interval (idle: at once)"`
-	PushBurst       string `env:"TETHER_PUSH_BURST" envDefault:"20" flag:"push-burst" help:"change groups per peer per push interval; fewer = fewer, larger messages (a fleet of 25+ nodes: 1 with a 50ms interval, see bench/SCALE.md)"`
+	PushBurst       string `env:"TETHER_PUSH_BURST" envDefault:"20" flag:"push-burst" help:"change groups per peer per push interval; fewer = fewer, larger messages (a busy node also shares 1,000 groups/s among its peers, see bench/SCALE.md)"`
 	DataDir         string `env:"TETHER_DATA_DIR" flag:"data-dir" help:"write-ahead log and snapshots; empty = epoch mode"`
 	MaxBindings     string `env:"TETHER_MAX_BINDINGS" envDefault:"4000000" flag:"max-bindings" help:"bindings one node holds at most; past it one is evicted: expired first, then unused ones, then a flood's newest (0 = no cap)"`
 	Forwarding      string `env:"TETHER_FORWARDING" envDefault:"fast" flag:"forwarding" help:"fast (plain GET/HEAD read by tether's own connection loop and sent on its own keep-alive client, the rest through net/http's server and httputil.ReverseProxy) or stdlib (everything through net/http's server and httputil.ReverseProxy)"`

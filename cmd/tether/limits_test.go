@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +58,29 @@ func TestLimitsSettings(t *testing.T) {
 		env[bad.k] = bad.v
 		if _, err := loadConfig(nil, env, hostname, io.Discard); err == nil || !strings.Contains(err.Error(), bad.k) {
 			t.Errorf("%s=%s: %v", bad.k, bad.v, err)
+		}
+	}
+}
+
+// TETHER_MAX_BINDINGS above stickydb's per-origin default raises that cap
+// too: a node that alone made more bindings than 4M was refused its own
+// ones past it (and its peers its events), whatever the table's cap said.
+func TestMaxBindingsRaisesThePerOriginCap(t *testing.T) {
+	for _, tc := range []struct {
+		max, want int
+	}{{10_000_000, 10_000_000}, {1_000, 4_000_000}, {0, 4_000_000}} {
+		env := baseEnv()
+		env["TETHER_MAX_BINDINGS"] = strconv.Itoa(tc.max)
+		cfg, err := loadConfig(nil, env, hostname, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &node{cfg: cfg, now: time.Now}
+		if err := startStore(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+		if got := n.db.Config().MaxBindingsPerOrigin; got != tc.want {
+			t.Errorf("TETHER_MAX_BINDINGS=%d: per-origin cap %d, want %d", tc.max, got, tc.want)
 		}
 	}
 }

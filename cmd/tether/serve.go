@@ -214,6 +214,10 @@ func startStore(_ context.Context, n *node) error {
 	c.RefreshThreshold = n.cfg.TTL / 4
 	c.Durable = n.cfg.DataDir != ""
 	c.MaxBindings = n.cfg.MaxBindings
+	// One origin may fill the whole table: a node that alone served a
+	// table raised past the default per-origin cap would otherwise be
+	// refused its own bindings (and its peers its events) at 4M.
+	c.MaxBindingsPerOrigin = max(c.MaxBindingsPerOrigin, n.cfg.MaxBindings)
 	db, err := stickydb.New(c, n.now())
 	if err != nil {
 		return err

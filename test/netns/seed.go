@@ -23,6 +23,12 @@ func SeedAddr(i int) netip.Addr {
 // started on it recovers them from disk (a short outage) and the fleet
 // copies them from it.
 func SeedDataDir(dir, node, host string, replicas []string, n int) error {
+	return SeedDataDirKeys(dir, node, replicas, n, func(i int) (netip.Addr, string) { return SeedAddr(i), host })
+}
+
+// SeedDataDirKeys is SeedDataDir with the i-th binding's client and Host
+// given by key (past a million bindings SeedAddr repeats: vary the Host).
+func SeedDataDirKeys(dir, node string, replicas []string, n int, key func(i int) (netip.Addr, string)) error {
 	now := time.Now()
 	cfg := stickydb.DefaultConfig(node)
 	cfg.Durable = true
@@ -45,7 +51,8 @@ func SeedDataDir(dir, node, host string, replicas []string, n int) error {
 		return err
 	}
 	for i := range n {
-		k, err := stickydb.NewKey(SeedAddr(i), host)
+		a, host := key(i)
+		k, err := stickydb.NewKey(a, host)
 		if err != nil {
 			_ = st.Close()
 			return err
