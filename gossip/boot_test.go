@@ -30,8 +30,8 @@ func TestInitialCopy(t *testing.T) {
 	if got := n.DB().Len(); got != keys {
 		t.Fatalf("ready with %d of %d bindings", got, keys)
 	}
-	if st := n.Stats(); st.FullCopiesReceived < 1 {
-		t.Fatalf("no full copy merged: %+v", st)
+	if st := n.Stats(); st.FullCopiesReceived < 1 || st.ReadyWhy != stickydb.WhyCaughtUp {
+		t.Fatalf("no full copy merged, or not ready by catching up: %+v", st)
 	}
 }
 

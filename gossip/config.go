@@ -107,6 +107,12 @@ type Config struct {
 	// there too, origin by origin; one copy is faster. Default false.
 	InitialCopy bool
 
+	// Provisional: the binds made through the DB before the node is ready
+	// are provisional (generation 0, stickydb.DB.SetProvisional): they
+	// lose every conflict with the bindings the fleet already holds. Set
+	// from New until Ready. Default false.
+	Provisional bool
+
 	// NewEpoch starts a new epoch of own events. Once joined, when a live
 	// peer's vector shows an epoch of this node after its current one
 	// (a restart with a clock behind), the node moves to max(now, that + 1)

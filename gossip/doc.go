@@ -8,10 +8,14 @@
 // A Node owns one memberlist instance (membership, failure detection,
 // encryption, transport) and these goroutines:
 //
-//   - the run loop: pushes own events, calls DB.Tick every PushInterval and
-//     sends the requests it returns (gaps, watchdog), sends heartbeats,
-//     follows membership (DB.SetPeers), sweeps expired bindings and decides
-//     readiness. It alone moves the per-peer push cursors;
+//   - the run loop: pushes own events, calls the core's Lifecycle.Tick
+//     every PushInterval and applies the Ready it returns (a new epoch
+//     through Config.NewEpoch, the requests: gaps, watchdog, start-up copy;
+//     readiness for /readyz), sends heartbeats, follows membership
+//     (DB.SetPeers) and sweeps expired bindings. The start-up decisions
+//     (epoch check, which peer to ask for the copy and when, catch-up,
+//     readiness) are the core's (stickydb/lifecycle.go). It alone moves the
+//     per-peer push cursors;
 //   - Workers (2) fed by a bounded queue: answering requests (DB.Answer,
 //     streaming full copies) and merging incoming full-copy chunks. When
 //     the queue is full, work is dropped and counted; the asker asks again;

@@ -101,6 +101,7 @@ func (n *Node) onChunk(m chunkMsg) {
 		return
 	}
 	n.stats.chunksReceived.Add(1)
+	n.life.CopyChunk()
 	n.copies.progress(m.Sender, copyKey{m.Sender, m.Copy}, n.now(), n.cfg)
 	n.enqueue(func() {
 		now := n.now()
@@ -146,6 +147,7 @@ func (n *Node) reserveCap() int {
 func (n *Node) finishCopy(sender string, v stickydb.Vector, now time.Time) {
 	n.db.MergeVector(v, sender, now)
 	n.stats.fullCopiesReceived.Add(1)
+	n.life.CopyMerged()
 	n.log.Info().Str("peer", sender).Msg("full copy merged")
 }
 

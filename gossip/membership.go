@@ -159,7 +159,10 @@ func (n *Node) seeds() []string {
 
 func (n *Node) setJoined() {
 	if !n.ready.joined.Swap(true) {
-		n.ready.joinedAt.Store(time.Now().UnixNano())
+		now := n.now()
+		n.ready.joinedAt.Store(now.UnixNano())
+		// A fleet of one: no seed but this node (seeds.go).
+		n.life.Joined(now, len(n.seeds()) == 0 || n.seedsSelf.Load())
 	}
 }
 

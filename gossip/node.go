@@ -54,11 +54,12 @@ type Node struct {
 
 	peers   peerTable
 	copies  copyTable
-	copyOut copyOut // full copies streaming out (copyflow.go)
-	ready   readiness
-	drains  drainTable
-	tickets ticketRing // TLS session ticket keys (ticketkeys.go)
-	counts  countTable // count queries in flight (count.go)
+	copyOut copyOut             // full copies streaming out (copyflow.go)
+	ready   readiness           // mirrors life for /readyz
+	life    *stickydb.Lifecycle // start-up: epoch check, initial copy, readiness
+	drains  stickydb.Drains     // drain registers (drain.go)
+	tickets ticketRing          // TLS session ticket keys (ticketkeys.go)
+	counts  countTable          // count queries in flight (count.go)
 	// seedsSelf: the seed names resolved to this node only (seeds.go).
 	seedsSelf atomic.Bool
 	stats     counters
@@ -70,7 +71,6 @@ type Node struct {
 	// owned by the run loop
 	startedAt    time.Time // Start's time, for TicketKeyGrace
 	ticketJitter time.Duration
-	boot         boot
 	lastPush     time.Time
 	lastVector   time.Time
 	lastSweep    time.Time
@@ -108,6 +108,7 @@ func New(cfg Config, db *stickydb.DB) (*Node, error) {
 		gone:     map[string]goneMember{},
 	}
 	n.ready.done = make(chan struct{})
+	n.life = stickydb.NewLifecycle(db, cfg.lifeConfig())
 	if cfg.Logger != nil {
 		// The caller's logger names the node already (cmd's root logger
 		// does); a second "node" key would make the line invalid for strict

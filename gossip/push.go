@@ -201,21 +201,19 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, made int6
 	return cursor, sent, budget <= 0
 }
 
-// tick runs every PushInterval: the core's Tick (gap and watchdog requests),
-// heartbeats, full-copy bookkeeping, readiness and sweeping.
+// tick runs every PushInterval: the core's lifecycle Tick (gap, watchdog and
+// start-up copy requests, epoch check, readiness), heartbeats, full-copy
+// bookkeeping and sweeping.
 func (n *Node) tick() {
 	now := n.now()
 	// A backlog of received groups: the node is short of CPU, and what a
 	// request would ask for may be queued already (stickydb.SetBehind).
 	n.db.SetBehind(len(n.recvCh) >= recvBehind)
-	for _, req := range n.db.Tick(now) {
-		n.sendRequest(req, now)
-	}
+	rd := n.life.Tick(now)
 	n.heartbeats()
 	n.copies.expire(now, &n.stats)
-	n.startup(now)
-	n.checkReady(now)
-	n.drainTick()
+	n.applyLife(rd, now)
+	n.drainTick(now)
 	n.ticketTick()
 	if n.cfg.SweepInterval > 0 && time.Since(n.lastSweep) >= n.cfg.SweepInterval {
 		n.lastSweep = time.Now()

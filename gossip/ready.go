@@ -8,7 +8,9 @@ import (
 	"github.com/tetherproxy/tether/stickydb"
 )
 
-// readiness tracks joining and the initial catch-up, for /readyz.
+// readiness mirrors the core's Lifecycle for /readyz and the stats: the
+// decisions (epoch check, start-up copy, catch-up, readiness) are the
+// core's (stickydb/lifecycle.go); the run loop applies each Tick's Ready.
 type readiness struct {
 	joined   atomic.Bool
 	joinedAt atomic.Int64 // unix ns
@@ -16,12 +18,6 @@ type readiness struct {
 	readyAt  atomic.Int64 // unix ns
 	done     chan struct{}
 	once     sync.Once
-
-	// run loop only: what the live peers knew when we first saw each of
-	// them (the newest pair of every origin but us), and which peers that
-	// counts.
-	target stickydb.Vector
-	seen   map[string]bool
 }
 
 func (r *readiness) catchUp() time.Duration {
@@ -32,92 +28,69 @@ func (r *readiness) catchUp() time.Duration {
 	return time.Duration(b - a)
 }
 
-// checkReady (run loop) turns Ready on once the node has joined and its
-// vector covers what each live peer's vector showed when the node first saw
-// it (so a new node serves with the fleet's bindings, not an empty table):
-// the newest epoch of every other origin, and every older epoch of our own (a
-// node restarted without a disk gets its old bindings back). Every live
-// peer's vector counts, including one that shows up while the node is still
-// catching up: when a whole fleet restarts, the first peer heard from knows
-// only its own bindings, and the others' arrive from the others. Or once
-// CatchUpTimeout has passed since joining.
-func (n *Node) checkReady(now time.Time) {
-	r := &n.ready
-	if r.ready.Load() || !r.joined.Load() {
-		return
+// lifeConfig is the core lifecycle's part of the configuration.
+func (c Config) lifeConfig() stickydb.LifeConfig {
+	return stickydb.LifeConfig{
+		InitialCopy:    c.InitialCopy,
+		CopyWait:       initialCopyWait,
+		CopyTimeout:    c.CopyTimeout,
+		CatchUpTimeout: c.CatchUpTimeout,
+		Provisional:    c.Provisional,
 	}
-	if r.seen == nil {
-		r.seen, r.target = map[string]bool{}, stickydb.Vector{}
-	}
-	live, unknown := 0, 0
-	current, _ := n.db.Position()
-	for _, row := range n.db.Table() {
-		if !row.Live {
-			continue
-		}
-		live++
-		if row.Vector == nil {
-			unknown++
-			continue
-		}
-		if r.seen[row.Name] {
-			continue
-		}
-		r.seen[row.Name] = true
-		for o, ps := range row.Vector {
-			if o != n.self {
-				if es, ok := row.Vector.Latest(o); ok {
-					r.target.Advance(o, es.Epoch, es.Seq)
-				}
-				continue
-			}
-			// Our own older epochs (a restart without a disk): their
-			// bindings are still live on the peers, and clients will come
-			// back to us for them.
-			for _, p := range ps {
-				if p.Epoch < current {
-					r.target.Advance(o, p.Epoch, p.Seq)
-				}
-			}
-		}
-	}
-	switch {
-	case live == 0 && len(r.seen) == 0 && (len(n.seeds()) == 0 || n.seedsSelf.Load()):
-		n.markReady("alone")
-		return
-	case n.cfg.InitialCopy && !n.boot.copyDone:
-		n.readyTimeout()
-		return
-	case len(r.seen) == 0 || unknown > 0:
-		// Wait for every live peer's vector (heartbeats carry it).
-		n.readyTimeout()
-		return
-	}
-	v := n.db.Vector()
-	for o, ps := range r.target {
-		for _, p := range ps {
-			if !v.Covers(o, p.Epoch, p.Seq) {
-				n.readyTimeout()
-				return
-			}
-		}
-	}
-	n.markReady("caught up")
 }
 
-func (n *Node) readyTimeout() {
-	joined := time.Unix(0, n.ready.joinedAt.Load())
-	if time.Since(joined) < n.cfg.CatchUpTimeout {
-		return
+// initialCopyWait is how long a peer asked for the start-up copy may take to
+// send its first chunk before the next peer is asked: a peer over its
+// full-copy rate limit (a node restarted many times in a row) says nothing.
+const initialCopyWait = 2 * time.Second
+
+// applyLife (run loop) applies one Tick of the core's lifecycle: a new
+// epoch first, then the requests, then readiness.
+func (n *Node) applyLife(rd stickydb.Ready, now time.Time) {
+	if rd.NewEpoch > 0 {
+		n.startEpoch(rd.NewEpoch, rd.PeersEpoch)
 	}
-	n.stats.catchUpTimeout.Add(1)
-	n.log.Warn().Dur("timeout_ms", n.cfg.CatchUpTimeout).Msg("not caught up with the peers; ready anyway")
-	n.markReady("timeout")
+	for _, req := range rd.Requests {
+		if req.Reason == stickydb.ReasonInitial {
+			n.log.Info().Str("peer", req.To).Msg("asking for a full copy (start-up)")
+		}
+		n.sendRequest(req, now)
+	}
+	if rd.CopyGivenUp {
+		n.log.Warn().Msg("no peer sent a start-up copy; catching up from the change logs")
+	}
+	if rd.Became {
+		if rd.Why == stickydb.WhyTimeout {
+			n.stats.catchUpTimeout.Add(1)
+			n.log.Warn().Dur("timeout_ms", n.cfg.CatchUpTimeout).Msg("not caught up with the peers; ready anyway")
+		}
+		n.markReady(rd.Why, now)
+	}
 }
 
-func (n *Node) markReady(why string) {
+// startEpoch starts the epoch the lifecycle asks for: with a disk it is
+// written first (Config.NewEpoch). On failure the next tick asks again.
+func (n *Node) startEpoch(epoch, peers int64) {
+	newEpoch := n.cfg.NewEpoch
+	if newEpoch == nil {
+		newEpoch = n.db.NewEpoch
+	}
+	if err := newEpoch(epoch); err != nil {
+		n.log.Error().Err(err).Int64("epoch", epoch).Msg("could not start an epoch after the peers' one")
+		return
+	}
+	n.log.Warn().Int64("peers_epoch", peers).Int64("epoch", epoch).Msg("a peer knows a later epoch of ours (clock behind?); started a later one")
+}
+
+// readyWhy is the lifecycle's last word on readiness (Stats.ReadyWhy).
+func (n *Node) readyWhy() string {
+	_, why := n.life.Status()
+	return why
+}
+
+func (n *Node) markReady(why string, now time.Time) {
 	r := &n.ready
-	r.readyAt.Store(time.Now().UnixNano())
+	r.readyAt.Store(now.UnixNano())
 	r.ready.Store(true)
 	r.once.Do(func() { close(r.done) })
 	n.log.Info().Str("why", why).Dur("catch_up_ms", r.catchUp()).Msg("ready")

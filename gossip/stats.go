@@ -15,6 +15,7 @@ import (
 type Stats struct {
 	Joined, Ready bool          // gauges
 	CatchUp       time.Duration // gauge: from joining to ready; 0 while not ready
+	ReadyWhy      string        // gauge: how the node became ready, or what it waits for (stickydb.Why*)
 	Members       int           // gauge: live peers
 
 	Pushes         uint64 // push rounds that sent something
@@ -113,7 +114,7 @@ type peerCounters struct {
 func (n *Node) Stats() Stats {
 	c := &n.stats
 	s := Stats{
-		Joined: n.Joined(), Ready: n.Ready(), CatchUp: n.ready.catchUp(),
+		Joined: n.Joined(), Ready: n.Ready(), CatchUp: n.ready.catchUp(), ReadyWhy: n.readyWhy(),
 		Pushes: c.pushes.Load(), GroupsSent: c.groupsSent.Load(), EventsSent: c.eventsSent.Load(),
 		Heartbeats: c.heartbeats.Load(), GroupsReceived: c.groupsReceived.Load(), EventsApplied: c.eventsApplied.Load(), EventsRejected: c.eventsRejected.Load(),
 		MessagesUDP: c.msgsUDP.Load(), MessagesTCP: c.msgsTCP.Load(), BytesSent: c.bytesSent.Load(),

@@ -37,6 +37,26 @@
 //   - Snapshot, RestoreOwn and ReplayOwn are the disk side of recovery;
 //     NewEpoch and HighestOwnEpoch the epoch side.
 //
+// # Lifecycle
+//
+// A node's start-up is core state too (lifecycle.go), the way etcd's raft
+// returns a Ready: the shell reports what happened (Lifecycle.Joined,
+// CopyChunk, CopyMerged; peers and their vectors reach the DB as always)
+// and calls Lifecycle.Tick(now) on its loop, which calls DB.Tick and
+// returns one Ready value: an epoch to start and, in Durable mode, persist
+// first (NewEpoch: a peer knows a later epoch of ours), the requests to
+// send (the DB's gap and watchdog requests and the start-up full copy: one
+// live peer at a time, the next after LifeConfig.CopyWait of silence), and
+// whether the node is ready, with Why. Ready means the node's vector
+// covers what every live peer's vector showed when first seen, with a
+// peer whose vector is still unknown (or that came up meanwhile) holding
+// it back; or "alone" (no peer, no seed), or "timeout" after
+// CatchUpTimeout.
+//
+// The fleet's drain registers (drains.go) are core state as well: a
+// last-writer-wins register per replica (Drains.Set, Merge, and ResendDue
+// for the shell's periodic whole-set resend).
+//
 // # Persist, then send
 //
 // With Config.Durable set, the shell must write own events to its

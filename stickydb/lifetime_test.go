@@ -50,8 +50,11 @@ func TestFleetLifetime(t *testing.T) {
 	} else if f != nil {
 		t.Logf("seed %s, %d phases per fleet", f.Value.String(), phases)
 	}
+	readyBy := map[string]int{}
+	defer func() { t.Logf("nodes ready by lifecycle: %v", readyBy) }()
 	rapid.Check(t, func(t *rapid.T) {
 		s := newLifetimeSim(t)
+		defer s.tally(readyBy)
 		for p := 0; p < phases; p++ {
 			s.traffic(rapid.IntRange(20, 120).Draw(t, "steps"))
 			ev := rapid.SampledFrom([]string{"restart", "leave-join", "idle", "step-back", "step-forward", "rogue", "high-seq"}).Draw(t, "event")
@@ -94,9 +97,13 @@ func newLifetimeSim(t *rapid.T) *lifetimeSim {
 			ls.giveHighSeq(i)
 		}
 	}
+	// Nodes not ready serve nobody here (the load balancer follows
+	// /readyz): the fleet starts, becomes ready, then takes traffic.
+	s.strict = true
 	for i := range s.nodes {
 		s.start(i, false)
 	}
+	s.settle()
 	return ls
 }
 

@@ -18,6 +18,11 @@ import (
 
 var debugSim = os.Getenv("SIMDEBUG") != ""
 
+// simStrict: in the fleet simulation, nodes not ready serve nobody instead
+// of serving with provisional binds (as cmd does); the lifetime test is
+// always strict.
+var simStrict = os.Getenv("SIM_STRICT") == "1"
+
 type simMsgKind int
 
 const (
@@ -36,8 +41,14 @@ type simMsg struct {
 }
 
 type simNode struct {
-	name    string
-	db      *DB
+	name string
+	db   *DB
+	life *Lifecycle
+	// want: the live bindings each other node held when this one
+	// restarted without a disk; checked when its lifecycle says caught up,
+	// for the holders that have not restarted since.
+	want    map[int]heldBy
+	inc     int // incarnation: starts so far
 	disk    bool
 	cursors map[int]uint64 // own events pushed to each peer (current epoch)
 	epoch   int64
@@ -62,6 +73,19 @@ type simNet struct {
 	seen    []map[Key]Binding          // per node: the last live binding observed
 	created map[keyGen]map[string]bool // replicas bound per (key, generation)
 	gone    map[string]bool            // names not in the fleet a request may go to (left for good, a rogue peer): dropped
+	// strict: a node not ready serves nobody, clients nor the operator
+	// (the load balancer follows /readyz); otherwise it serves with
+	// provisional binds, as cmd does.
+	strict bool
+	// readyBy counts how nodes became ready, by Ready.Why; checked the
+	// restarted nodes checkCaughtUp checked.
+	readyBy map[string]int
+	checked int
+}
+
+type heldBy struct {
+	inc  int // the holder's incarnation
+	live map[Key]Binding
 }
 
 type keyGen struct {
@@ -72,6 +96,7 @@ type keyGen struct {
 func newSim(t *rapid.T) *simNet {
 	n := rapid.IntRange(2, 7).Draw(t, "nodes")
 	s := newSimNet(t, [3]byte{192, 0, 2})
+	s.strict = simStrict
 	for i := 0; i < n; i++ {
 		nd := &simNode{name: fmt.Sprintf("n%d", i), disk: rapid.Bool().Draw(t, fmt.Sprintf("disk%d", i))}
 		s.nodes = append(s.nodes, nd)
@@ -93,7 +118,7 @@ func newSimNet(t *rapid.T, net [3]byte) *simNet {
 	cfg.ChangeLogTableCap = rapid.SampledFrom([]int{4, 1000}).Draw(t, "cltCap")
 	cfg.ReorderGroups = rapid.SampledFrom([]int{1, 64}).Draw(t, "reorder")
 	s := &simNet{t: t, cfg: cfg, now: t0, cut: map[[2]int]bool{}, pool: []string{"r1", "r2", "r3"},
-		created: map[keyGen]map[string]bool{}}
+		created: map[keyGen]map[string]bool{}, readyBy: map[string]int{}}
 	for c := 0; c < 6; c++ {
 		for _, h := range []string{"a", "b"} {
 			k, _ := NewKey(netip.AddrFrom4([4]byte{net[0], net[1], net[2], byte(c)}), h)
@@ -120,19 +145,35 @@ func (s *simNet) peers(i int) []string {
 	return out
 }
 
-// start (re)creates node i's DB: from its disk in disk mode, else a new
-// epoch that asks a peer for a full copy (Fig. 11, 12).
+// start (re)creates node i's DB and its Lifecycle: from its disk in disk
+// mode, else a new epoch whose lifecycle asks a peer for a full copy
+// (Fig. 11, 12). The node has joined; it serves (provisionally, or not at
+// all when strict) until its lifecycle says ready.
 func (s *simNet) start(i int, restart bool) {
 	nd := s.nodes[i]
 	s.now = s.now.Add(time.Millisecond) // a new epoch is always a later one
+	if restart {
+		// What was in flight to the old process dies with it: its
+		// successor must not take a vector older than the restart for
+		// the first one a peer showed it (checkCaughtUp).
+		s.msgs = slices.DeleteFunc(s.msgs, func(m simMsg) bool { return m.to == i })
+	}
 	db, err := New(s.nodeCfg(i), s.now)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	nd.db = db
 	nd.cursors = map[int]uint64{}
+	nd.want = nil
+	nd.inc++
 	db.SetPeers(s.peers(i), s.now)
-	if nd.disk && (nd.snapMeta != nil || len(nd.logEvents) > 0) {
+	restored := nd.disk && (nd.snapMeta != nil || len(nd.logEvents) > 0)
+	nd.life = NewLifecycle(db, LifeConfig{InitialCopy: !restored, Provisional: true})
+	nd.life.Joined(s.now, false)
+	if restart && !restored {
+		nd.want = s.fleetLive(i)
+	}
+	if restored {
 		if nd.snapMeta != nil {
 			if _, err := db.MergeRecords(nd.snapRecs, s.now); err != nil {
 				s.t.Fatal(err)
@@ -150,11 +191,63 @@ func (s *simNet) start(i int, restart bool) {
 		for j := range s.nodes {
 			nd.cursors[j] = seq
 		}
-	} else if restart {
-		to := (i + 1) % len(s.nodes)
-		s.send(simMsg{kind: msgReq, from: i, to: to, req: Request{To: s.nodes[to].name, Full: true}})
 	}
 	nd.epoch, _ = db.Position()
+}
+
+// fleetLive returns the live bindings each node other than i holds. A
+// disk-mode node with own events not yet persisted is left out: it may
+// not tell anyone of them yet (persist, then send), so its table holds
+// more than its vector shows.
+func (s *simNet) fleetLive(i int) map[int]heldBy {
+	out := map[int]heldBy{}
+	nowMs := s.now.UnixMilli()
+	for j, nd := range s.nodes {
+		if j == i || nd.db == nil {
+			continue
+		}
+		if e, seq := nd.db.Position(); nd.disk && nd.db.Vector().Get(nd.name, e) < seq {
+			continue
+		}
+		h := heldBy{inc: nd.inc, live: map[Key]Binding{}}
+		for _, k := range s.keys {
+			if b, ok := nd.db.Lookup(k); ok && b.Live(nowMs) {
+				h.live[k] = b
+			}
+		}
+		out[j] = h
+	}
+	return out
+}
+
+// checkCaughtUp: a node restarted without a disk that its lifecycle says
+// caught up holds every binding the other nodes held at its restart (or
+// one that beats it), unless it has expired since or its holder restarted
+// since (two nodes restarted without a disk lose what only they held).
+func (s *simNet) checkCaughtUp(i int) {
+	nd := s.nodes[i]
+	nowMs := s.now.UnixMilli()
+	for j, h := range nd.want {
+		if s.nodes[j].inc != h.inc {
+			continue
+		}
+		for k, w := range h.live {
+			if w.Expiry <= nowMs {
+				continue
+			}
+			cur, ok := nd.db.Lookup(k)
+			if !ok {
+				s.t.Fatalf("node %d ready (caught up) without %v -> %+v (held by node %d)", i, k, w, j)
+			}
+			if m := Merge(k, cur, w); !sameIdentity(m, cur) {
+				s.t.Fatalf("node %d ready (caught up) with %v -> %+v, node %d held %+v", i, k, cur, j, w)
+			}
+		}
+	}
+	if nd.want != nil {
+		s.checked++
+	}
+	nd.want = nil
 }
 
 func (s *simNet) send(m simMsg) {
@@ -215,8 +308,26 @@ func (s *simNet) push(i int, heartbeat bool) {
 	}
 }
 
+// tick runs node i's lifecycle and applies its Ready: a new epoch (written
+// to the disk first in disk mode), the requests, readiness.
 func (s *simNet) tick(i int) {
-	for _, r := range s.nodes[i].db.Tick(s.now) {
+	nd := s.nodes[i]
+	rd := nd.life.Tick(s.now)
+	if rd.NewEpoch > 0 {
+		if err := nd.db.NewEpoch(rd.NewEpoch); err != nil {
+			s.t.Fatalf("node %d new epoch %d: %v", i, rd.NewEpoch, err)
+		}
+		if nd.disk {
+			nd.logEpoch, nd.logEvents, nd.persisted = rd.NewEpoch, nil, 0
+		}
+	}
+	if rd.Became {
+		s.readyBy[rd.Why]++
+		if rd.Why == WhyCaughtUp {
+			s.checkCaughtUp(i)
+		}
+	}
+	for _, r := range rd.Requests {
 		to := slices.IndexFunc(s.nodes, func(n *simNode) bool { return n.name == r.To })
 		if to < 0 && s.gone[r.To] {
 			continue // that peer left for good (or is the rogue): the request is lost
@@ -260,10 +371,13 @@ func (s *simNet) deliver(m simMsg) {
 			s.send(simMsg{kind: msgGroup, from: m.to, to: m.from, group: g})
 		}
 	case msgCopy:
+		life := s.nodes[m.to].life
+		life.CopyChunk()
 		if _, err := db.MergeRecords(m.recs, s.now); err != nil {
 			s.t.Fatalf("merge copy: %v", err)
 		}
 		db.MergeVector(m.meta.Vector, s.nodes[m.from].name, s.now)
+		life.CopyMerged()
 	}
 }
 
@@ -279,6 +393,9 @@ func (s *simNet) deliverAll() {
 // with `healthy` the replicas node i believes healthy.
 func (s *simNet) local(i int, k Key, healthy []string) {
 	db := s.nodes[i].db
+	if !s.serves(i) {
+		return
+	}
 	if h, ok := db.Touch(k, s.now); ok {
 		if slices.Contains(healthy, h.Replica) {
 			if h.RefreshDue {
@@ -397,10 +514,54 @@ func (s *simNet) settle() {
 		s.deliverAll()
 		s.checkMoves()
 		if round > 20 && s.converged() == "" {
+			s.settleReady()
 			return
 		}
 	}
 	s.t.Fatalf("no convergence: %s\n%s", s.converged(), s.dump())
+}
+
+// settleReady runs the converged fleet's loops, a second a round, until
+// every node's lifecycle says ready: caught up, or after CatchUpTimeout
+// (a node whose target holds events nobody has any more: their only
+// holder restarted without a disk before passing them on).
+func (s *simNet) settleReady() {
+	limit := s.now.Add(LifeConfig{}.withDefaults().CatchUpTimeout + 2*time.Second)
+	for s.allReady() != "" {
+		if s.now.After(limit) {
+			s.t.Fatalf("converged but %s\n%s", s.allReady(), s.dump())
+		}
+		s.now = s.now.Add(time.Second)
+		for i := range s.nodes {
+			s.push(i, true)
+			s.tick(i)
+		}
+		s.deliverAll()
+		s.checkMoves()
+	}
+}
+
+// tally adds how this run's nodes became ready to into, and how many
+// restarted nodes were checked as caught up.
+func (s *simNet) tally(into map[string]int) {
+	for why, n := range s.readyBy {
+		into[why] += n
+	}
+	into["checked caught up"] += s.checked
+}
+
+// serves reports whether node i takes requests (clients' and the
+// operator's): once ready, or at once unless strict.
+func (s *simNet) serves(i int) bool { return !s.strict || s.nodes[i].life.IsReady() }
+
+// allReady returns "" when every node's lifecycle says ready.
+func (s *simNet) allReady() string {
+	for i, nd := range s.nodes {
+		if ready, why := nd.life.Status(); !ready {
+			return fmt.Sprintf("; node %d not ready: %s (target %v)", i, why, nd.life.target)
+		}
+	}
+	return ""
 }
 
 func (s *simNet) dump() string {
@@ -459,8 +620,11 @@ func normVector(v Vector) Vector {
 }
 
 func TestSimulatedFleetConverges(t *testing.T) {
+	readyBy := map[string]int{}
+	defer func() { t.Logf("nodes ready by lifecycle: %v", readyBy) }()
 	rapid.Check(t, func(t *rapid.T) {
 		s := newSim(t)
+		defer s.tally(readyBy)
 		node := func(t *rapid.T) int { return rapid.IntRange(0, len(s.nodes)-1).Draw(t, "node") }
 		msg := func(t *rapid.T) int { return rapid.IntRange(0, len(s.msgs)-1).Draw(t, "msg") }
 		t.Repeat(map[string]func(*rapid.T){
@@ -472,7 +636,11 @@ func TestSimulatedFleetConverges(t *testing.T) {
 			},
 			"operator rebind": func(t *rapid.T) {
 				i, k := node(t), rapid.SampledFrom(s.keys).Draw(t, "key")
-				b, changed, err := s.nodes[i].db.Rebind(k, "", rapid.SampledFrom(s.pool).Draw(t, "to"), s.now)
+				to := rapid.SampledFrom(s.pool).Draw(t, "to")
+				if !s.serves(i) {
+					return
+				}
+				b, changed, err := s.nodes[i].db.Rebind(k, "", to, s.now)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -482,7 +650,9 @@ func TestSimulatedFleetConverges(t *testing.T) {
 			},
 			"delete": func(t *rapid.T) {
 				i, k := node(t), rapid.SampledFrom(s.keys).Draw(t, "key")
-				s.nodes[i].db.Delete(k, s.now)
+				if s.serves(i) {
+					s.nodes[i].db.Delete(k, s.now)
+				}
 			},
 			"push":     func(t *rapid.T) { s.push(node(t), rapid.Bool().Draw(t, "heartbeat")) },
 			"tick":     func(t *rapid.T) { s.tick(node(t)) },

@@ -71,6 +71,9 @@ func startGossip(_ context.Context, n *node) error {
 	// Epoch mode, and a disk whose contents are too old or absent, start
 	// from a peer's copy of the database and vector.
 	gc.InitialCopy = n.rec == nil || n.rec.Report.Mode != recovery.ModeShort
+	// Binds made before the node caught up are provisional (generation 0):
+	// they lose every conflict with the fleet's bindings.
+	gc.Provisional = true
 	if n.store != nil {
 		gc.Persister = n.store
 		gc.NewEpoch = n.store.NewEpoch
@@ -83,22 +86,7 @@ func startGossip(_ context.Context, n *node) error {
 		return err
 	}
 	n.gossip, n.bind = g, g.Store()
-	// Binds made before the node caught up are provisional (generation 0):
-	// they lose every conflict with the fleet's bindings.
-	n.db.SetProvisional(true)
-	readyCtx, cancelReady := context.WithCancel(context.Background())
-	readyDone := make(chan struct{})
-	go func() {
-		defer close(readyDone)
-		if g.WaitReady(readyCtx) == nil {
-			n.db.SetProvisional(false)
-		}
-	}()
-	n.onShutdown("leave cluster", func(context.Context) error {
-		cancelReady()
-		<-readyDone
-		return g.Close()
-	})
+	n.onShutdown("leave cluster", func(context.Context) error { return g.Close() })
 	if n.rec != nil {
 		go n.reconcile()
 	}
