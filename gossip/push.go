@@ -209,6 +209,9 @@ func (n *Node) tick() {
 	// A backlog of received groups: the node is short of CPU, and what a
 	// request would ask for may be queued already (stickydb.SetBehind).
 	n.db.SetBehind(len(n.recvCh) >= recvBehind)
+	if !n.ready.ready.Load() {
+		n.life.SeedsMissing(n.missingSeeds())
+	}
 	rd := n.life.Tick(now)
 	n.heartbeats()
 	n.copies.expire(now, &n.stats)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Seeds given as DNS names (a Kubernetes headless Service, a round-robin
@@ -114,4 +117,35 @@ func (n *Node) lonely() {
 		ev.Strs("seeds", seeds).Int("contacted", k).AnErr("resolve_error", err).AnErr("join_error", jerr).
 			Msg("no peers: joined the seeds again")
 	}
+}
+
+// missingSeeds counts the configured seeds given as ip:port (names are
+// left out: how many nodes they stand for is not known) that are not a
+// live member: readiness waits for them a while (stickydb.LifeConfig
+// SeedWait).
+func (n *Node) missingSeeds() int {
+	if n.ml == nil {
+		return 0
+	}
+	up := map[string]bool{}
+	for _, m := range n.ml.Members() {
+		if m.State == memberlist.StateAlive {
+			up[net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))] = true
+		}
+	}
+	missing := 0
+	for _, s := range n.seeds() {
+		h, p, err := net.SplitHostPort(s)
+		if err != nil {
+			continue
+		}
+		ip := net.ParseIP(h)
+		if ip == nil {
+			continue
+		}
+		if !up[net.JoinHostPort(ip.String(), p)] {
+			missing++
+		}
+	}
+	return missing
 }

@@ -25,6 +25,10 @@ type LifeConfig struct {
 	// CatchUpTimeout: the node is ready this long after joining even if it
 	// has not caught up. Default 60s.
 	CatchUpTimeout time.Duration
+	// SeedWait: while a configured seed is not a live member yet
+	// (SeedsMissing), readiness waits, for this long after joining at
+	// most. Default 5s.
+	SeedWait time.Duration
 	// Provisional: the node's binds are provisional (DB.SetProvisional)
 	// from NewLifecycle until it is ready: they lose every conflict with
 	// the bindings the fleet already holds.
@@ -41,6 +45,9 @@ func (c LifeConfig) withDefaults() LifeConfig {
 	if c.CatchUpTimeout <= 0 {
 		c.CatchUpTimeout = 60 * time.Second
 	}
+	if c.SeedWait <= 0 {
+		c.SeedWait = 5 * time.Second
+	}
 	return c
 }
 
@@ -51,6 +58,7 @@ const (
 	WhyVectors    = "peer vectors"  // a live peer's vector has not arrived
 	WhyCatchingUp = "catching up"   // the vector does not cover the target yet
 	WhyDeferred   = "clock behind"  // received bindings wait for the clock (DB.Deferred)
+	WhySeeds      = "seeds"         // a configured seed is not a live member yet (SeedWait)
 	WhyAlone      = "alone"         // ready: no peers and no seed to join
 	WhyCaughtUp   = "caught up"     // ready: the target is covered
 	WhyTimeout    = "timeout"       // ready: CatchUpTimeout passed
@@ -98,6 +106,7 @@ type Lifecycle struct {
 	joined   bool
 	joinedAt int64 // unix ms
 	seedless bool  // no seed to join but the node itself
+	missing  int   // configured seeds not live members yet (SeedsMissing)
 
 	copyDone bool
 	askedAt  int64 // last start-up copy request, unix ms; 0 none
@@ -138,6 +147,19 @@ func (l *Lifecycle) Joined(now time.Time, seedless bool) {
 		return
 	}
 	l.joined, l.joinedAt, l.seedless = true, now.UnixMilli(), seedless
+}
+
+// SeedsMissing records how many configured seeds (other than the node
+// itself) are not live members yet. While one is missing, readiness waits,
+// SeedWait at most after joining: when a whole fleet restarts, its first
+// node would otherwise catch up with the peers already up and say ready
+// before the last one is, then bind for good the clients whose bindings
+// only that one holds (bound anew with a later generation, they move).
+// Until ready, its binds stay provisional and lose to those.
+func (l *Lifecycle) SeedsMissing(n int) {
+	l.mu.Lock()
+	l.missing = n
+	l.mu.Unlock()
 }
 
 // CopyChunk records a chunk of a full copy arriving: the start-up copy is
@@ -309,6 +331,8 @@ func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 		// Covered by the vector, not yet in the table: bindings ahead of
 		// this node's clock (a fleet whose clocks stepped back) wait for it.
 		rd.Why = WhyDeferred
+	case l.missing > 0 && nowMs-l.joinedAt < l.cfg.SeedWait.Milliseconds():
+		rd.Why = WhySeeds
 	default:
 		l.become(WhyCaughtUp, nowMs, rd)
 		return

@@ -317,3 +317,42 @@ func TestLifecycleDeferredHoldsReadiness(t *testing.T) {
 		t.Fatal("ready without the binding")
 	}
 }
+
+// A whole fleet restarted at once: the node has caught up with the one
+// peer up so far, but a configured seed is not a member yet (it holds
+// bindings no one else has). Readiness waits for it, SeedWait at most; a
+// seed that comes up in time is caught up with first.
+func TestLifecycleWaitsForSeeds(t *testing.T) {
+	now := t0
+	a := newTestDB(t, "a", now)
+	b := newTestDB(t, "b", now)
+	c := newTestDB(t, "c", now)
+	lifeBind(t, b, 1, 3, now)
+	lifeBind(t, c, 2, 3, now)
+	lc := NewLifecycle(a, LifeConfig{SeedWait: 5 * time.Second})
+	a.SetPeers([]string{"b"}, now)
+	lc.Joined(now, false)
+	lc.SeedsMissing(1) // c: configured, not up yet
+	a.ObserveVector("b", b.Vector(), now)
+	lifeDeliver(t, b, a, now)
+	wantLife(t, "b covered, seed c missing", lc.Tick(now), false, WhySeeds)
+
+	now = now.Add(2 * time.Second)
+	a.SetPeers([]string{"b", "c"}, now)
+	lc.SeedsMissing(0)
+	a.ObserveVector("c", c.Vector(), now)
+	wantLife(t, "c up, not covered", lc.Tick(now), false, WhyCatchingUp)
+	lifeDeliver(t, c, a, now)
+	wantLife(t, "c covered", lc.Tick(now), true, WhyCaughtUp)
+
+	// A seed that never comes up holds readiness back SeedWait at most.
+	d := newTestDB(t, "d", t0)
+	ld := NewLifecycle(d, LifeConfig{SeedWait: 5 * time.Second})
+	d.SetPeers([]string{"b"}, t0)
+	ld.Joined(t0, false)
+	ld.SeedsMissing(1)
+	d.ObserveVector("b", b.Vector(), t0)
+	lifeDeliver(t, b, d, t0)
+	wantLife(t, "seed down", ld.Tick(t0.Add(4*time.Second)), false, WhySeeds)
+	wantLife(t, "seed down past SeedWait", ld.Tick(t0.Add(5*time.Second)), true, WhyCaughtUp)
+}
