@@ -121,6 +121,12 @@ type Config struct {
 	// Default: the DB's NewEpoch.
 	NewEpoch func(epoch int64) error
 
+	// Reconcile, when set, completes a disk recovery once the node has
+	// caught up with its peers (stickydb.LifeConfig.Reconcile): the node
+	// is ready only after it returns nil. It runs once, off the run loop.
+	// An error is logged and the node stays not ready.
+	Reconcile func() error
+
 	// OnDrain applies a replica's drain state, set here or on any node
 	// (SetDrain), to this node's proxy. Called on the goroutine that
 	// received the change, never with a gossip lock held; it must not block

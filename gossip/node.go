@@ -43,8 +43,9 @@ type Node struct {
 	work     chan func()
 	recvCh   chan recvItem // change groups for the receiver (receive.go)
 
-	started   atomic.Bool
-	closing   atomic.Bool
+	started     atomic.Bool
+	closing     atomic.Bool
+	reconciling atomic.Bool // Config.Reconcile started (ready.go)
 	closeOnce sync.Once
 	closeErr  error
 

@@ -36,6 +36,7 @@ func (c Config) lifeConfig() stickydb.LifeConfig {
 		CopyTimeout:    c.CopyTimeout,
 		CatchUpTimeout: c.CatchUpTimeout,
 		Provisional:    c.Provisional,
+		Reconcile:      c.Reconcile != nil,
 	}
 }
 
@@ -59,6 +60,10 @@ func (n *Node) applyLife(rd stickydb.Ready, now time.Time) {
 	if rd.CopyGivenUp {
 		n.log.Warn().Msg("no peer sent a start-up copy; catching up from the change logs")
 	}
+	if rd.Reconcile && !n.reconciling.Swap(true) {
+		n.wg.Add(1)
+		go n.reconcile()
+	}
 	if rd.Became {
 		if rd.Why == stickydb.WhyTimeout {
 			n.stats.catchUpTimeout.Add(1)
@@ -66,6 +71,18 @@ func (n *Node) applyLife(rd stickydb.Ready, now time.Time) {
 		}
 		n.markReady(rd.Why, now)
 	}
+}
+
+// reconcile runs Config.Reconcile once (Ready.Reconcile): disk work, off
+// the run loop.
+func (n *Node) reconcile() {
+	defer n.wg.Done()
+	if err := n.cfg.Reconcile(); err != nil {
+		n.log.Error().Err(err).Msg("reconcile after recovery; the node stays not ready")
+		return
+	}
+	n.life.Reconciled()
+	n.wake()
 }
 
 // startEpoch starts the epoch the lifecycle asks for: with a disk it is

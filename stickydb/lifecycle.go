@@ -29,6 +29,14 @@ type LifeConfig struct {
 	// (SeedsMissing), readiness waits, for this long after joining at
 	// most. Default 5s.
 	SeedWait time.Duration
+	// Reconcile: the node recovered from its disk in a way that must be
+	// reconciled with what the peers sent (a long outage: the local
+	// snapshot and own log merged after the peers' copy, Fig. 11 step
+	// 665). Once caught up (or CatchUpTimeout), Ready.Reconcile asks the
+	// shell to do it, and the node becomes ready only once the shell says
+	// Reconciled: until then its binds stay provisional, so none can beat a
+	// binding the disk still holds.
+	Reconcile bool
 	// Provisional: the node's binds are provisional (DB.SetProvisional)
 	// from NewLifecycle until it is ready: they lose every conflict with
 	// the bindings the fleet already holds.
@@ -59,6 +67,7 @@ const (
 	WhyCatchingUp = "catching up"   // the vector does not cover the target yet
 	WhyDeferred   = "clock behind"  // received bindings wait for the clock (DB.Deferred)
 	WhySeeds      = "seeds"         // a configured seed is not a live member yet (SeedWait)
+	WhyReconcile  = "reconciling"   // caught up; the disk recovery is being reconciled (LifeConfig.Reconcile)
 	WhyAlone      = "alone"         // ready: no peers and no seed to join
 	WhyCaughtUp   = "caught up"     // ready: the target is covered
 	WhyTimeout    = "timeout"       // ready: CatchUpTimeout passed
@@ -77,6 +86,10 @@ type Ready struct {
 	// Requests to send: the core's gap and watchdog requests (DB.Tick) and
 	// the start-up copy request (Reason ReasonInitial).
 	Requests []Request
+	// Reconcile: reconcile the disk recovery now, then call Reconciled
+	// (LifeConfig.Reconcile). Level-triggered: said on every Tick until
+	// Reconciled is called.
+	Reconcile bool
 	// CopyGivenUp: every live peer was asked for the start-up copy and none
 	// sent one; the node catches up event by event (set once, for the log).
 	CopyGivenUp bool
@@ -107,6 +120,8 @@ type Lifecycle struct {
 	joinedAt int64 // unix ms
 	seedless bool  // no seed to join but the node itself
 	missing  int   // configured seeds not live members yet (SeedsMissing)
+
+	reconciled bool // the shell reconciled the disk recovery (Reconciled)
 
 	copyDone bool
 	askedAt  int64 // last start-up copy request, unix ms; 0 none
@@ -159,6 +174,14 @@ func (l *Lifecycle) Joined(now time.Time, seedless bool) {
 func (l *Lifecycle) SeedsMissing(n int) {
 	l.mu.Lock()
 	l.missing = n
+	l.mu.Unlock()
+}
+
+// Reconciled records that the shell has reconciled the disk recovery
+// (Ready.Reconcile).
+func (l *Lifecycle) Reconciled() {
+	l.mu.Lock()
+	l.reconciled = true
 	l.mu.Unlock()
 }
 
@@ -343,6 +366,12 @@ func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 }
 
 func (l *Lifecycle) become(why string, nowMs int64, rd *Ready) {
+	if l.cfg.Reconcile && !l.reconciled {
+		// Caught up (or given up waiting): now the disk's share, then
+		// ready.
+		rd.Reconcile, rd.Why = true, WhyReconcile
+		return
+	}
 	l.ready, l.why, l.readyAt = true, why, nowMs
 	rd.Became, rd.Why = true, why
 	if l.cfg.Provisional {

@@ -356,3 +356,48 @@ func TestLifecycleWaitsForSeeds(t *testing.T) {
 	wantLife(t, "seed down", ld.Tick(t0.Add(4*time.Second)), false, WhySeeds)
 	wantLife(t, "seed down past SeedWait", ld.Tick(t0.Add(5*time.Second)), true, WhyCaughtUp)
 }
+
+// A node recovered from its disk after a long outage: once caught up, the
+// lifecycle asks the shell to reconcile the disk (on every Tick until told
+// it is done) and says ready only after that; its binds stay provisional
+// until then, so none of them can beat a binding the disk still holds.
+func TestLifecycleReconcilesBeforeReady(t *testing.T) {
+	now := t0
+	a := newTestDB(t, "a", now)
+	b := newTestDB(t, "b", now)
+	lifeBind(t, b, 1, 3, now)
+	lc := NewLifecycle(a, LifeConfig{Reconcile: true, Provisional: true})
+	a.SetPeers([]string{"b"}, now)
+	lc.Joined(now, false)
+	a.ObserveVector("b", b.Vector(), now)
+	lifeDeliver(t, b, a, now)
+	for i := range 3 {
+		rd := lc.Tick(now)
+		if !rd.Reconcile || rd.Ready || rd.Why != WhyReconcile {
+			t.Fatalf("tick %d after catching up: %+v, want Reconcile, not ready", i, rd)
+		}
+		k := mustKey(t, fmt.Sprintf("10.9.0.%d", i+1), "app")
+		if got, _, _ := a.BindIfAbsent(k, "r1", now); got.Generation != 0 {
+			t.Fatalf("a bind while reconciling has generation %d, want 0 (provisional)", got.Generation)
+		}
+	}
+	lc.Reconciled()
+	rd := lc.Tick(now)
+	if rd.Reconcile || !rd.Ready || !rd.Became || rd.Why != WhyCaughtUp {
+		t.Fatalf("after Reconciled: %+v", rd)
+	}
+	k := mustKey(t, "10.9.1.1", "app")
+	if got, _, _ := a.BindIfAbsent(k, "r1", now); got.Generation == 0 {
+		t.Fatal("a bind after ready is still provisional")
+	}
+	// Without a disk to reconcile, caught up is ready at once.
+	c := newTestDB(t, "c", now)
+	lc2 := NewLifecycle(c, LifeConfig{})
+	c.SetPeers([]string{"b"}, now)
+	lc2.Joined(now, false)
+	c.ObserveVector("b", b.Vector(), now)
+	lifeDeliver(t, b, c, now)
+	if rd := lc2.Tick(now); rd.Reconcile || !rd.Ready {
+		t.Fatalf("no disk: %+v", rd)
+	}
+}

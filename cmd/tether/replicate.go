@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/tetherproxy/tether/edge"
 	"github.com/tetherproxy/tether/gossip"
@@ -78,6 +77,10 @@ func startGossip(_ context.Context, n *node) error {
 		gc.Persister = n.store
 		gc.NewEpoch = n.store.NewEpoch
 	}
+	if n.rec != nil && n.rec.Report.Mode != recovery.ModeShort {
+		// The core says when: once caught up, before ready.
+		gc.Reconcile = n.reconcile
+	}
 	g, err := gossip.New(gc, n.db)
 	if err != nil {
 		return err
@@ -87,24 +90,17 @@ func startGossip(_ context.Context, n *node) error {
 	}
 	n.gossip, n.bind = g, g.Store()
 	n.onShutdown("leave cluster", func(context.Context) error { return g.Close() })
-	if n.rec != nil {
-		go n.reconcile()
-	}
 	return nil
 }
 
-// reconcile completes a disk recovery once gossip has caught up (or given
-// up): a long outage merges the local snapshot after the peers' copy too,
-// so a whole fleet restarted after a long stop loses nothing that was
-// flushed, and the own log again on top (Fig. 11 step 665).
-func (n *node) reconcile() {
+// reconcile completes a disk recovery once the core's lifecycle says the
+// node has caught up (or given up waiting), before it is ready: a long
+// outage merges the local snapshot after the peers' copy too, so a whole
+// fleet restarted after a long stop loses nothing that was flushed, and
+// the own log again on top (Fig. 11 step 665). Binds stay provisional
+// until it is done.
+func (n *node) reconcile() error {
 	rep := n.rec.Report
-	if rep.Mode == recovery.ModeShort {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	_ = n.gossip.WaitReady(ctx)
 	var err error
 	if rep.Mode == recovery.ModeLong {
 		err = n.rec.ReconcileLocal(n.now())
@@ -112,18 +108,16 @@ func (n *node) reconcile() {
 		err = n.rec.Reconcile(n.now())
 	}
 	if err != nil && !errors.Is(err, recovery.ErrReconciled) {
-		n.log.Error().Err(err).Msg("reconcile after recovery")
-		return
+		return err
 	}
-	n.reconciled.Store(true)
 	n.log.Info().Str("mode", rep.Mode.String()).Msg("recovery reconciled with the peers")
+	return nil
 }
 
-// ready is /readyz: recovered, joined and caught up with the live peers
-// (or alone). Until then the node still proxies with rendezvous selection.
+// ready is /readyz: recovered, joined, caught up with the live peers (or
+// alone) and, after a disk recovery, reconciled (the core's lifecycle
+// says ready only then). Until then the node still proxies with rendezvous
+// selection and provisional binds.
 func (n *node) ready() bool {
-	if n.gossip == nil || !n.gossip.Ready() {
-		return false
-	}
-	return n.rec == nil || n.rec.Report.Mode == recovery.ModeShort || n.reconciled.Load()
+	return n.gossip != nil && n.gossip.Ready()
 }

@@ -80,12 +80,11 @@ type node struct {
 	store  *recovery.Store    // disk mode only
 	rec    *recovery.Recovery // disk mode only
 
-	reconciled atomic.Bool
-	started    time.Time
-	proxyPtr   atomic.Pointer[proxy.Proxy] // for gossip's drain callback, set once the proxy exists
-	proxy      *proxy.Proxy
-	server     *http.Server
-	ln         net.Listener
+	started  time.Time
+	proxyPtr atomic.Pointer[proxy.Proxy] // for gossip's drain callback, set once the proxy exists
+	proxy    *proxy.Proxy
+	server   *http.Server
+	ln       net.Listener
 
 	wrapTransport transportWrapper // nil; set only by the faultinject test hook
 
