@@ -46,8 +46,8 @@ type Node struct {
 	started     atomic.Bool
 	closing     atomic.Bool
 	reconciling atomic.Bool // Config.Reconcile started (ready.go)
-	closeOnce sync.Once
-	closeErr  error
+	closeOnce   sync.Once
+	closeErr    error
 
 	memberMu sync.Mutex
 	members  map[string]memberlist.Node // alive peers as memberlist reports them
