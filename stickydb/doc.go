@@ -50,8 +50,11 @@
 // whether the node is ready, with Why. Ready means the node's vector
 // covers what every live peer's vector showed when first seen, with a
 // peer whose vector is still unknown (or that came up meanwhile) holding
-// it back; or "alone" (no peer, no seed), or "timeout" after
-// CatchUpTimeout.
+// it back, and with configured seeds not up yet (SeedsMissing) holding it
+// back SeedWait at most; or "alone" (no peer, no seed), or "timeout"
+// after CatchUpTimeout. With LifeConfig.Reconcile (a disk recovery to
+// complete), caught up first asks the shell to reconcile (Ready.Reconcile)
+// and is ready only once the shell says Reconciled.
 //
 // The fleet's drain registers (drains.go) are core state as well: a
 // last-writer-wins register per replica (Drains.Set, Merge, and ResendDue
