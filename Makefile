@@ -90,8 +90,8 @@ fuzz: deps
 # SOAK_SEEDS seeds, the whole-lifetime test at 10x (1000 fleets x 80
 # phases), a fleet of processes through 60 TTLs with 30 restarts per
 # recovery mode, the merge semilattice and gossip's wire round trips at 10x
-# checks, recovery's randomized crash tests 10 times. About 35 min on the
-# 2-core machine with the default 40 seeds; bounded by SOAK_TIMEOUT per
+# checks, recovery's randomized crash tests 10 times. About 40 min on the
+# 2-core machine with the default 40 seeds (15 seeds took 21 min); bounded by SOAK_TIMEOUT per
 # command.
 SOAK_SEEDS   ?= 40
 SOAK_TIMEOUT ?= 25m
