@@ -131,11 +131,7 @@ func (db *DB) admitDeferred(nowMs int64) {
 	var ic internCache
 	var js []joined
 	for _, x := range due {
-		if _, join, _ := db.mergeRemote(x.k, x.b, nowMs, &ic); join {
-			if b, ok := db.Lookup(x.k); ok {
-				js = append(js, joined{x.k, b})
-			}
-		}
+		_, _ = db.mergeRemote(x.k, x.b, nowMs, &ic, &js)
 	}
 	db.announceJoins(js)
 	for i := range groups {

@@ -225,17 +225,12 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 	var ic internCache
 	var js []joined
 	for i := range evs {
-		changed, join, err := db.mergeRemote(evs[i].Key, evs[i].Binding, nowMs, &ic)
+		changed, err := db.mergeRemote(evs[i].Key, evs[i].Binding, nowMs, &ic, &js)
 		switch {
 		case err != nil:
 			res.Rejected++
 		case changed:
 			res.Changed++
-		}
-		if join {
-			if b, ok := db.Lookup(evs[i].Key); ok {
-				js = append(js, joined{evs[i].Key, b})
-			}
 		}
 	}
 	res.Applied += len(evs)
@@ -265,8 +260,7 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 // expiry of the join it holds (raiseExpired), so an event that still
 // decides a live binding somewhere is never past its horizon.
 func (db *DB) applyRemote(k Key, r Binding, nowMs int64, ic *internCache) (bool, error) {
-	changed, _, err := db.mergeRemote(k, r, nowMs, ic)
-	return changed, err
+	return db.mergeRemote(k, r, nowMs, ic, nil)
 }
 
 // announceJoins makes an own refresh (or delete) event of every binding in
@@ -304,12 +298,12 @@ func (db *DB) pastHorizon(annMs, nowMs int64) bool {
 	return annMs+db.refreshMs+db.skewMs <= nowMs
 }
 
-// mergeRemote is applyRemote under the key's shard lock. joined reports a
-// merge whose result equals neither the table's binding nor r (see
-// announceJoins); the result is then db.Lookup's.
-func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (changed, joined bool, err error) {
+// mergeRemote is applyRemote under the key's shard lock. With js set, a
+// merge whose result equals neither the table's binding nor r is appended
+// to it, as the table now holds it, to be announced (announceJoins).
+func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache, js *[]joined) (changed bool, err error) {
 	if !k.Valid() {
-		return false, false, ErrInvalidKey
+		return false, ErrInvalidKey
 	}
 	// An expiry further ahead than any honest node can announce (TTL plus a
 	// tombstone's skew margin, plus the sender's clock running up to
@@ -322,28 +316,28 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (chang
 	genAhead := r.Generation > MaxGeneration || r.Generation > birth(nowMs)+MaxGenerationAhead
 	if overCap || genAhead {
 		if db.deferBinding(k, r, nowMs) {
-			return false, false, nil
+			return false, nil
 		}
 		db.stats.eventsRejected.Add(1)
 		if overCap {
-			return false, false, ErrExpiryOverCap
+			return false, ErrExpiryOverCap
 		}
-		return false, false, ErrGeneration
+		return false, ErrGeneration
 	}
 	if db.pastHorizon(r.Expiry, nowMs) {
 		db.stats.eventsExpired.Add(1)
-		return false, false, nil
+		return false, nil
 	}
 	if r.Deleted {
 		r.Replica = ""
 	}
 	rid, err := ic.id(db.names, r.Replica)
 	if err != nil {
-		return false, false, err
+		return false, err
 	}
 	oid, err := ic.id(db.names, r.Origin)
 	if err != nil {
-		return false, false, err
+		return false, err
 	}
 	k.host = ic.host(k.host)
 	kh := k.Hash()
@@ -364,12 +358,12 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (chang
 		ne.exp = max(ne.exp, l.exp) // the same binding: keep this node's extension by hits
 	}
 	if ok && ne == l {
-		return false, false, nil
+		return false, nil
 	}
 	if (!ok || l.origin != ne.origin) && db.byOrigin[ne.origin].Load() >= int64(db.cfg.MaxBindingsPerOrigin) {
 		db.stats.capBreaches.Add(1)
 		db.stats.eventsRejected.Add(1)
-		return false, false, ErrOriginFull
+		return false, ErrOriginFull
 	}
 	changed = !present || l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica || l.origin != ne.origin
 	db.store(s, k, l, ok, ne, nowMs)
@@ -377,9 +371,13 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache) (chang
 	// the binding's identity).
 	var arrived entry
 	arrived.setAnnounced(r.Expiry)
-	joined = present && changed && (l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica) &&
-		(arrived.ann != ne.ann || !sameClass(m, r))
-	return changed, joined, nil
+	if js != nil && present && changed && (l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica) &&
+		(arrived.ann != ne.ann || !sameClass(m, r)) {
+		if cur, held := s.m[k]; held { // store may have evicted it
+			*js = append(*js, joined{k, db.binding(cur)})
+		}
+	}
+	return changed, nil
 }
 
 // observe compares a peer's vector with ours (Fig. 8): where the peer knows
