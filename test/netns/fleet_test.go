@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -822,5 +824,52 @@ func TestNothingLeftBehind(t *testing.T) {
 	})
 	if left := lab.Leftovers(); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// TestExtraAddressesAreRouted checks that a host's extra addresses reach
+// hosts added before and after it, through one neighbour entry each.
+func TestExtraAddressesAreRouted(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Fatal(err)
+	}
+	lab := New(t)
+	before := lab.AddHost("before", 0)
+	cl := lab.AddHost("cl", 20)
+	after := lab.AddHost("after", 0)
+	for _, srv := range []*Host{before, after} {
+		ln, err := srv.Listen(srv.Addr.String() + ":9000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = c.Write([]byte(c.RemoteAddr().String() + "\n"))
+				_ = c.Close()
+			}
+		}()
+		for _, src := range cl.Extra {
+			c, err := cl.Dialer(src, 3*time.Second)(context.Background(), "tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatalf("%s from %s: %v", srv.Name, src, err)
+			}
+			line, err := bufio.NewReader(c).ReadString('\n')
+			_ = c.Close()
+			if err != nil || !strings.HasPrefix(line, src.String()+":") {
+				t.Fatalf("%s from %s: the server saw %q (%v)", srv.Name, src, line, err)
+			}
+		}
+		out, err := exec.Command("ip", "-n", srv.NS, "neigh", "show", "dev", "eth0").CombinedOutput()
+		if err != nil {
+			t.Fatal(err, string(out))
+		}
+		if n := strings.Count(strings.TrimSpace(string(out)), "\n") + 1; n > 2 {
+			t.Fatalf("%s holds %d neighbour entries after %d client addresses dialled it, want at most 2:\n%s", srv.Name, n, len(cl.Extra), out)
+		}
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,6 +182,15 @@ func (l *Lab) Leftovers() []string {
 
 // AddHost makes a namespace on the bridge with address 10.214.i.1 and
 // extra more addresses (10.214.i.2 and up, at most 253), loopback up.
+// Hosts are added one at a time.
+//
+// The extra addresses are not on the bridge's link: each is a /32 of the
+// host, and every other host routes 10.214.i.0/24 through 10.214.i.1. So
+// a peer holds one neighbour (ARP) entry for the host however many source
+// addresses it dials from. On the link, 250 client addresses times 25
+// nodes overflowed the kernel's neighbour table, which is one table for
+// every namespace (gc_thresh3, 1,024 by default): "neighbor table
+// overflow", and the nodes' answers to some clients were lost.
 func (l *Lab) AddHost(name string, extra int) *Host {
 	l.tb.Helper()
 	if extra > 253 {
@@ -189,6 +200,7 @@ func (l *Lab) AddHost(name string, extra int) *Host {
 	idx := len(l.hosts) + 1
 	h := &Host{Name: name, NS: l.prefix + name, lab: l, port: fmt.Sprintf("p%d", idx),
 		Addr: netip.AddrFrom4([4]byte{10, 214, byte(idx), 1})}
+	others := slices.Clone(l.hosts)
 	l.hosts = append(l.hosts, h)
 	l.mu.Unlock()
 	if idx > 250 {
@@ -202,15 +214,37 @@ func (l *Lab) AddHost(name string, extra int) *Host {
 	for i := 0; i < extra; i++ {
 		a := netip.AddrFrom4([4]byte{10, 214, byte(idx), byte(2 + i)})
 		h.Extra = append(h.Extra, a)
-		fmt.Fprintf(&batch, "addr add %s/16 dev eth0\n", a)
+		fmt.Fprintf(&batch, "addr add %s/32 dev eth0\n", a)
 	}
 	batch.WriteString("link set eth0 up\nlink set lo up\n")
-	cmd := exec.Command("ip", "-n", h.NS, "-batch", "-")
-	cmd.Stdin = &batch
-	if out, err := cmd.CombinedOutput(); err != nil {
-		l.tb.Fatalf("netns: configuring %s: %v: %s", h.NS, err, out)
+	for _, o := range others {
+		if len(o.Extra) > 0 {
+			batch.WriteString(o.extraRoute())
+		}
+	}
+	l.ipBatch(h.NS, &batch)
+	if extra > 0 {
+		for _, o := range others {
+			l.ipBatch(o.NS, strings.NewReader(h.extraRoute()))
+		}
 	}
 	return h
+}
+
+// extraRoute is the route other hosts take to h's extra addresses.
+func (h *Host) extraRoute() string {
+	a := h.Addr.As4()
+	return fmt.Sprintf("route add 10.214.%d.0/24 via %s dev eth0 onlink\n", a[2], h.Addr)
+}
+
+// ipBatch runs ip's commands in namespace ns.
+func (l *Lab) ipBatch(ns string, cmds io.Reader) {
+	l.tb.Helper()
+	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
+	cmd.Stdin = cmds
+	if out, err := cmd.CombinedOutput(); err != nil {
+		l.tb.Fatalf("netns: configuring %s: %v: %s", ns, err, out)
+	}
 }
 
 func (l *Lab) must(args ...string) {

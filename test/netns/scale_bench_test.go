@@ -26,6 +26,7 @@ var (
 	scaleSizes  = flag.String("netns.sizes", "10,25", "fleet sizes of BenchmarkNamespaceFleet")
 	scaleRate   = flag.Int("netns.scale-rate", 500, "new bindings per second, fleet-wide, through the proxies (BenchmarkNamespaceFleet)")
 	scaleWindow = flag.Duration("netns.scale-window", 10*time.Second, "measuring window of BenchmarkNamespaceFleet (idle and loaded each)")
+	scaleProf   = flag.String("netns.cpuprofile", "", "write node0's CPU profile of the idle window to this path (BenchmarkNamespaceFleet)")
 )
 
 // BenchmarkNamespaceFleet runs N tether processes, each a host of its own
@@ -34,7 +35,9 @@ var (
 // fixed fleet-wide rate of new bindings made through the proxies:
 // convergence (a probe binds a new client through one node every 100 ms;
 // the time from its response until every other node's admin API shows the
-// binding, all polled at once), CPU per node (each process's user+system
+// binding, all polled at once, each every N/5 ms and at least every 1 ms:
+// at 25 nodes, polling each every millisecond was 24,000 requests/s,
+// more than the load itself), CPU per node (each process's user+system
 // time) and wire bytes per node (the host's eth0 counters: memberlist,
 // gossip and proxy traffic), idle and loaded; then the cost of a crash
 // (one node killed: the survivors' CPU and bytes in the next window).
@@ -148,6 +151,20 @@ func (s *scaleFleet) bind(ctx context.Context, c int, host string, n *Node) erro
 	return nil
 }
 
+// profile writes node i's CPU profile of the next d to path.
+func (s *scaleFleet) profile(i int, d time.Duration, path string) {
+	code, body, err := s.nodes[i].Do(http.MethodGet, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), nil)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("status %d", code)
+	}
+	if err == nil {
+		err = os.WriteFile(path, body, 0o644)
+	}
+	if err != nil {
+		s.tb.Logf("cpu profile of %s: %v", s.nodes[i].Name, err)
+	}
+}
+
 // usage is what the fleet's processes and links have used so far.
 type usage struct {
 	at     time.Time
@@ -159,14 +176,22 @@ type usage struct {
 
 func (s *scaleFleet) usage(alive func(i int) bool) usage {
 	u := usage{at: time.Now()}
+	var tl, tg time.Duration
 	for i, n := range s.nodes {
 		u.cpu = append(u.cpu, procCPU(n))
+		t0 := time.Now()
 		u.link = append(u.link, linkBytes(n.Host))
+		t1 := time.Now()
 		var g, m float64
 		if alive(i) {
 			g, m = gossipSent(n)
 		}
+		tg += time.Since(t1)
+		tl += t1.Sub(t0)
 		u.gossip, u.msgs = append(u.gossip, g), append(u.msgs, m)
+	}
+	if d := time.Since(u.at); d > time.Second {
+		s.tb.Logf("reading the fleet's usage took %v (links %v, metrics %v)", d.Round(time.Millisecond), tl.Round(time.Millisecond), tg.Round(time.Millisecond))
 	}
 	return u
 }
@@ -309,6 +334,7 @@ func (s *scaleFleet) probe(i int, from int, alive func(i int) bool) (time.Durati
 	var mu sync.Mutex
 	var slowest time.Duration
 	var firstErr error
+	every := time.Duration(max(1, len(s.nodes)/5)) * time.Millisecond
 	for j, n := range s.nodes {
 		if j == from || !alive(j) {
 			continue
@@ -331,7 +357,7 @@ func (s *scaleFleet) probe(i int, from int, alive func(i int) bool) (time.Durati
 					mu.Unlock()
 					return
 				}
-				time.Sleep(time.Millisecond)
+				time.Sleep(every) // poll spacing
 			}
 		}()
 	}
@@ -348,10 +374,14 @@ func runScale(b *testing.B, n, rate int, window time.Duration) {
 
 	time.Sleep(2 * time.Second) // settle after the last join (pacing, not a wait for a condition)
 	u0 := s.usage(alive)
+	if *scaleProf != "" {
+		go s.profile(0, window, fmt.Sprintf("%s.n%d", *scaleProf, n))
+	}
 	time.Sleep(window) // idle window (a measurement, not a wait for a condition)
 	idle := perNode(u0, s.usage(alive), alive)
 
 	stop := s.load(rate, alive)
+	loadStart := time.Now()
 	time.Sleep(2 * time.Second) // warm-up
 	u2 := s.usage(alive)
 	var lat []time.Duration
@@ -368,16 +398,19 @@ func runScale(b *testing.B, n, rate int, window time.Duration) {
 	}
 	loaded := perNode(u2, s.usage(alive), alive)
 	made, failed := stop()
+	loadFor := time.Since(loadStart)
 
 	// A crash: the last node is killed with the load on; the survivors'
 	// cost in the next window, against the loaded window before.
 	stop = s.load(rate, alive)
+	crashStart := time.Now()
 	down = n - 1
 	s.nodes[down].Kill()
 	u4 := s.usage(alive)
 	time.Sleep(window) // the window after the crash (a measurement)
 	crash := perNode(u4, s.usage(alive), alive)
 	made2, failed2 := stop()
+	crashFor := time.Since(crashStart)
 
 	slices.Sort(lat)
 	q := func(p float64) float64 {
@@ -395,8 +428,8 @@ func runScale(b *testing.B, n, rate int, window time.Duration) {
 	b.ReportMetric(idle.gossip/1000, "idle-gossip-kB/s/node")
 	b.ReportMetric(loaded.gossip/1000, "load-gossip-kB/s/node")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("N=%d rate %d/s: %d made (%d failed) in the loaded phase, %d (%d failed) after the crash; %d probes, %d lost; convergence p50 %.2f ms p99 %.2f ms max %.2f ms",
-		n, rate, made, failed, made2, failed2, len(lat)+lost, lost, q(.5), q(.99), q(1))
+	b.Logf("N=%d rate %d/s: %d made (%d failed) in the loaded phase (%v, warm-up included), %d (%d failed) after the crash (%v); %d probes, %d lost; convergence p50 %.2f ms p99 %.2f ms max %.2f ms",
+		n, rate, made, failed, loadFor.Round(time.Millisecond), made2, failed2, crashFor.Round(time.Millisecond), len(lat)+lost, lost, q(.5), q(.99), q(1))
 	for _, r := range []struct {
 		name string
 		r    rates
