@@ -55,6 +55,7 @@ func main() {
 	pushInterval := flag.Duration("push-interval", 0, "gossip PushInterval for every node (0: the default, 20ms)")
 	pushBurst := flag.Int("push-burst", 0, "gossip PushBurst for every node (0: the default, 20)")
 	pushBudget := flag.Int("push-budget", 0, "gossip PushBudget for every node, groups/s to all peers (0: the default, 1000)")
+	maxUDP := flag.Int("max-udp", 0, "gossip MaxUDPBytes for every node (0: the default, 1300; loopback carries up to 65000)")
 	out := flag.String("out", "bench/scale.json", "JSON output")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the fleet runs' measuring windows to this file (pprof)")
 	flag.Parse()
@@ -109,8 +110,17 @@ func main() {
 			if *pushBurst > 0 {
 				pb = *pushBurst
 			}
+			mu := dc.MaxUDPBytes
+			if *maxUDP > 0 {
+				mu = *maxUDP
+			}
 			o.tuning = fmt.Sprintf("push %v x%d, budget %d/s", pi, pb, pg)
-			o.retune = func(c *gossip.Config, _ int) { c.PushInterval, c.PushBurst, c.PushBudget = pi, pb, pg }
+			if mu != dc.MaxUDPBytes {
+				o.tuning += fmt.Sprintf(", UDP up to %d B", mu)
+			}
+			o.retune = func(c *gossip.Config, _ int) {
+				c.PushInterval, c.PushBurst, c.PushBudget, c.MaxUDPBytes = pi, pb, pg, mu
+			}
 			if n == *joinerN {
 				o.joiner = *joiner
 			}
