@@ -92,6 +92,7 @@ type fleet struct {
 	transports map[string]*faultnet.Transport
 	key        []byte
 	retune     func(*gossip.Config, int)
+	capacity   int // each DB's MaxBindings when above the default (a large joiner run)
 }
 
 var replicas = []string{"web-0", "web-1", "web-2", "web-3"}
@@ -128,7 +129,7 @@ func (f *fleet) add(i, n int, initialCopy bool, db *stickydb.DB) (*gossip.Node, 
 	c.InitialCopy = initialCopy
 	if db == nil {
 		var err error
-		db, err = newDB(fmt.Sprintf("n%d", i), 0)
+		db, err = newDB(fmt.Sprintf("n%d", i), f.capacity)
 		if err != nil {
 			return nil, err
 		}
@@ -332,6 +333,10 @@ type fleetOpts struct {
 func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	r := FleetResult{N: n, Rate: o.rate, Tuning: o.tuning}
 	f := &fleet{net: faultnet.New(1), transports: map[string]*faultnet.Transport{}, key: []byte("0123456789abcdef"), retune: o.retune}
+	if o.joiner > 0 {
+		// Room for the joiner's bindings and every load before and during it.
+		f.capacity = o.joiner + o.joiner/4 + 1_000_000
+	}
 	defer f.close()
 	t0 := time.Now()
 	for i := range n {
@@ -564,7 +569,7 @@ func joinerRun(f *fleet, n int, o fleetOpts, r *FleetResult) error {
 	go func() { defer wg.Done(); gen.run(nodes, o.rate, stop) }()
 	defer func() { close(stop); wg.Wait() }()
 
-	db, err := newDB(fmt.Sprintf("n%d", n), 0)
+	db, err := newDB(fmt.Sprintf("n%d", n), f.capacity)
 	if err != nil {
 		return err
 	}
