@@ -216,6 +216,11 @@ func (l *Lifecycle) Status() (ready bool, why string) {
 
 // Tick advances the lifecycle to now and says what to do.
 func (l *Lifecycle) Tick(now time.Time) Ready {
+	l.mu.Lock()
+	// The start-up copy asked and not merged yet holds the DB's own
+	// requests back (DB.Tick; the gaps keep their age).
+	l.db.copying.Store(l.cfg.InitialCopy && !l.copyDone && l.askedAt != 0 && l.copies == 0)
+	l.mu.Unlock()
 	rd := Ready{Requests: l.db.Tick(now)}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -273,7 +278,10 @@ func (l *Lifecycle) startupCopy(table []PeerInfo, nowMs int64, rd *Ready) (Reque
 		rd.CopyGivenUp = true
 		return Request{}, false
 	}
-	slices.Sort(live)
+	// Peers that hold about what the fleet holds come first: another
+	// joiner, still copying itself, would send a part of the table (eight
+	// joiners at once asked each other).
+	full, rest := splitByHolding(table, live)
 	// Start at a peer that depends on the time, so that nodes restarting
 	// together, or one node restarting often, spread their copies; then go
 	// round from there (an offset from the current time could land on the
@@ -281,10 +289,43 @@ func (l *Lifecycle) startupCopy(table []PeerInfo, nowMs int64, rd *Ready) (Reque
 	if l.asked == 0 {
 		l.spread = nowMs
 	}
-	to := live[int((l.spread+int64(l.asked))%int64(len(live)))]
+	var to string
+	if i := int64(l.asked); i < int64(len(full)) {
+		to = full[(l.spread+i)%int64(len(full))]
+	} else {
+		to = rest[(l.spread+i-int64(len(full)))%int64(len(rest))]
+	}
 	l.asked++
 	l.askedAt, l.chunksAt = nowMs, l.chunks
 	return Request{To: to, Full: true, Reason: ReasonInitial}, true
+}
+
+// splitByHolding splits the live peers (names) into those whose last
+// vector counts at least 9/10 of the events the fullest one counts, and
+// the others, each in name order. A peer not heard from yet counts none.
+func splitByHolding(table []PeerInfo, live []string) (full, rest []string) {
+	held := make(map[string]uint64, len(table))
+	var most uint64
+	for _, row := range table {
+		var n uint64
+		for _, ps := range row.Vector {
+			for _, p := range ps {
+				n = max(n, n+p.Seq) // saturating: a vector is the sender's word
+			}
+		}
+		held[row.Name] = n
+		most = max(most, n)
+	}
+	for _, name := range live {
+		if held[name] >= most-most/10 {
+			full = append(full, name)
+		} else {
+			rest = append(rest, name)
+		}
+	}
+	slices.Sort(full)
+	slices.Sort(rest)
+	return full, rest
 }
 
 // readiness turns the node ready once it has joined and its vector covers

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -66,7 +67,13 @@ type FleetResult struct {
 	JoinerBindings int          `json:"joiner_bindings,omitempty"`
 	JoinerReadySec float64      `json:"joiner_ready_s,omitempty"`
 	JoinerHeld     int          `json:"joiner_held,omitempty"`
-	Notes          string       `json:"notes,omitempty"`
+	// -joiners K > 1: K joiners started at once; each one's time to ready
+	// (JoinerReadySec is the slowest), and the full copies each node of
+	// the fleet sent meanwhile.
+	JoinersReadySec []float64 `json:"joiners_ready_s,omitempty"`
+	CopiesByNode    []uint64  `json:"copies_by_node,omitempty"` // the fleet's nodes, then the joiners
+	CopiesAsked     []uint64  `json:"copies_asked,omitempty"`   // full copies each joiner asked for
+	Notes           string    `json:"notes,omitempty"`
 }
 
 // CrashResult is what one node's crash cost the others; per-node figures
@@ -323,6 +330,7 @@ type fleetOpts struct {
 	warmup     time.Duration
 	probeEvery time.Duration
 	joiner     int // bindings in the fleet for the joiner run; 0 skips it
+	joiners    int // joiners started at once in that run (at least 1)
 	crash      bool
 	perBindCPU time.Duration
 	retune     func(*gossip.Config, int)
@@ -569,24 +577,57 @@ func joinerRun(f *fleet, n int, o fleetOpts, r *FleetResult) error {
 	go func() { defer wg.Done(); gen.run(nodes, o.rate, stop) }()
 	defer func() { close(stop); wg.Wait() }()
 
-	db, err := newDB(fmt.Sprintf("n%d", n), f.capacity)
-	if err != nil {
-		return err
+	copies0 := make([]uint64, len(nodes))
+	for i, node := range nodes {
+		copies0[i] = node.Stats().FullCopiesSent
 	}
+	k := max(1, o.joiners)
 	start := time.Now()
-	node, err := f.add(n, n, true, db)
-	if err != nil {
+	joiners := make([]*gossip.Node, k)
+	for j := range joiners {
+		db, err := newDB(fmt.Sprintf("n%d", n+j), f.capacity)
+		if err != nil {
+			return err
+		}
+		if joiners[j], err = f.add(n+j, n+k, true, db); err != nil {
+			return err
+		}
+	}
+	ready := make([]float64, k)
+	errs := make([]error, k)
+	var jw sync.WaitGroup
+	for j, node := range joiners {
+		jw.Add(1)
+		go func() {
+			defer jw.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			errs[j] = node.WaitReady(ctx)
+			ready[j] = time.Since(start).Seconds()
+		}()
+	}
+	jw.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		return err
-	}
-	r.JoinerReadySec = time.Since(start).Seconds()
+	r.JoinerReadySec = slices.Max(ready)
 	r.JoinerBindings = base
-	r.JoinerHeld = node.DB().Len()
-	o.logf("joiner: ready in %.2fs holding %d of %d bindings", r.JoinerReadySec, r.JoinerHeld, base)
+	r.JoinerHeld = joiners[0].DB().Len()
+	for _, node := range joiners[1:] {
+		r.JoinerHeld = min(r.JoinerHeld, node.DB().Len())
+	}
+	if k > 1 {
+		r.JoinersReadySec = ready
+		for i, node := range nodes {
+			r.CopiesByNode = append(r.CopiesByNode, node.Stats().FullCopiesSent-copies0[i])
+		}
+		for _, node := range joiners {
+			r.CopiesByNode = append(r.CopiesByNode, node.Stats().FullCopiesSent)
+			r.CopiesAsked = append(r.CopiesAsked, node.DB().Stats().RequestsFull)
+		}
+	}
+	o.logf("joiner: %d ready in %.2fs (each: %.2f s) holding at least %d of %d bindings; full copies sent by the fleet's nodes, then by the joiners: %v; asked by each joiner: %v",
+		k, r.JoinerReadySec, ready, r.JoinerHeld, base, r.CopiesByNode, r.CopiesAsked)
 	if r.JoinerHeld < base {
 		return fmt.Errorf("ready with %d of %d bindings", r.JoinerHeld, base)
 	}

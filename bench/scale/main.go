@@ -48,6 +48,7 @@ func main() {
 	probeEvery := flag.Duration("probe-every", 50*time.Millisecond, "convergence probe spacing")
 	joiner := flag.Int("joiner", 1_000_000, "bindings in the fleet when a joiner starts (0 skips)")
 	joinerN := flag.Int("joiner-n", 3, "fleet size at which the joiner run is made")
+	joiners := flag.Int("joiners", 1, "joiners started at once in the joiner run")
 	crash := flag.Bool("crash", false, "after each fleet size's run (N > 3), crash one node under load and measure what the survivors pay")
 	table := flag.String("table", "", "table sizes for the one-node runs, comma separated (e.g. 100000,1000000,10000000)")
 	opDur := flag.Duration("op-dur", 4*time.Second, "proxy-like load per table size")
@@ -122,7 +123,7 @@ func main() {
 				c.PushInterval, c.PushBurst, c.PushBudget, c.MaxUDPBytes = pi, pb, pg, mu
 			}
 			if n == *joinerN {
-				o.joiner = *joiner
+				o.joiner, o.joiners = *joiner, *joiners
 			}
 			r, err := runFleet(n, o)
 			if err != nil {
