@@ -35,7 +35,6 @@ type DB struct {
 	stats       counters
 	provisional atomic.Bool
 	behind      atomic.Bool // see SetBehind
-	copying     atomic.Bool // a start-up copy is on its way (Lifecycle.Tick)
 
 	mu sync.Mutex // replication state below; taken after a shard lock is released, or before one
 	rs replState

@@ -149,11 +149,7 @@ func (db *DB) Tick(now time.Time) []Request {
 	cutoff := rs.cutoff(nowMs)
 	db.prune(nowMs, cutoff)
 	db.admitDeferred(nowMs)
-	// While a start-up copy is on its way, the gaps a joiner sees (every
-	// origin's events up to now) are what the copy brings: asking for them
-	// too costs the peers a range, then a full copy, per gap. Eight joiners
-	// at once with 1M bindings each asked 6-9 full copies that way.
-	behind := db.behind.Load() || db.copying.Load()
+	behind := db.behind.Load()
 
 	var out []Request
 	for _, oe := range slices.SortedFunc(mapsKeys(rs.gaps), compareOE) {

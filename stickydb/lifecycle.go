@@ -216,11 +216,6 @@ func (l *Lifecycle) Status() (ready bool, why string) {
 
 // Tick advances the lifecycle to now and says what to do.
 func (l *Lifecycle) Tick(now time.Time) Ready {
-	l.mu.Lock()
-	// The start-up copy asked and not merged yet holds the DB's own
-	// requests back (DB.Tick; the gaps keep their age).
-	l.db.copying.Store(l.cfg.InitialCopy && !l.copyDone && l.askedAt != 0 && l.copies == 0)
-	l.mu.Unlock()
 	rd := Ready{Requests: l.db.Tick(now)}
 	l.mu.Lock()
 	defer l.mu.Unlock()

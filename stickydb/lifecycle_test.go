@@ -402,49 +402,6 @@ func TestLifecycleReconcilesBeforeReady(t *testing.T) {
 	}
 }
 
-// A joiner's start-up copy brings what the gaps it opens meanwhile would
-// ask for: while the copy is on its way the DB asks for no range and no
-// full copy (eight joiners at once asked 6-9 full copies each before);
-// once it is merged, a gap still open is asked for as usual.
-func TestLifecycleStartupCopyHoldsGapRequests(t *testing.T) {
-	now := t0
-	b := newTestDB(t, "b", now)
-	lifeBind(t, b, 1, 10, now)
-	a := newTestDB(t, "a", now)
-	lc := NewLifecycle(a, LifeConfig{InitialCopy: true, CopyWait: 2 * time.Second, CopyTimeout: 30 * time.Second})
-	a.SetPeers([]string{"b"}, now)
-	lc.Joined(now, false)
-	if got := initialAsks(lc.Tick(now)); len(got) != 1 || got[0] != "b" {
-		t.Fatalf("start-up copy asked of %v", got)
-	}
-	// b's push of events 6..10 arrives before the copy: a gap of 1..5.
-	if _, err := a.Receive(b.OwnEvents(5, 1<<20), now); err != nil {
-		t.Fatal(err)
-	}
-	gapAsks := func(rd Ready) (n int) {
-		for _, r := range rd.Requests {
-			if r.Reason != ReasonInitial {
-				n++
-			}
-		}
-		return n
-	}
-	lc.CopyChunk() // the copy is arriving: no new start-up ask for CopyTimeout
-	for _, d := range []time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 20 * time.Second} {
-		if rd := lc.Tick(now.Add(d)); gapAsks(rd) != 0 {
-			t.Fatalf("at +%v, with the start-up copy on its way: %+v", d, rd.Requests)
-		}
-	}
-	if a.Stats().RequestsFull != 0 || a.Stats().RequestsOrigin != 0 {
-		t.Fatalf("requests made while copying: %+v", a.Stats())
-	}
-	lc.CopyMerged() // (the copy did not cover the gap here)
-	lc.Tick(now.Add(21 * time.Second))
-	if rd := lc.Tick(now.Add(22 * time.Second)); gapAsks(rd) == 0 {
-		t.Fatalf("after the copy merged, the open gap is not asked for: %+v", rd.Requests)
-	}
-}
-
 // The start-up copy goes first to a peer holding about what the fleet
 // holds, whatever the time spreads it to: not to another joiner.
 func TestLifecycleStartupCopyPrefersAFullPeer(t *testing.T) {

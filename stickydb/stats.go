@@ -68,7 +68,7 @@ type Stats struct {
 	GapsRenewed      uint64 // gaps whose first missing events came while newer vectors showed more: waited for afresh, not escalated
 	GapsExtended     uint64 // range requests not answered in RangeTimeout while the hole was filling: waited another RangeTimeout, not escalated
 	GapsRetried      uint64 // gaps asked of the origin again, not as a full copy, as their first request was younger than FullCopyAfter
-	RequestsHeld     uint64 // requests due but held back while the shell had a backlog of received groups (SetBehind) or a start-up copy was on its way
+	RequestsHeld     uint64 // requests due but held back while the shell had a backlog of received groups (SetBehind)
 	Departed         uint64 // origins forgotten: not live, no event for TTL + hold + skew
 }
 
