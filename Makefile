@@ -46,7 +46,7 @@ vet: deps
 	$(GO) vet $(PKGS)
 
 test: deps browser haproxy iproute2 systemd promtool kubectl vet
-	$(GO) test -race -shuffle=on -timeout 12m $(PKGS)
+	$(GO) test -race -shuffle=on -timeout 20m $(PKGS)
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt: $$out"; exit 1; }
