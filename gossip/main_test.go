@@ -3,9 +3,7 @@ package gossip
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/tetherproxy/tether/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }

@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/tetherproxy/tether/internal/demobackend"
-	"go.uber.org/goleak"
+	"github.com/tetherproxy/tether/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func startDemo(t *testing.T, name string) *demobackend.Running {
 	t.Helper()
