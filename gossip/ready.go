@@ -99,7 +99,11 @@ func (n *Node) startEpoch(epoch, peers int64) {
 	n.log.Warn().Int64("peers_epoch", peers).Int64("epoch", epoch).Msg("a peer knows a later epoch of ours (clock behind?); started a later one")
 }
 
-// readyWhy is the lifecycle's last word on readiness (Stats.ReadyWhy).
+// ReadyWhy is the lifecycle's last word on readiness: what the node waits
+// for, or how it became ready (stickydb.Why*; Stats.ReadyWhy).
+func (n *Node) ReadyWhy() string { return n.readyWhy() }
+
+// readyWhy: see ReadyWhy.
 func (n *Node) readyWhy() string {
 	_, why := n.life.Status()
 	return why

@@ -117,7 +117,13 @@ func newFixtureAt(t testing.TB, t0 time.Time) *fixture {
 func (f *fixture) sources() Sources {
 	return Sources{
 		Core: f.db, Members: f.members, Backends: f.backends, Transport: f.transport,
-		Node: NodeInfo{Version: "test", Started: f.start, Ready: func() bool { return f.ready }},
+		Node: NodeInfo{Version: "test", Started: f.start, Ready: func() bool { return f.ready },
+			ReadyWhy: func() string {
+				if f.ready {
+					return "caught up"
+				}
+				return "catching up"
+			}},
 	}
 }
 

@@ -287,9 +287,14 @@ func (s *Server) ready() bool {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	body := map[string]any{"status": "ready", "node": s.src.Core.Node()}
+	if why := s.src.Node.ReadyWhy; why != nil {
+		body["why"] = why()
+	}
 	if !s.ready() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "node": s.src.Core.Node()})
+		body["status"] = "not ready"
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "node": s.src.Core.Node()})
+	writeJSON(w, http.StatusOK, body)
 }

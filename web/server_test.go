@@ -55,12 +55,12 @@ func TestStartServeShutdown(t *testing.T) {
 		t.Errorf("members %d %s", code, body)
 	}
 	f.ready = false
-	if code, _ := get("/readyz", ""); code != 503 {
-		t.Errorf("readyz while not ready: %d", code)
+	if code, body := get("/readyz", ""); code != 503 || !strings.Contains(body, `"why": "catching up"`) {
+		t.Errorf("readyz while not ready: %d %s", code, body)
 	}
 	f.ready = true
-	if code, _ := get("/readyz", ""); code != 200 {
-		t.Errorf("readyz: %d", code)
+	if code, body := get("/readyz", ""); code != 200 || !strings.Contains(body, `"why": "caught up"`) {
+		t.Errorf("readyz: %d %s", code, body)
 	}
 	client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

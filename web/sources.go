@@ -163,6 +163,9 @@ type NodeInfo struct {
 	// Ready reports whether the node has joined and caught up (/readyz).
 	// Called from handler goroutines; must not block. nil means always ready.
 	Ready func() bool
+	// ReadyWhy says what a node that is not ready waits for, or how it
+	// became ready (/readyz's "why"). Must not block; nil: not shown.
+	ReadyWhy func() string
 }
 
 // Sources are the parts the admin shows and drives. Core is required;

@@ -121,3 +121,12 @@ func (n *node) reconcile() error {
 func (n *node) ready() bool {
 	return n.gossip != nil && n.gossip.Ready()
 }
+
+// readyWhy is /readyz's "why": what the node waits for, or how it became
+// ready.
+func (n *node) readyWhy() string {
+	if n.gossip == nil {
+		return "starting"
+	}
+	return n.gossip.ReadyWhy()
+}

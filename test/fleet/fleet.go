@@ -359,12 +359,12 @@ func (n *Node) WaitAlive(timeout time.Duration) error { return n.waitFor("/healt
 func (n *Node) waitFor(path string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		code, _, err := n.Get(path)
+		code, body, err := n.Get(path)
 		if err == nil && code == http.StatusOK && n.answersAsSelf() {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not 200 after %v (last: %d %v)", path, timeout, code, err)
+			return fmt.Errorf("%s not 200 after %v (last: %d %q %v)", path, timeout, code, bytes.TrimSpace(body), err)
 		}
 		n.mu.Lock()
 		done := n.done
