@@ -246,8 +246,10 @@ const vectorRefresh = 10
 
 // heartbeats sends an empty group to every peer that was sent nothing for
 // HeartbeatInterval, so it notices a lost tail and its watchdog stays
-// quiet. The group carries our vector when it changed since the last one
-// sent to that peer, or every vectorRefresh heartbeat intervals: an idle
+// quiet, and to a peer that was sent no vector for vectorRefresh heartbeat
+// intervals (or none since it came back). The group carries our vector
+// when it changed since the last one sent to that peer, or every
+// vectorRefresh heartbeat intervals: an idle
 // fleet's heartbeats were the whole vector (~15 B per origin) to every
 // peer twice a second, N² bytes per node for nothing new.
 func (n *Node) heartbeats() {
@@ -260,7 +262,12 @@ func (n *Node) heartbeats() {
 		full, empty []byte
 	)
 	for _, p := range n.peers.live() {
-		if p.lastSent.Load() > limit {
+		if p.lastSent.Load() > limit && p.vecAt.Load() > refresh {
+			// Sent a group lately, and our vector within vectorRefresh. A
+			// peer pushed to all the time but never in a round that
+			// carried the vector (its token bucket out of step with the
+			// others'), or just back (vecAt 0), gets it here: a joiner is
+			// not ready until every live peer's vector came.
 			continue
 		}
 		if v == nil {
