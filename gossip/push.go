@@ -246,10 +246,8 @@ const vectorRefresh = 10
 
 // heartbeats sends an empty group to every peer that was sent nothing for
 // HeartbeatInterval, so it notices a lost tail and its watchdog stays
-// quiet, and to a peer that was sent no vector for vectorRefresh heartbeat
-// intervals (or none since it came back). The group carries our vector
-// when it changed since the last one sent to that peer, or every
-// vectorRefresh heartbeat intervals: an idle
+// quiet. The group carries our vector when it changed since the last one
+// sent to that peer, or every vectorRefresh heartbeat intervals: an idle
 // fleet's heartbeats were the whole vector (~15 B per origin) to every
 // peer twice a second, N² bytes per node for nothing new.
 func (n *Node) heartbeats() {
@@ -262,12 +260,7 @@ func (n *Node) heartbeats() {
 		full, empty []byte
 	)
 	for _, p := range n.peers.live() {
-		if p.lastSent.Load() > limit && p.vecAt.Load() > refresh {
-			// Sent a group lately, and our vector within vectorRefresh. A
-			// peer pushed to all the time but never in a round that
-			// carried the vector (its token bucket out of step with the
-			// others'), or just back (vecAt 0), gets it here: a joiner is
-			// not ready until every live peer's vector came.
+		if p.lastSent.Load() > limit {
 			continue
 		}
 		if v == nil {
