@@ -328,7 +328,9 @@ func (f *Fleet) Join(name string, disk bool, env map[string]string) (*Node, erro
 		return nil, err
 	}
 	tb.Cleanup(n.Stop)
-	if err := n.WaitReady(30 * time.Second); err != nil {
+	// Past the lifecycle's CatchUpTimeout (60 s), the bound the product
+	// gives (see TestFleetLongRun's restarts).
+	if err := n.WaitReady(75 * time.Second); err != nil {
 		return nil, fmt.Errorf("%s: %v\n%s", name, err, n.LogTail(30))
 	}
 	f.Nodes = append(f.Nodes, n)
