@@ -101,10 +101,7 @@ func (n *Node) startEpoch(epoch, peers int64) {
 
 // ReadyWhy is the lifecycle's last word on readiness: what the node waits
 // for, or how it became ready (stickydb.Why*; Stats.ReadyWhy).
-func (n *Node) ReadyWhy() string { return n.readyWhy() }
-
-// readyWhy: see ReadyWhy.
-func (n *Node) readyWhy() string {
+func (n *Node) ReadyWhy() string {
 	_, why := n.life.Status()
 	return why
 }

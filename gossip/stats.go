@@ -114,7 +114,7 @@ type peerCounters struct {
 func (n *Node) Stats() Stats {
 	c := &n.stats
 	s := Stats{
-		Joined: n.Joined(), Ready: n.Ready(), CatchUp: n.ready.catchUp(), ReadyWhy: n.readyWhy(),
+		Joined: n.Joined(), Ready: n.Ready(), CatchUp: n.ready.catchUp(), ReadyWhy: n.ReadyWhy(),
 		Pushes: c.pushes.Load(), GroupsSent: c.groupsSent.Load(), EventsSent: c.eventsSent.Load(),
 		Heartbeats: c.heartbeats.Load(), GroupsReceived: c.groupsReceived.Load(), EventsApplied: c.eventsApplied.Load(), EventsRejected: c.eventsRejected.Load(),
 		MessagesUDP: c.msgsUDP.Load(), MessagesTCP: c.msgsTCP.Load(), BytesSent: c.bytesSent.Load(),

@@ -63,12 +63,12 @@ func BenchmarkNamespaceFleet(b *testing.B) {
 
 type scaleFleet struct {
 	tb    testing.TB
-	// slowRead: the longest reading of the fleet's usage (a starved
-	// machine shows here: 25 ip commands and 25 metrics pages).
-	slowRead struct{ total, links, metrics time.Duration }
 	lab   *Lab
 	nodes []*Node
 	cl    *Host
+	// slowRead: the longest reading of the fleet's usage (a starved
+	// machine shows here: 25 ip commands and 25 metrics pages).
+	slowRead struct{ total, links, metrics time.Duration }
 	// one keep-alive client per source address of the client host
 	clients []*http.Client
 }
