@@ -108,6 +108,7 @@ func (cp *connPool) dial(ctx context.Context) (*fastConn, error) {
 	c.bw = bufio.NewWriterSize(nc, connWriteBuffer)
 	c.abort = func() { _ = nc.Close() }
 	c.probe = probeFunc(nc)
+	c.flushWait = flushWaitFunc(nc, c.bw)
 	return c, nil
 }
 
@@ -195,10 +196,13 @@ type fastConn struct {
 	rdl    time.Time // the read deadline in force (zero: none)
 	wdl    time.Time // the write deadline in force
 	reused bool
-	abort  func()                // closes nc: what a cancelled request runs
-	probe  func() (alive bool)   // see probeFunc
-	stop   func() (stopped bool) // context.AfterFunc's, while a watch is armed
-	body   plainBody             // the body being read, for a plain response
+	abort  func()              // closes nc: what a cancelled request runs
+	probe  func() (alive bool) // see probeFunc
+	// flushWait sends the request and waits for the response without a
+	// read (see flushWaitFunc); nil where there is none.
+	flushWait func() (flushed bool, err error)
+	stop      func() (stopped bool) // context.AfterFunc's, while a watch is armed
+	body      plainBody             // the body being read, for a plain response
 }
 
 func (c *fastConn) close() { _ = c.nc.Close() }

@@ -207,10 +207,24 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 	if err := p.writeRequest(c.bw, r, b, conn); err != nil {
 		return nil, plainHead{}, err
 	}
-	if err := c.bw.Flush(); err != nil {
-		return nil, plainHead{}, &writeError{err}
+	var err error
+	flushed := false
+	if c.flushWait != nil && c.br.Buffered() == 0 {
+		flushed, err = c.flushWait()
+		var we *writeError
+		if errors.As(err, &we) {
+			return nil, plainHead{}, err
+		}
 	}
-	_, err := c.br.Peek(1)
+	if !flushed {
+		if err := c.bw.Flush(); err != nil {
+			return nil, plainHead{}, &writeError{err}
+		}
+		err = nil
+	}
+	if err == nil {
+		_, err = c.br.Peek(1)
+	}
 	if err != nil && first.Before(last) && isTimeout(err) {
 		// Slow replica: watch the client from now on, wait up to the
 		// header timeout.

@@ -2,9 +2,15 @@
 
 package proxy
 
-import "net"
+import (
+	"bufio"
+	"net"
+)
 
 // probeFunc: without a non-blocking peek, an idle connection is assumed
 // alive; a request whose reused connection fails before any response byte
 // is sent again on a new one (fastpath.go).
 func probeFunc(net.Conn) func() bool { return func() bool { return true } }
+
+// flushWaitFunc: the plain flush, then read (see probe_linux.go).
+func flushWaitFunc(net.Conn, *bufio.Writer) func() (bool, error) { return nil }

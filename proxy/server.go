@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -232,6 +233,21 @@ type loopConn struct {
 	handedOver bool
 	connCtx    context.Context
 
+	// Reading in the raw mode (serveRaw): fd is the socket while the
+	// connection is served from inside its RawConn.Read (-1 otherwise);
+	// short is set by a read that returned less than it asked (the
+	// socket's queue was empty then); dup is the watch's own descriptor
+	// of the socket.
+	fd    int
+	short bool
+	dup   net.Conn
+
+	// readHead's state between its calls (a head may arrive in pieces,
+	// and in the raw mode readHead returns to wait for them).
+	awaiting bool      // the idle (or first) wait is set up
+	t0       time.Time // when the head's first bytes came; zero: none yet
+	scanned  int       // buf[:scanned] has no bare LF and no blank line
+
 	// The client watch (reqCtx): the background read while a handler runs.
 	watch      chan struct{} // closed when the read returns
 	watchByte  [1]byte
@@ -286,109 +302,197 @@ func (lc *loopConn) serve() {
 	lc.buf = loopBufs.Get().(*[]byte)
 	lc.h = make(http.Header, 16)
 	lc.rw.lc = lc
+	lc.fd = -1
+	if rc := rawConn(lc.c); rc != nil {
+		lc.serveRaw(rc)
+		return
+	}
 	for first := true; ; first = false {
-		head, ok := lc.readHead(first)
-		if !ok {
-			return
-		}
-		if head == nil {
+		switch lc.next(first) {
+		case stepHandOver:
 			lc.handOver()
 			return
-		}
-		clear(lc.h)
-		lc.req = http.Request{} // nothing of the last request (path values, form) carries over
-		var parsed bool
-		lc.vals, parsed = parseRequestHead(head, &lc.req, &lc.u, lc.h, lc.vals)
-		if !parsed {
-			lc.handOver()
-			return
-		}
-		lc.r += len(head)
-		if !lc.serveOne() {
+		case stepEnd:
 			return
 		}
 	}
 }
 
+// step is what next did.
+type step int
+
+const (
+	stepServed   step = iota // a request was served, the connection stays
+	stepWait                 // raw mode: nothing to read, wait for the socket
+	stepHandOver             // the connection goes to Std
+	stepEnd                  // the connection ends
+)
+
+// next reads a request head and serves the request.
+func (lc *loopConn) next(first bool) step {
+	head, res := lc.readHead(first)
+	if res != stepServed {
+		return res
+	}
+	clear(lc.h)
+	lc.req = http.Request{} // nothing of the last request (path values, form) carries over
+	var parsed bool
+	lc.vals, parsed = parseRequestHead(head, &lc.req, &lc.u, lc.h, lc.vals)
+	if !parsed {
+		return stepHandOver
+	}
+	lc.r += len(head)
+	if !lc.serveOne() {
+		return stepEnd
+	}
+	return stepServed
+}
+
+// serveRaw serves the connection from inside one RawConn.Read: the loop
+// reads the socket itself (read) and returns to RawRead's wait when the
+// socket is empty. Go's net.Conn.Read clears the poller's readiness mark
+// before every read, so it must try a read first, which finds nothing
+// (EAGAIN) whenever the client has not sent its next request yet: one
+// system call in vain per request. Inside a single RawRead the mark is
+// cleared once, so after a read that emptied the socket (short) the loop
+// may wait first: any byte that came after that read has set the mark,
+// and the wait returns at once. A wake-up with nothing to read (a mark
+// from bytes already read) costs the read it would have cost anyway.
+func (lc *loopConn) serveRaw(rc syscall.RawConn) {
+	first, res := true, stepEnd
+	err := rc.Read(func(fd uintptr) bool {
+		lc.fd, lc.short = int(fd), false // first call, or woken: read
+		for {
+			switch res = lc.next(first); res {
+			case stepServed:
+				first = false
+			case stepWait:
+				return false
+			default:
+				return true
+			}
+		}
+	})
+	lc.fd = -1
+	if lc.dup != nil {
+		_ = lc.dup.Close()
+	}
+	if err == nil && res == stepHandOver {
+		lc.handOver()
+	}
+}
+
+// errWouldBlock is read's "the socket is empty" in the raw mode.
+var errWouldBlock = errors.New("proxy: would block")
+
+// read reads from the connection: net.Conn.Read, or in the raw mode a
+// read(2) of the socket that returns errWouldBlock when it is empty or
+// when an earlier read emptied it (see serveRaw).
+func (lc *loopConn) read(p []byte) (int, error) {
+	if lc.fd < 0 {
+		return lc.c.Read(p)
+	}
+	if lc.short {
+		return 0, errWouldBlock
+	}
+	n, err := sysRead(lc.fd, p)
+	lc.short = err == nil && n < len(p)
+	return n, err
+}
+
 // readHead waits for the next request head (IdleTimeout between requests,
 // then ReadHeaderTimeout). It returns the head (buf[r:] up to and
-// including its blank line); nil and true when the bytes are not the
-// plain kind and the connection goes to Std; false when the connection
-// ends (EOF, a timeout, Shutdown).
-func (lc *loopConn) readHead(first bool) ([]byte, bool) {
+// including its blank line) and stepServed; stepHandOver when the bytes
+// are not the plain kind and the connection goes to Std; stepEnd when the
+// connection ends (EOF, a timeout, Shutdown); in the raw mode stepWait
+// when it must wait for the socket, and it is called again after.
+func (lc *loopConn) readHead(first bool) ([]byte, step) {
 	s, buf := lc.s, *lc.buf
 	if lc.r == lc.w {
 		lc.r, lc.w = 0, 0
 	}
 	if lc.r == lc.w {
-		if first {
-			// A new connection gets its header timeout from the start, as
-			// net/http's: one that sends nothing must not hold a slot.
-			_ = lc.c.SetReadDeadline(headerDeadline(s.Std, time.Now()))
-		} else {
-			lc.setState(http.StateIdle)
-			if s.closing.Load() {
-				return nil, false
-			}
-			if d := idleTimeout(s.Std); d > 0 {
-				_ = lc.c.SetReadDeadline(time.Now().Add(d))
+		if !lc.awaiting {
+			if first {
+				// A new connection gets its header timeout from the start, as
+				// net/http's: one that sends nothing must not hold a slot.
+				_ = lc.c.SetReadDeadline(headerDeadline(s.Std, time.Now()))
 			} else {
-				_ = lc.c.SetReadDeadline(time.Time{})
+				lc.setState(http.StateIdle)
+				if s.closing.Load() {
+					return nil, stepEnd
+				}
+				if d := idleTimeout(s.Std); d > 0 {
+					_ = lc.c.SetReadDeadline(time.Now().Add(d))
+				} else {
+					_ = lc.c.SetReadDeadline(time.Time{})
+				}
 			}
+			lc.awaiting = true
 		}
-		n, err := lc.c.Read(buf[lc.w:])
+		n, err := lc.read(buf[lc.w:])
+		if err == errWouldBlock {
+			return nil, stepWait
+		}
+		lc.awaiting = false
 		if n == 0 {
-			_ = err
-			return nil, false
+			return nil, stepEnd
 		}
 		lc.w += n
 		if !first {
 			lc.setState(http.StateActive)
 		}
 	}
-	if first {
-		lc.setState(http.StateActive)
+	if lc.t0.IsZero() {
+		if first {
+			lc.setState(http.StateActive)
+		}
+		lc.t0 = time.Now()
+		lc.scanned = lc.r
+		_ = lc.c.SetReadDeadline(headerDeadline(s.Std, lc.t0))
 	}
-	t0 := time.Now()
-	_ = lc.c.SetReadDeadline(headerDeadline(s.Std, t0))
-	for scanned := lc.r; ; {
+	for {
 		data := buf[lc.r:lc.w]
 		if !plainPrefix(data) {
-			return nil, true
+			return nil, stepHandOver
 		}
 		// Bare LF anywhere in the head: net/http's call.
-		for i := max(scanned, lc.r); i < lc.w; i++ {
+		for i := max(lc.scanned, lc.r); i < lc.w; i++ {
 			if buf[i] == '\n' && (i == lc.r || buf[i-1] != '\r') {
-				return nil, true
+				return nil, stepHandOver
 			}
 		}
 		if i := bytes.Index(data, crlfcrlf); i >= 0 {
 			if i+4 > lc.headMax() {
-				return nil, true // longer than Std allows: its 431
+				return nil, stepHandOver // longer than Std allows: its 431
 			}
 			if d := s.Std.ReadTimeout; d > 0 {
-				_ = lc.c.SetReadDeadline(t0.Add(d))
+				_ = lc.c.SetReadDeadline(lc.t0.Add(d))
 			} else {
 				_ = lc.c.SetReadDeadline(time.Time{})
 			}
-			return data[:i+4], true
+			lc.t0 = time.Time{}
+			return data[:i+4], stepServed
 		}
-		scanned = max(lc.w-3, lc.r)
+		lc.scanned = max(lc.w-3, lc.r)
 		if lc.w-lc.r >= lc.headMax() {
-			return nil, true // too long for the loop: net/http's limits decide
+			return nil, stepHandOver // too long for the loop: net/http's limits decide
 		}
 		if lc.w == len(buf) {
 			if lc.r == 0 {
-				return nil, true // too long for the loop
+				return nil, stepHandOver // too long for the loop
 			}
 			lc.w = copy(buf, buf[lc.r:lc.w])
-			scanned -= lc.r
+			lc.scanned -= lc.r
 			lc.r = 0
 		}
-		n, err := lc.c.Read(buf[lc.w:])
+		n, err := lc.read(buf[lc.w:])
+		if err == errWouldBlock {
+			return nil, stepWait
+		}
 		lc.w += n
 		if err != nil && n == 0 {
-			return nil, false
+			return nil, stepEnd
 		}
 	}
 }
@@ -556,12 +660,16 @@ var aLongTimeAgo = time.Unix(1, 0)
 // a byte is the start of a pipelined request, kept for the loop. Called
 // under c.mu, once per request.
 func (lc *loopConn) startWatch(c *reqCtx) {
+	wc := lc.watchConn()
+	if wc == nil {
+		return // the client's leaving is noticed at the next write
+	}
 	done := make(chan struct{})
 	lc.watch = done
-	_ = lc.c.SetReadDeadline(time.Time{}) // as net/http's background read: ReadTimeout bounds the head only here
+	_ = wc.SetReadDeadline(time.Time{}) // as net/http's background read: ReadTimeout bounds the head only here
 	go func() {
 		defer close(done)
-		n, err := lc.c.Read(lc.watchByte[:])
+		n, err := wc.Read(lc.watchByte[:])
 		if n == 1 {
 			lc.watchGot = true
 			return
@@ -577,6 +685,24 @@ func (lc *loopConn) startWatch(c *reqCtx) {
 	}()
 }
 
+// watchConn is the connection the watch reads: the client's, or in the
+// raw mode (whose RawRead holds the client's read lock) a descriptor of
+// its own of the same socket, made at the first watch; nil when that
+// fails.
+func (lc *loopConn) watchConn() net.Conn {
+	if lc.fd < 0 {
+		return lc.c
+	}
+	if lc.dup == nil {
+		dup, err := dupConn(lc.fd)
+		if err != nil {
+			return nil
+		}
+		lc.dup = dup
+	}
+	return lc.dup
+}
+
 // endWatch stops the background read, if one runs, and keeps the byte it
 // read. After the handler returned; c.mu orders it after startWatch.
 func (lc *loopConn) endWatch(c *reqCtx) {
@@ -586,10 +712,11 @@ func (lc *loopConn) endWatch(c *reqCtx) {
 	if done == nil {
 		return
 	}
+	wc := lc.watchConn()
 	lc.watchStop.Store(true)
-	_ = lc.c.SetReadDeadline(aLongTimeAgo)
+	_ = wc.SetReadDeadline(aLongTimeAgo)
 	<-done
-	_ = lc.c.SetReadDeadline(time.Time{})
+	_ = wc.SetReadDeadline(time.Time{})
 	lc.watchStop.Store(false)
 	lc.watch = nil
 	if lc.watchGot {

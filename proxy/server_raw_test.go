@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The raw mode (serveRaw) waits for the socket without a read after a
+// read that emptied it. These are the cases where bytes come at a time a
+// lost wake-up would strand them: each must be answered at once, not at
+// the idle timeout (1 min here).
+func TestLoopRawNoLostWakeup(t *testing.T) {
+	started := make(chan string, 4)
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- r.URL.Path
+		switch r.URL.Path {
+		case "/hold":
+			<-release
+		case "/watch":
+			// Waiting on Done starts the watch (a background read of
+			// its own descriptor in the raw mode); the next request's
+			// first byte comes while it runs, and must not be lost.
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}
+		_, _ = io.WriteString(w, r.URL.Path)
+	})
+	la, _ := rvServeBoth(t, h, func(s *http.Server) { s.IdleTimeout = time.Minute; s.ReadHeaderTimeout = time.Minute })
+	c, err := net.Dial("tcp", la)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	answer := func(want string) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		res, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", want, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(b) != want {
+			t.Fatalf("got %q, want %q", b, want)
+		}
+	}
+	get := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+
+	for round := range 3 {
+		// 1. The next request arrives while the handler runs (pipelined
+		// after the head was read): the loop must find it.
+		_, _ = io.WriteString(c, get("/hold"))
+		if p := <-started; p != "/hold" {
+			t.Fatalf("round %d: handler got %s", round, p)
+		}
+		_, _ = io.WriteString(c, get("/after-hold"))
+		time.Sleep(20 * time.Millisecond) // let it reach the socket before the handler returns
+		release <- struct{}{}
+		answer("/hold")
+		answer("/after-hold")
+		<-started
+
+		// 2. A head in pieces, each after the loop has had time to wait.
+		raw := get("/pieces")
+		for i := 0; i < len(raw); i += 7 {
+			_, _ = io.WriteString(c, raw[i:min(i+7, len(raw))])
+			time.Sleep(5 * time.Millisecond)
+		}
+		answer("/pieces")
+		<-started
+
+		// 3. The watch reads the next request's first byte.
+		_, _ = io.WriteString(c, get("/watch"))
+		<-started
+		time.Sleep(20 * time.Millisecond) // the watch is armed
+		_, _ = io.WriteString(c, get("/after-watch"))
+		time.Sleep(20 * time.Millisecond)
+		release <- struct{}{}
+		answer("/watch")
+		answer("/after-watch")
+		<-started
+	}
+	// And the connection still ends cleanly on close.
+	_, _ = io.WriteString(c, strings.Replace(get("/last"), "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1))
+	answer("/last")
+	<-started
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after Connection: close: %v", err)
+	}
+}
