@@ -25,7 +25,9 @@ import (
 // connection, and calls Std.Handler as net/http would.
 //
 // What the loop does as net/http's server does: the timeouts (Std's
-// ReadHeaderTimeout, IdleTimeout, ReadTimeout, WriteTimeout), ConnState
+// ReadHeaderTimeout, IdleTimeout, ReadTimeout, WriteTimeout; on a plain
+// TCP connection the idle timeout strikes between IdleTimeout and 5/4 of
+// it, see setReadDeadline), ConnState
 // and ConnContext hooks, the response framing (Content-Length for a body
 // the handler wrote whole within 2 KiB, chunked otherwise, none for HEAD,
 // 1xx, 204 and 304), the Date header, Content-Type sniffing, trailers,
@@ -241,6 +243,13 @@ type loopConn struct {
 	fd    int
 	short bool
 	dup   net.Conn
+	// The raw mode's read deadline (setReadDeadline): the one readHead
+	// wants, the slack it allows, the one in force, and whether a handler
+	// set one since (http.ResponseController).
+	want      time.Time
+	wantSlack time.Duration
+	rdl       time.Time
+	rdlDirty  atomic.Bool
 
 	// readHead's state between its calls (a head may arrive in pieces,
 	// and in the raw mode readHead returns to wait for them).
@@ -367,6 +376,7 @@ func (lc *loopConn) serveRaw(rc syscall.RawConn) {
 			case stepServed:
 				first = false
 			case stepWait:
+				lc.applyReadDeadline()
 				return false
 			default:
 				return true
@@ -380,6 +390,37 @@ func (lc *loopConn) serveRaw(rc syscall.RawConn) {
 	if err == nil && res == stepHandOver {
 		lc.handOver()
 	}
+}
+
+// setReadDeadline sets the client's read deadline, at once, or in the
+// raw mode when the loop next waits (applyReadDeadline): only then does
+// it bound anything, and most requests' heads come whole in one read, so
+// the deadlines of a head's reading are never armed. slack lets the
+// deadline in force stand when it is at most that much later than t (the
+// idle timeout: between IdleTimeout and 5/4 of it), so a busy connection
+// re-arms it once every slack instead of once a request.
+func (lc *loopConn) setReadDeadline(t time.Time, slack time.Duration) {
+	if lc.fd < 0 {
+		_ = lc.c.SetReadDeadline(t)
+		return
+	}
+	lc.want, lc.wantSlack = t, slack
+}
+
+// applyReadDeadline puts the wanted read deadline in force, unless the
+// one in force is within its slack.
+func (lc *loopConn) applyReadDeadline() {
+	t, slack := lc.want, lc.wantSlack
+	if !lc.rdlDirty.Swap(false) {
+		if t.IsZero() && lc.rdl.IsZero() || !t.IsZero() && !lc.rdl.IsZero() && !lc.rdl.Before(t) && lc.rdl.Sub(t) <= slack {
+			return
+		}
+	}
+	if !t.IsZero() {
+		t = t.Add(slack)
+	}
+	lc.rdl = t
+	_ = lc.c.SetReadDeadline(t)
 }
 
 // errWouldBlock is read's "the socket is empty" in the raw mode.
@@ -416,16 +457,16 @@ func (lc *loopConn) readHead(first bool) ([]byte, step) {
 			if first {
 				// A new connection gets its header timeout from the start, as
 				// net/http's: one that sends nothing must not hold a slot.
-				_ = lc.c.SetReadDeadline(headerDeadline(s.Std, time.Now()))
+				lc.setReadDeadline(headerDeadline(s.Std, time.Now()), 0)
 			} else {
 				lc.setState(http.StateIdle)
 				if s.closing.Load() {
 					return nil, stepEnd
 				}
 				if d := idleTimeout(s.Std); d > 0 {
-					_ = lc.c.SetReadDeadline(time.Now().Add(d))
+					lc.setReadDeadline(time.Now().Add(d), d/4)
 				} else {
-					_ = lc.c.SetReadDeadline(time.Time{})
+					lc.setReadDeadline(time.Time{}, 0)
 				}
 			}
 			lc.awaiting = true
@@ -449,7 +490,7 @@ func (lc *loopConn) readHead(first bool) ([]byte, step) {
 		}
 		lc.t0 = time.Now()
 		lc.scanned = lc.r
-		_ = lc.c.SetReadDeadline(headerDeadline(s.Std, lc.t0))
+		lc.setReadDeadline(headerDeadline(s.Std, lc.t0), 0)
 	}
 	for {
 		data := buf[lc.r:lc.w]
@@ -467,9 +508,9 @@ func (lc *loopConn) readHead(first bool) ([]byte, step) {
 				return nil, stepHandOver // longer than Std allows: its 431
 			}
 			if d := s.Std.ReadTimeout; d > 0 {
-				_ = lc.c.SetReadDeadline(lc.t0.Add(d))
+				lc.setReadDeadline(lc.t0.Add(d), 0)
 			} else {
-				_ = lc.c.SetReadDeadline(time.Time{})
+				lc.setReadDeadline(time.Time{}, 0)
 			}
 			lc.t0 = time.Time{}
 			return data[:i+4], stepServed

@@ -98,3 +98,45 @@ func TestLoopRawNoLostWakeup(t *testing.T) {
 		t.Fatalf("after Connection: close: %v", err)
 	}
 }
+
+// The raw mode re-arms the idle deadline once every IdleTimeout/4, not
+// once a request: a connection busy for several idle timeouts must stay
+// open, and once quiet close no sooner than IdleTimeout after its last
+// response (and not much later: at most 5/4 of it, plus scheduling).
+func TestLoopRawIdleTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+	la, _ := rvServeBoth(t, h, func(s *http.Server) { s.IdleTimeout = idle })
+	c, err := net.Dial("tcp", la)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	var last time.Time
+	for start := time.Now(); time.Since(start) < 3*idle; {
+		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		res, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+		if err != nil {
+			t.Fatalf("after %v busy: %v", time.Since(start), err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		last = time.Now()
+		time.Sleep(idle / 5)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = br.ReadByte()
+	took := time.Since(last)
+	if err != io.EOF {
+		t.Fatalf("idle connection: %v after %v, want EOF", err, took)
+	}
+	t.Logf("closed %v after the last response (IdleTimeout %v)", took, idle)
+	if took < idle {
+		t.Fatalf("closed %v after the last response, before IdleTimeout %v", took, idle)
+	}
+	if took > 5*idle {
+		t.Fatalf("closed %v after the last response, IdleTimeout %v", took, idle)
+	}
+}

@@ -173,7 +173,10 @@ func (w *loopWriter) FlushError() error {
 
 // SetWriteDeadline and SetReadDeadline serve http.ResponseController.
 func (w *loopWriter) SetWriteDeadline(t time.Time) error { return w.lc.c.SetWriteDeadline(t) }
-func (w *loopWriter) SetReadDeadline(t time.Time) error  { return w.lc.c.SetReadDeadline(t) }
+func (w *loopWriter) SetReadDeadline(t time.Time) error {
+	w.lc.rdlDirty.Store(true) // the raw mode's next wait sets its own
+	return w.lc.c.SetReadDeadline(t)
+}
 
 // commit writes the status line and header, then what is held. whole:
 // the handler returned, so a held body's length is known. next is the
