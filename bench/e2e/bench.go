@@ -161,7 +161,7 @@ func measure(ctx context.Context, s *setup, backends *proc, o options, d time.Du
 	cfg.Clients = o.clients
 	cfg.Duration = d
 	cfg.Rate = o.rate
-	cfg.KeepAlive = o.keepalive
+	cfg.KeepAlive = o.keepalive && !s.short
 	cfg.Host = o.host
 	cfg.Seed = 1 // the same target choices for every row
 	cfg.TLS = s.tls

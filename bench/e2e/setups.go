@@ -36,10 +36,17 @@ type setup struct {
 	err     error    // not runnable, and why
 	notes   []string
 	tls     *tls.Config // the load's client config for an HTTPS row; nil for plain HTTP
+	short   bool        // a new TCP connection per request (shortRow)
 }
 
 // Row keys, in table order.
-var allRows = []string{"direct", "tether-1", "tether-3", "haproxy-1", "haproxy-2", tlsRow("tether-1"), tlsRow(tlsRef)}
+var allRows = []string{"direct", "tether-1", "tether-3", "haproxy-1", "haproxy-2", tlsRow("tether-1"), tlsRow(tlsRef),
+	shortRow("tether-1"), shortRow(tlsRef)}
+
+// shortRow is the many-short-connections variant of a row: the same
+// proxy, every request on a new TCP connection (accept, the handshake and
+// the close dominate). Its ratios are taken against tlsRef's short row.
+func shortRow(key string) string { return key + "-short" }
 
 // tlsRow is the HTTPS variant of a row: the same proxy with a TLS listener
 // (HTTP/1.1, one certificate, ECDSA P-256), the load over HTTPS. Its
@@ -123,6 +130,14 @@ func (l *lab) newSetup(ctx context.Context, key string) *setup {
 	case tlsRow(tlsRef):
 		s := l.haproxy(ctx, key, 1)
 		s.label = "HAProxy, 1 process, HTTPS"
+		return s
+	case shortRow("tether-1"):
+		s := l.tether(ctx, key, 1, l.o.tether)
+		s.label, s.short = "tether, 1 node, new connection per request", true
+		return s
+	case shortRow(tlsRef):
+		s := l.haproxy(ctx, key, 1)
+		s.label, s.short = "HAProxy, 1 process, new connection per request", true
 		return s
 	case "tether-3":
 		return l.tether(ctx, key, 3, l.o.tether)

@@ -144,14 +144,17 @@ func markdown(in tableInput) string {
 		}
 		rr, r50, r99 := "—", "—", "—"
 		rf, ok := ref, hasRef
-		if strings.HasSuffix(s.key, "-tls") {
+		switch {
+		case strings.HasSuffix(s.key, "-tls"):
 			rf, ok = sums[tlsRow(tlsRef)] // HTTPS rows against HTTPS
+		case strings.HasSuffix(s.key, "-short"):
+			rf, ok = sums[shortRow(tlsRef)] // short connections against short
 		}
 		if ok {
 			rr, r50, r99 = ratio(sm.rps, rf.rps), ratio(float64(sm.p50), float64(rf.p50)), ratio(float64(sm.p99), float64(rf.p99))
 		}
 		dr, d50, d99 := "—", "—", "—"
-		if hasDirect {
+		if hasDirect && !strings.HasSuffix(s.key, "-short") { // direct is keep-alive
 			dr, d50, d99 = ratio(sm.rps, direct.rps), ratio(float64(sm.p50), float64(direct.p50)), ratio(float64(sm.p99), float64(direct.p99))
 		}
 		viol := fmt.Sprint(sm.viol)
@@ -162,7 +165,7 @@ func markdown(in tableInput) string {
 			s.label, sm.rps, ms(sm.p50), ms(sm.p99), cpu, rr, r50, r99, dr, d50, d99,
 			sm.errors, sm.requests, viol, sm.backendUS)
 	}
-	fmt.Fprintf(&b, "\n×HAProxy: against \"%s\" (HTTPS rows: against HAProxy's HTTPS row); ×direct: against the backend without a proxy. "+
+	fmt.Fprintf(&b, "\n×HAProxy: against \"%s\" (HTTPS rows: against HAProxy's HTTPS row; new-connection rows: against HAProxy's); ×direct: against the backend without a proxy. "+
 		"Proxy CPU: user+system time of the row's proxy processes (all of them, all threads; /proc/PID/stat, 10 ms ticks) "+
 		"over the requests of the measurement. Backend CPU is the same for every row by design; the load generator "+
 		"shares the machine (it used %s µs/req in the median row).\n", refLabel, clientCPU(sums))

@@ -89,3 +89,30 @@ func TestOptionsValidate(t *testing.T) {
 		})
 	}
 }
+
+// A new-connection row is compared with HAProxy's new-connection row, not
+// with the keep-alive reference, and not with direct (keep-alive).
+func TestMarkdownShortRows(t *testing.T) {
+	ms := time.Millisecond
+	cells := []cell{
+		{Row: "direct", RPS: 20000, P50: 1 * ms, P99: 2 * ms, Requests: 100000},
+		{Row: "haproxy-2", RPS: 10000, P50: 2 * ms, P99: 4 * ms, Requests: 50000},
+		{Row: shortRow("tether-1"), RPS: 6000, P50: 3 * ms, P99: 9 * ms, Requests: 30000, ProxyCPU: 2700 * ms},
+		{Row: shortRow(tlsRef), RPS: 5000, P50: 4 * ms, P99: 12 * ms, Requests: 25000, ProxyCPU: 2500 * ms},
+	}
+	setups := []*setup{
+		{key: "direct", label: "direct"},
+		{key: "haproxy-2", label: "HAProxy peers", procs: []*proc{{}}},
+		{key: shortRow("tether-1"), label: "tether short", procs: []*proc{{}}, short: true},
+		{key: shortRow(tlsRef), label: "HAProxy short", procs: []*proc{{}}, short: true},
+	}
+	md := markdown(tableInput{o: defaultOptions(), setups: setups, cells: cells, machine: "test box", date: time.Unix(0, 0)})
+	for _, want := range []string{
+		"| tether short | 6000 | 3.00 ms | 9.00 ms | 90 | 1.20× | 0.75× | 0.75× | — | — | — |",
+		"| HAProxy short | 5000 | 4.00 ms | 12.00 ms | 100 | 1.00× | 1.00× | 1.00× | — | — | — |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("missing %q in\n%s", want, md)
+		}
+	}
+}
