@@ -76,7 +76,8 @@ type Node struct {
 	lastVector   time.Time
 	lastSweep    time.Time
 	cursorEpoch  int64
-	pushFree     []*peer // push's scratch list of peers free to send to
+	behindLogged time.Time // last catching-up detail logged (ready.go)
+	pushFree     []*peer   // push's scratch list of peers free to send to
 }
 
 // New checks cfg and prepares a node for db. Nothing is bound until Start.

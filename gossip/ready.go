@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/tetherproxy/tether/stickydb"
 )
 
@@ -64,6 +66,9 @@ func (n *Node) applyLife(rd stickydb.Ready, now time.Time) {
 		n.wg.Add(1)
 		go n.reconcile()
 	}
+	if !rd.Ready && rd.Why == stickydb.WhyCatchingUp {
+		n.logBehind(now)
+	}
 	if rd.Became {
 		if rd.Why == stickydb.WhyTimeout {
 			n.stats.catchUpTimeout.Add(1)
@@ -71,6 +76,45 @@ func (n *Node) applyLife(rd stickydb.Ready, now time.Time) {
 		}
 		n.markReady(rd.Why, now)
 	}
+}
+
+// Catching up normally takes a few seconds: past behindAfter since joining
+// the run loop logs (at debug level, every behindEvery) what the node still
+// lacks of its target and what its gap handling is doing about it.
+const (
+	behindAfter = 10 * time.Second
+	behindEvery = 2 * time.Second
+)
+
+// logBehind (run loop) logs the lifecycle's Behind while the node catches
+// up for long.
+func (n *Node) logBehind(now time.Time) {
+	if n.log.GetLevel() > zerolog.DebugLevel || now.Sub(n.behindLogged) < behindEvery {
+		return
+	}
+	joined := n.ready.joinedAt.Load()
+	if joined == 0 || now.Sub(time.Unix(0, joined)) < behindAfter {
+		return
+	}
+	b, ok := n.life.Behind()
+	if !ok {
+		return
+	}
+	n.behindLogged = now
+	ev := n.log.Debug().Dur("since_join_ms", now.Sub(time.Unix(0, joined))).
+		Str("origin", b.Origin).Int64("epoch", b.Epoch).Uint64("target", b.Target).Uint64("have", b.Have).
+		Uint64("claim", b.Claim).Str("claimant", b.Claimant)
+	if b.Departed {
+		ev = ev.Bool("departed", true).Int64("floor_epoch", b.Floor.Epoch).Uint64("floor_seq", b.Floor.Seq)
+	}
+	if b.Gap {
+		ev = ev.Str("gap_stage", b.GapStage).Str("gap_asked", b.GapAsked).Uint64("gap_want", b.GapWant).
+			Int64("gap_open_ms", now.UnixMilli()-b.GapSince)
+		if b.GapAskedAt > 0 {
+			ev = ev.Int64("gap_asked_ms_ago", now.UnixMilli()-b.GapAskedAt)
+		}
+	}
+	ev.Msg("catching up: the vector does not cover this pair of the target")
 }
 
 // reconcile runs Config.Reconcile once (Ready.Reconcile): disk work, off
@@ -98,6 +142,10 @@ func (n *Node) startEpoch(epoch, peers int64) {
 	}
 	n.log.Warn().Int64("peers_epoch", peers).Int64("epoch", epoch).Msg("a peer knows a later epoch of ours (clock behind?); started a later one")
 }
+
+// Behind is what the node lacks of its catch-up target while the lifecycle
+// says WhyCatchingUp (stickydb.Lifecycle.Behind).
+func (n *Node) Behind() (stickydb.Behind, bool) { return n.life.Behind() }
 
 // ReadyWhy is the lifecycle's last word on readiness: what the node waits
 // for, or how it became ready (stickydb.Why*; Stats.ReadyWhy).

@@ -48,7 +48,8 @@
 // send (the DB's gap and watchdog requests and the start-up full copy: one
 // live peer at a time, the next after LifeConfig.CopyWait of silence), and
 // whether the node is ready, with Why. Ready means the node's vector
-// covers what every live peer's vector showed when first seen, with a
+// covers what every live peer's vector showed when first seen (an epoch
+// that is over, or an origin forgotten since, counts as covered), with a
 // peer whose vector is still unknown (or that came up meanwhile) holding
 // it back, and with configured seeds not up yet (SeedsMissing) holding it
 // back SeedWait at most; or "alone" (no peer, no seed), or "timeout"

@@ -3,7 +3,9 @@ package stickydb
 // Lifecycle: a node's start-up as state and transitions of the core.
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -138,6 +140,7 @@ type Lifecycle struct {
 	// but this node, and every older epoch of this node's own.
 	target Vector
 	seen   map[string]bool
+	behind Behind // the last uncovered pair of target (catchingUp)
 }
 
 // NewLifecycle returns the lifecycle of db's node, not yet joined.
@@ -329,12 +332,12 @@ func splitByHolding(table []PeerInfo, live []string) (full, rest []string) {
 // of every other origin (an older one too: a peer still holds the
 // bindings of an origin restarted without a disk), and every older epoch
 // of our own (a node restarted without a disk gets its old bindings back);
-// an epoch that is over counts as covered. Every live peer's
-// vector counts, including one that shows up while the node is catching
-// up: when a whole fleet restarts, the first peer heard from knows only its
-// own bindings, and the others' arrive from the others. Bindings that wait
-// for the clock (DB.Deferred) hold it back too. Or once CatchUpTimeout has
-// passed since joining.
+// an epoch that is over, and an origin forgotten since, count as covered.
+// Every live peer's vector counts, including one that shows up while the
+// node is catching up: when a whole fleet restarts, the first peer heard
+// from knows only its own bindings, and the others' arrive from the
+// others. Bindings that wait for the clock (DB.Deferred) hold it back too.
+// Or once CatchUpTimeout has passed since joining.
 func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 	defer func() {
 		rd.Ready = l.ready
@@ -384,7 +387,7 @@ func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 		rd.Why = WhyCopy
 	case len(l.seen) == 0 || unknown > 0:
 		rd.Why = WhyVectors // heartbeats carry them
-	case !l.db.coversTarget(l.target, nowMs):
+	case l.catchingUp(nowMs):
 		rd.Why = WhyCatchingUp
 	case l.db.Deferred() > 0:
 		// Covered by the vector, not yet in the table: bindings ahead of
@@ -401,6 +404,22 @@ func (l *Lifecycle) readiness(table []PeerInfo, nowMs int64, rd *Ready) {
 	}
 }
 
+// catchingUp reports whether the node's vector does not cover the target
+// yet, and keeps what it lacks for Behind.
+func (l *Lifecycle) catchingUp(nowMs int64) bool {
+	b, ok := l.db.uncovered(l.target, nowMs)
+	l.behind = b
+	return ok
+}
+
+// Behind returns what the node lacked of its target on the last Tick that
+// said WhyCatchingUp (false once it no longer did).
+func (l *Lifecycle) Behind() (Behind, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.behind, !l.ready && l.why == WhyCatchingUp
+}
+
 func (l *Lifecycle) become(why string, nowMs int64, rd *Ready) {
 	if l.cfg.Reconcile && !l.reconciled {
 		// Caught up (or given up waiting): now the disk's share, then
@@ -415,26 +434,106 @@ func (l *Lifecycle) become(why string, nowMs int64, rd *Ready) {
 	}
 }
 
-// coversTarget reports whether the node's vector covers every pair of
-// target, counting as covered an epoch that is over (it holds no live
-// event any more, and its gaps are given up) and the pairs of a departed
-// origin at or below its floor (forgotten on purpose).
-func (db *DB) coversTarget(target Vector, nowMs int64) bool {
+// Behind describes the first pair of a Lifecycle's target that the node's
+// vector does not cover (WhyCatchingUp): what it waits for and what is
+// being done about it, for the logs and the admin (Lifecycle.Behind).
+type Behind struct {
+	Origin string
+	Epoch  int64
+	Target uint64 // the event number the target asks for
+	Have   uint64 // what the node's vector knows of the epoch
+	// Departed: the node has forgotten the origin (departed.go); Floor is
+	// its floor.
+	Departed bool
+	Floor    EpochSeq
+	// Claim is the most any live peer's last vector claims of the epoch,
+	// and Claimant the first peer that claims it.
+	Claim    uint64
+	Claimant string
+	// The gap the node has open for the epoch, if any: its stage ("wait",
+	// "origin", "third", "full"), the peer asked and when (unix ms), and the
+	// highest event number it waits for.
+	Gap                  bool
+	GapStage, GapAsked   string
+	GapAskedAt, GapSince int64
+	GapWant              uint64
+}
+
+var stageNames = [...]string{"wait", "origin", "third", "full"}
+
+// String is b for an operator: "node3 epoch 1796393645405: 0 of 127
+// events; live peers claim 0; gap: third, asked node4".
+func (b Behind) String() string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "%s epoch %d: %d of %d events; live peers claim %d", b.Origin, b.Epoch, b.Have, b.Target, b.Claim)
+	if b.Claimant != "" {
+		fmt.Fprintf(&s, " (%s)", b.Claimant)
+	}
+	if b.Departed {
+		fmt.Fprintf(&s, "; departed at %d/%d", b.Floor.Epoch, b.Floor.Seq)
+	}
+	if b.Gap {
+		fmt.Fprintf(&s, "; gap: %s", b.GapStage)
+		if b.GapAsked != "" {
+			fmt.Fprintf(&s, ", asked %s", b.GapAsked)
+		}
+	}
+	return s.String()
+}
+
+// uncovered returns the first pair of target (in origin order) that the
+// node's vector does not cover, counting as covered an epoch that is over
+// (it holds no live event any more, and its gaps are given up) and every
+// pair of an origin the node has forgotten (departed.go).
+//
+// Forgotten means not a live peer, and its entry in our vector has not
+// moved for TTL + hold + skew: for a node catching up, at least that long
+// since it first saw the origin in a peer's vector, so the bindings of the
+// target's events are past their horizon, and the peers, which forget on
+// about the same schedule, serve its events no more. Comparing with the
+// floor is not enough: the floor is what this node held when it forgot,
+// not what the target asks (a node that joined just after the origin left
+// had a floor of 0 under a target of 127 and waited out CatchUpTimeout),
+// and it is dropped later, leaving the origin absent from our vector. An
+// origin of the target entered the vector when its pair was observed and
+// only forgetting takes it out, so absent means forgotten. A peer that
+// still lists the origin past the floor takes it back (departedCovers),
+// and its pairs count again.
+func (db *DB) uncovered(target Vector, nowMs int64) (Behind, bool) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	rs := &db.rs
 	cutoff := rs.cutoff(nowMs)
-	for o, ps := range target {
+	for _, o := range target.Origins() {
 		d, gone := rs.departed[o]
-		for _, p := range ps {
+		_, held := rs.vv[o]
+		for _, p := range target[o] {
 			switch {
 			case rs.vv.Covers(o, p.Epoch, p.Seq):
 			case rs.epochOver(o, p.Epoch, cutoff):
-			case gone && (p.Epoch < d.floor.Epoch || (p.Epoch == d.floor.Epoch && p.Seq <= d.floor.Seq)):
+			case gone || !held:
 			default:
-				return false
+				return db.behindOn(o, p, d, gone), true
 			}
 		}
 	}
-	return true
+	return Behind{}, false
+}
+
+// behindOn fills a Behind for origin o's pair p. Under db.mu.
+func (db *DB) behindOn(o string, p EpochSeq, d departure, gone bool) Behind {
+	rs := &db.rs
+	b := Behind{Origin: o, Epoch: p.Epoch, Target: p.Seq, Have: rs.vv.Get(o, p.Epoch), Departed: gone, Floor: d.floor}
+	for _, name := range slices.Sorted(mapsKeys(rs.peers)) {
+		if pr := rs.peers[name]; pr.live {
+			if c := pr.vector.Get(o, p.Epoch); c > b.Claim {
+				b.Claim, b.Claimant = c, name
+			}
+		}
+	}
+	if gp := rs.gaps[originEpoch{o, p.Epoch}]; gp != nil {
+		b.Gap, b.GapStage, b.GapAsked = true, stageNames[gp.stage], gp.asked
+		b.GapAskedAt, b.GapSince, b.GapWant = gp.askedAt, gp.since, gp.want
+	}
+	return b
 }

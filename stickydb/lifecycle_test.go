@@ -425,3 +425,55 @@ func TestLifecycleStartupCopyPrefersAFullPeer(t *testing.T) {
 		}
 	}
 }
+
+// A node that left for good (the fleet test's node3), and a node joining
+// right after: the first peer it hears from still lists the departed
+// origin, and the target takes that origin's pair. Before the joiner has
+// those events (the answers are late on a CPU-starved fleet), every peer
+// forgets the origin (departed.go: not live, no move for TTL + hold +
+// skew), and so does the joiner, with a floor at what it knew: 0. Nobody
+// can serve the events any more and nothing of them is live; the joiner
+// must count them as covered, not wait for CatchUpTimeout (seen: a joiner
+// "catching up" for 60 s, with TETHER_TTL=3s).
+func TestLifecycleDepartedOriginCovered(t *testing.T) {
+	short := func(c *Config) { c.TTL = 3 * time.Second } // span: 3s + 750ms + 2s
+	now := t0
+	x := newTestDB(t, "x", now, short)
+	b := newTestDB(t, "b", now, short)
+	lifeBind(t, x, 1, 3, now)
+	lifeDeliver(t, x, b, now)
+	b.SetPeers([]string{"a"}, now) // x left for good
+
+	now = now.Add(time.Second)
+	a := newTestDB(t, "a", now, short)
+	lc := NewLifecycle(a, LifeConfig{CatchUpTimeout: 24 * time.Hour})
+	a.SetPeers([]string{"b"}, now)
+	lc.Joined(now, false)
+	a.ObserveVector("b", b.Vector(), now)
+	wantLife(t, "x's events missing", lc.Tick(now), false, WhyCatchingUp)
+	if bh, ok := lc.Behind(); !ok || bh.Origin != "x" || bh.Target != 3 || bh.Have != 0 || bh.Claim != 3 || bh.Claimant != "b" {
+		t.Fatalf("Behind = %+v, %v; want x's 3 events, claimed by b", bh, ok)
+	} else if got, want := bh.String(), fmt.Sprintf("x epoch %d: 0 of 3 events; live peers claim 3 (b); gap: wait", t0.UnixMilli()); got != want {
+		t.Fatalf("Behind.String() = %q, want %q", got, want)
+	}
+
+	// The requests a's Tick makes go unanswered; b forgets x at 5.75 s,
+	// a (which first saw x at 1 s) at 6.75 s.
+	var rd Ready
+	for now.Before(t0.Add(time.Minute)) && !rd.Ready {
+		now = now.Add(250 * time.Millisecond)
+		b.Tick(now)
+		a.ObserveVector("b", b.Vector(), now)
+		rd = lc.Tick(now)
+	}
+	if !rd.Ready || rd.Why != WhyCaughtUp {
+		bh, _ := lc.Behind()
+		t.Fatalf("%v after x left: ready %v why %q, behind %+v; want caught up once x is forgotten", now.Sub(t0), rd.Ready, rd.Why, bh)
+	}
+	if took := now.Sub(t0); took > 7*time.Second {
+		t.Fatalf("caught up %v after x left, want by 7s (once a forgot x)", took)
+	}
+	if _, ok := lc.Behind(); ok {
+		t.Fatal("Behind still says catching up once ready")
+	}
+}

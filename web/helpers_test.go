@@ -123,7 +123,9 @@ func (f *fixture) sources() Sources {
 					return "caught up"
 				}
 				return "catching up"
-			}},
+			},
+			ReadyBehind: func() string { return "c epoch 1: 0 of 3 events; live peers claim 3 (b); gap: third, asked b" },
+		},
 	}
 }
 

@@ -58,9 +58,18 @@ func TestStartServeShutdown(t *testing.T) {
 	if code, body := get("/readyz", ""); code != 503 || !strings.Contains(body, `"why": "catching up"`) {
 		t.Errorf("readyz while not ready: %d %s", code, body)
 	}
+	if code, body := get("/readyz", ""); strings.Contains(body, "behind") {
+		t.Errorf("the open readyz names peers: %d %s", code, body)
+	}
+	if code, body := get("/api/v1/node", testToken); code != 200 || !strings.Contains(body, `"behind": "c epoch 1: 0 of 3 events`) {
+		t.Errorf("node while catching up: %d %s", code, body)
+	}
 	f.ready = true
 	if code, body := get("/readyz", ""); code != 200 || !strings.Contains(body, `"why": "caught up"`) {
 		t.Errorf("readyz: %d %s", code, body)
+	}
+	if code, body := get("/api/v1/node", testToken); code != 200 || strings.Contains(body, "behind") {
+		t.Errorf("node once ready: %d %s", code, body)
 	}
 	client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

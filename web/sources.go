@@ -166,6 +166,11 @@ type NodeInfo struct {
 	// ReadyWhy says what a node that is not ready waits for, or how it
 	// became ready (/readyz's "why"). Must not block; nil: not shown.
 	ReadyWhy func() string
+	// ReadyBehind says, while the node is catching up, which pair of its
+	// target it lacks and what is done about it (/api/v1/node's "behind";
+	// not on the open /readyz: it names peers). Must not block; nil or "":
+	// not shown.
+	ReadyBehind func() string
 }
 
 // Sources are the parts the admin shows and drives. Core is required;

@@ -272,6 +272,8 @@ type NodeView struct {
 	Uptime   string  `json:"uptime"`
 	Ready    bool    `json:"ready"`
 	Bindings int     `json:"bindings"` // entries held (Len)
+	// Behind: while catching up, the pair of the target not covered yet.
+	Behind string `json:"behind,omitempty"`
 }
 
 func (s *Server) nodeView(now time.Time) NodeView {
@@ -282,6 +284,9 @@ func (s *Server) nodeView(now time.Time) NodeView {
 		v.Started = st.UnixMilli()
 		v.UptimeS = now.Sub(st).Seconds()
 		v.Uptime = humanAge(now.Sub(st))
+	}
+	if f := s.src.Node.ReadyBehind; f != nil && !v.Ready {
+		v.Behind = f()
 	}
 	return v
 }

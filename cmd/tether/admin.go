@@ -28,7 +28,7 @@ func startAdmin(_ context.Context, n *node) error {
 		Backends:  adminBackends{n},
 		Transport: adminTransport{n.gossip},
 		Traffic:   adminTraffic{n},
-		Node:      web.NodeInfo{Version: version, Started: n.started, Ready: n.ready, ReadyWhy: n.readyWhy},
+		Node:      web.NodeInfo{Version: version, Started: n.started, Ready: n.ready, ReadyWhy: n.readyWhy, ReadyBehind: n.readyBehind},
 		ClientKey: n.cfg.Edge.ClientPrefix.Mask,
 		Certs:     certs,
 	})

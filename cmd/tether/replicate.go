@@ -122,6 +122,18 @@ func (n *node) ready() bool {
 	return n.gossip != nil && n.gossip.Ready()
 }
 
+// readyBehind is what a node catching up still lacks (/api/v1/node's
+// "behind"), "" otherwise.
+func (n *node) readyBehind() string {
+	if n.gossip == nil {
+		return ""
+	}
+	if b, ok := n.gossip.Behind(); ok {
+		return b.String()
+	}
+	return ""
+}
+
 // readyWhy is /readyz's "why": what the node waits for, or how it became
 // ready.
 func (n *node) readyWhy() string {

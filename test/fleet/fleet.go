@@ -159,7 +159,7 @@ func StartEach(tb testing.TB, bin string, nodes int, o Options, env func(i int) 
 			"TETHER_GOSSIP_BIND":  n.Gossip,
 			"TETHER_BACKENDS":     o.Backends,
 			"TETHER_LOG_FORMAT":   "json",
-			"TETHER_LOG_LEVEL":    "info",
+			"TETHER_LOG_LEVEL":    logLevel(),
 		}
 		if n.DataDir != "" {
 			vars["TETHER_DATA_DIR"] = n.DataDir
@@ -187,6 +187,7 @@ func StartEach(tb testing.TB, bin string, nodes int, o Options, env func(i int) 
 		}
 	}
 	tb.Cleanup(f.StopAll)
+	tb.Cleanup(f.keepLogs)
 	for i, n := range f.Nodes {
 		wait := n.WaitReady
 		if o.NotReady[i] {
@@ -208,6 +209,41 @@ func StartEach(tb testing.TB, bin string, nodes int, o Options, env func(i int) 
 		}
 	}
 	return f
+}
+
+// logLevel is the nodes' TETHER_LOG_LEVEL: FLEET_LOG_LEVEL, or info.
+func logLevel() string {
+	if l := os.Getenv("FLEET_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "info"
+}
+
+// keepLogs copies the nodes' logs of a failed test into the directory
+// FLEET_KEEP_LOGS names (the fleet's own directory is removed with the
+// test), under <test name>-<unix time>/.
+func (f *Fleet) keepLogs() {
+	root := os.Getenv("FLEET_KEEP_LOGS")
+	if root == "" || !f.tb.Failed() {
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(f.tb.Name())
+	dst := filepath.Join(root, fmt.Sprintf("%s-%d", name, time.Now().Unix()))
+	logs, _ := filepath.Glob(filepath.Join(f.dir, "*.log"))
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		f.tb.Logf("fleet: keep logs: %v", err)
+		return
+	}
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dst, filepath.Base(l)), b, 0o644)
+		}
+		if err != nil {
+			f.tb.Logf("fleet: keep logs: %v", err)
+		}
+	}
+	f.tb.Logf("fleet: node logs kept in %s", dst)
 }
 
 func (n *Node) envValue(k string) string {
