@@ -49,6 +49,18 @@
 // stay net/http's. About a quarter more requests per second than net/http's
 // server on BenchmarkEndToEnd; TETHER_FORWARDING=stdlib turns both off.
 //
+// One read per request and direction (Linux): net.Conn.Read clears the
+// poller's readiness mark and then must try a read, which on a keep-alive
+// connection finds nothing (EAGAIN) before every request and every
+// response. The loop therefore serves a plain TCP client from inside one
+// RawConn.Read for the connection's life (serveRaw): after a read that
+// emptied the socket it waits first, since any byte that came after that
+// read has set the mark; and the fast path sends a request from inside
+// RawRead's callback (flushWaitFunc), so the response's readiness cannot
+// come before the mark is cleared, and reads only once woken. A watch of
+// the client during a slow response reads a duplicate descriptor of the
+// socket (the raw loop holds the connection's read lock).
+//
 // Every other request takes httputil.ReverseProxy: one per replica
 // (Rewrite with SetURL and SetXForwarded; the client's Host is kept), so a
 // request needs no context value to find its target; all share one tuned
