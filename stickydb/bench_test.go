@@ -213,3 +213,27 @@ func BenchmarkMemoryLatency(b *testing.B) {
 }
 
 var sink uint64
+
+// BenchmarkEventLogSteady is one origin's change log table at its cap
+// (ChangeLogTableCap, 1,000 by default): trimmed at the front by the cap
+// and appended at the back, one event at a time, as a node applies the
+// origin's pushed events.
+func BenchmarkEventLogSteady(b *testing.B) {
+	const capacity = 1000
+	l := newEventLog(capacity)
+	var next uint64
+	ev := make([]Event, 1)
+	add := func() {
+		next++
+		ev[0] = Event{Seq: next}
+		l.add(1, ev)
+	}
+	for range 4 * capacity {
+		add()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		add()
+	}
+}

@@ -83,6 +83,9 @@ func (l *eventLog) add(epoch int64, evs []Event) {
 			l.n -= len(s.events)
 			s.events, s.first = s.events[:0], e.Seq
 		}
+		if len(s.events) == cap(s.events) {
+			s.grow()
+		}
 		s.events = append(s.events, e)
 		next = e.Seq + 1
 		l.n++
@@ -106,6 +109,16 @@ func (l *eventLog) dropOldest() bool {
 	s.trimTo(s.first + 1)
 	l.n--
 	return true
+}
+
+// grow gives the segment a new array of twice its events. A segment is
+// trimmed at the front and appended at the back, so its array runs out
+// every few events; append's growth for long slices (1.25x) would copy
+// the whole segment every quarter of its length (four copies of an event
+// per event added, and as many allocations for the GC); twice the length
+// makes that one. trimTo gives memory back past 4x.
+func (s *segment) grow() {
+	s.events = append(make([]Event, 0, max(2*len(s.events), 16)), s.events...)
 }
 
 // trimTo drops the events below seq from the front of the segment. It
