@@ -74,9 +74,11 @@ type Config struct {
 	PushBudget int
 
 	// HeartbeatInterval: a peer that was sent no change group for this long
-	// gets an empty one carrying our vector, so that a lost tail is noticed
-	// and the core's watchdog stays quiet. Must be below the core's
-	// Watchdog. Default 500ms.
+	// gets an empty one (with our vector when it changed), so that a lost
+	// tail is noticed and the core's watchdog stays quiet. Past 25 live
+	// peers the spacing grows in proportion (peers/25 x this, at most half
+	// the core's Watchdog), so a node sends at most 25 heartbeats per
+	// interval. Must be below the core's Watchdog. Default 500ms.
 	HeartbeatInterval time.Duration
 
 	// VectorInterval: pushed groups carry our version vector at most this

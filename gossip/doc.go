@@ -50,14 +50,30 @@
 // best-effort (UDP), a larger one reliably (TCP); groups are split
 // into messages of at most Caps.MaxEvents events. Each peer has a cursor
 // (the last own event pushed to it); peers at the same cursor share one
-// encoding. Pushed groups carry the vector at most every VectorInterval
-// (past 10 peers, VectorInterval x peers/10, at most HeartbeatInterval, so
-// the vector bytes a node sends grow as N rather than N²); a peer that was
-// sent nothing for HeartbeatInterval gets an empty group, so the core's
-// watchdog stays quiet, which carries the vector when it changed since
-// the last one sent to that peer (a lost tail is then noticed: the
-// receiver's gap handling asks for it), or that peer showed a new epoch or
-// came back, or every 10 heartbeat intervals in case one was lost.
+// encoding.
+//
+// Heartbeats: a peer that was sent nothing for the heartbeat spacing gets
+// an empty group, so the core's watchdog stays quiet. Its numbers say how
+// far our own events were pushed to that peer, which the core takes as
+// this origin's claim: a lost tail is noticed and asked for. The spacing
+// is HeartbeatInterval up to 25 peers, then longer in proportion (at most
+// 50 heartbeats a second per node by default; 1 s at 50 nodes, 2 s at 100),
+// never past half the core's Watchdog: a heartbeat to every peer twice a
+// second was N² messages, and a 100-node fleet in one process spent both
+// cores on them doing nothing.
+//
+// Vectors: pushed groups carry the vector at most every VectorInterval
+// (past 10 peers, VectorInterval x peers/10, at most the heartbeat
+// spacing, so the vector bytes a node sends grow as N rather than N²); a
+// heartbeat carries it when it changed since the last one sent to that
+// peer, or that peer showed a new epoch or came back, or every 10
+// heartbeat spacings in case one was lost. A vector that would make the
+// message too large for UDP (about 30 origins with real host names, 60
+// with short ones) goes only at that refresh, by TCP: each reliable
+// message is a connection of its own, and the peers learn our own
+// position from the pushes and heartbeats anyway. What they then learn
+// later is the others' positions (a hole only a vector shows) and ours for
+// truncating our log.
 //
 // Loss, duplication and reordering are the core's business: Receive buffers
 // a group that skips numbers, Tick asks the origin, then a third node whose

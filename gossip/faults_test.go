@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -124,5 +125,54 @@ func TestFullCopyWhenRangeIsGone(t *testing.T) {
 	st := late.Stats()
 	if st.FullCopiesReceived == 0 || st.ChunksReceived < 300/7 {
 		t.Fatalf("no full copy in chunks: %+v", st)
+	}
+}
+
+// A lost push is found through the heartbeat's numbers alone when the
+// vector is too large for UDP and so goes only at the refresh (here 30 s
+// away): the heartbeat says how far the origin's events were pushed, the
+// receiver asks for the rest. Before, only a vector showed the hole, so
+// the tail waited for the refresh or the watchdog.
+func TestLostTailFoundWithoutVector(t *testing.T) {
+	f := faultnet.New(13)
+	c := startCluster(t, 3, clusterOpts{key: []byte("0123456789abcdef"), faults: f,
+		db: func(c *stickydb.Config) { c.Watchdog = 30 * time.Second },
+		node: func(_ int, c *Config) {
+			c.HeartbeatInterval = 3 * time.Second
+			c.MaxUDPBytes = 256
+			c.Memberlist.PushPullInterval = time.Minute // its state carries the vector too
+		}})
+	now := time.Now()
+	extra := stickydb.Vector{}
+	for i := range 40 {
+		extra[fmt.Sprintf("origin-%02d", i)] = []stickydb.EpochSeq{{Epoch: now.UnixMilli() - 1000, Seq: 0}}
+	}
+	for _, n := range c.nodes {
+		n.DB().MergeVector(extra, "", now)
+	}
+	n0, n1, n2 := c.nodes[0], c.nodes[1], c.nodes[2]
+	if _, _, err := n0.Store().BindIfAbsent(testKey(t, 1), replicas[0], now); err != nil {
+		t.Fatal(err)
+	}
+	c.waitConverged(20 * time.Second)
+	// The push of the next bind to n1 is lost; n2 gets it.
+	f.Cut("n0", "n1")
+	k := testKey(t, 2)
+	if _, _, err := n0.Store().BindIfAbsent(k, replicas[0], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { _, ok := n2.DB().Lookup(k); return ok }, func() string { return "n2 did not get the bind" })
+	f.Heal("n0", "n1")
+	if _, ok := n1.DB().Lookup(k); ok {
+		t.Fatal("test setup: the push to n1 was not lost")
+	}
+	eventually(t, 10*time.Second, func() bool { _, ok := n1.DB().Lookup(k); return ok },
+		func() string { return fmt.Sprintf("n1 did not get the lost bind: gaps %+v", n1.DB().RecentGaps()) })
+	asked := false
+	for _, g := range n1.DB().RecentGaps() {
+		asked = asked || (g.Origin == "n0" && g.Asked == "n0")
+	}
+	if !asked {
+		t.Fatalf("n1 got the bind without asking n0: %+v", n1.DB().RecentGaps())
 	}
 }

@@ -30,8 +30,11 @@ type Node struct {
 	now   func() time.Time
 	self  string
 	ttlMs int64
-	skew  int64
-	store Store
+	// watchdog: the core's Watchdog, which heartbeats must beat
+	// (heartbeatEvery).
+	watchdog time.Duration
+	skew     int64
+	store    Store
 
 	ml   *memberlist.Memberlist
 	addr string
@@ -70,14 +73,15 @@ type Node struct {
 	unsent atomic.Int64 // unix ms of the first write since the last push; 0 none
 
 	// owned by the run loop
-	startedAt    time.Time // Start's time, for TicketKeyGrace
-	ticketJitter time.Duration
-	lastPush     time.Time
-	lastVector   time.Time
-	lastSweep    time.Time
-	cursorEpoch  int64
-	behindLogged time.Time // last catching-up detail logged (ready.go)
-	pushFree     []*peer   // push's scratch list of peers free to send to
+	startedAt     time.Time // Start's time, for TicketKeyGrace
+	ticketJitter  time.Duration
+	lastPush      time.Time
+	lastVector    time.Time
+	lastBigVector time.Time // last push whose vector made a message too large for UDP
+	lastSweep     time.Time
+	cursorEpoch   int64
+	behindLogged  time.Time // last catching-up detail logged (ready.go)
+	pushFree      []*peer   // push's scratch list of peers free to send to
 }
 
 // New checks cfg and prepares a node for db. Nothing is bound until Start.
@@ -100,6 +104,7 @@ func New(cfg Config, db *stickydb.DB) (*Node, error) {
 		now:      cfg.Now,
 		self:     db.Node(),
 		ttlMs:    dbc.TTL.Milliseconds(),
+		watchdog: dbc.Watchdog,
 		skew:     dbc.MaxSkew.Milliseconds(),
 		kickCh:   make(chan struct{}, 1),
 		memberCh: make(chan struct{}, 1),

@@ -99,7 +99,10 @@ func (n *Node) push() time.Duration {
 		return wait
 	}
 	sort.Slice(free, func(i, j int) bool { return free[i].cursor.Load() < free[j].cursor.Load() })
-	withVector := now.Sub(n.lastVector) >= n.vectorEvery(len(peers))
+	vec := pushVector{
+		with: now.Sub(n.lastVector) >= n.vectorEvery(len(peers)),
+		big:  now.Sub(n.lastBigVector) >= vectorRefresh*n.heartbeatEvery(len(peers)),
+	}
 	made := n.unsent.Swap(0)
 	sentAny, sentVector := false, false
 	// Peers at the same cursor (the usual case) share one encoding.
@@ -109,7 +112,7 @@ func (n *Node) push() time.Duration {
 			j++
 		}
 		same := free[i:j]
-		cur, sent, more := n.pushFrom(same[0].cursor.Load(), same, withVector, made)
+		cur, sent, more := n.pushFrom(same[0].cursor.Load(), same, &vec, made)
 		for _, p := range same {
 			p.cursor.Store(cur)
 			if sent {
@@ -125,7 +128,7 @@ func (n *Node) push() time.Duration {
 		}
 		if sent {
 			sentAny = true
-			sentVector = sentVector || withVector
+			sentVector = sentVector || vec.with
 		}
 		i = j
 	}
@@ -136,7 +139,20 @@ func (n *Node) push() time.Duration {
 	if sentVector {
 		n.lastVector = now
 	}
+	if vec.sentBig {
+		n.lastBigVector = now
+	}
 	return wait
+}
+
+// pushVector says whether a push carries the vector: with, at the
+// vectorEvery cadence; big, whether it may even when that makes a message
+// too large for UDP (a fleet of more than ~30 nodes with real host names),
+// which is only every vectorRefresh heartbeat intervals: a reliable
+// message is a TCP connection of its own, and a peer's own position comes
+// with its pushes and heartbeats anyway. sentBig records that one did.
+type pushVector struct {
+	with, big, sentBig bool
 }
 
 // busy returns 0 when p's link is free for a push at now, else how long
@@ -158,7 +174,7 @@ func (n *Node) busy(p *peer, now time.Time) time.Duration {
 // pushFrom sends peers the own events after cursor, up to MaxPushEvents,
 // in messages of at most Caps.MaxEvents events. It returns the new cursor,
 // whether it sent anything, and whether the budget ran out first.
-func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, made int64) (uint64, bool, bool) {
+func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int64) (uint64, bool, bool) {
 	budget := n.cfg.MaxPushEvents
 	sent := false
 	for budget > 0 {
@@ -172,14 +188,22 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, made int6
 			// is sent a full copy).
 			n.stats.cursorSkips.Add(1)
 		}
-		if !withVector {
+		if !vec.with {
 			g.Vector = nil
+		}
+		msg := encodeGroup(&g, groupMeta{made: made})
+		if g.Vector != nil && len(msg) > n.cfg.MaxUDPBytes {
+			if vec.big {
+				vec.sentBig = true
+			} else {
+				g.Vector = nil
+				msg = encodeGroup(&g, groupMeta{made: made})
+			}
 		}
 		var vh uint64
 		if g.Vector != nil {
 			vh = vectorHash(g.Vector)
 		}
-		msg := encodeGroup(&g, groupMeta{made: made})
 		now := time.Now().UnixNano()
 		for _, p := range peers {
 			if n.send(p, msg) {
@@ -226,18 +250,36 @@ func (n *Node) tick() {
 
 // vectorEvery is how often pushed groups carry the vector, with peers
 // live peers: VectorInterval up to vectorPeers peers, then longer in
-// proportion (capped at HeartbeatInterval), so that the vector bytes a
+// proportion (capped at the heartbeat spacing), so that the vector bytes a
 // node sends grow with N, not N² (each vector is ~15 B per origin).
 func (n *Node) vectorEvery(peers int) time.Duration {
 	d := n.cfg.VectorInterval
 	if peers > vectorPeers {
 		d = d * time.Duration(peers) / vectorPeers
 	}
-	return max(n.cfg.VectorInterval, min(d, n.cfg.HeartbeatInterval))
+	return max(n.cfg.VectorInterval, min(d, n.heartbeatEvery(peers)))
 }
 
 // vectorPeers: see vectorEvery.
 const vectorPeers = 10
+
+// heartbeatEvery is the heartbeat spacing with peers live peers:
+// HeartbeatInterval up to heartbeatPeers peers, then longer in proportion,
+// so that an idle node sends at most heartbeatPeers heartbeats per
+// HeartbeatInterval (50 a second by default) whatever the fleet's size,
+// never rarer than half the core's Watchdog. At 100 nodes a heartbeat to
+// every peer twice a second was ~20,000 messages a second fleet-wide for
+// nothing new: a 100-node fleet in one process spent its two cores idle.
+func (n *Node) heartbeatEvery(peers int) time.Duration {
+	d := n.cfg.HeartbeatInterval
+	if peers > heartbeatPeers {
+		d = d * time.Duration(peers) / heartbeatPeers
+	}
+	return max(n.cfg.HeartbeatInterval, min(d, n.watchdog/2))
+}
+
+// heartbeatPeers: see heartbeatEvery.
+const heartbeatPeers = 25
 
 // vectorRefresh: a heartbeat carries the vector at least this often (in
 // heartbeat intervals) even when it did not change, in case the last one
@@ -245,43 +287,61 @@ const vectorPeers = 10
 const vectorRefresh = 10
 
 // heartbeats sends an empty group to every peer that was sent nothing for
-// HeartbeatInterval, so it notices a lost tail and its watchdog stays
-// quiet. The group carries our vector when it changed since the last one
-// sent to that peer, or every vectorRefresh heartbeat intervals: an idle
-// fleet's heartbeats were the whole vector (~15 B per origin) to every
-// peer twice a second, N² bytes per node for nothing new.
+// the heartbeat spacing (heartbeatEvery), so that its watchdog stays quiet
+// and it notices a lost tail: the group's numbers say how far our own
+// events were pushed to it (the core takes that as the origin's claim).
+// The group carries our vector when it changed since the last one sent to
+// that peer, or every vectorRefresh heartbeat intervals: an idle fleet's
+// heartbeats were the whole vector (~15 B per origin) to every peer twice
+// a second, N² bytes per node for nothing new. A changed vector too large
+// for UDP waits for the refresh.
 func (n *Node) heartbeats() {
 	nowT := time.Now()
-	limit := nowT.Add(-n.cfg.HeartbeatInterval).UnixNano()
-	refresh := nowT.Add(-vectorRefresh * n.cfg.HeartbeatInterval).UnixNano()
+	live := n.peers.live()
+	every := n.heartbeatEvery(len(live))
+	limit := nowT.Add(-every).UnixNano()
+	refresh := nowT.Add(-vectorRefresh * every).UnixNano()
 	var (
-		v           stickydb.Vector
-		vh          uint64
-		full, empty []byte
+		v     stickydb.Vector
+		vh    uint64
+		epoch int64
+		enc   [2]struct { // without, with the vector
+			cursor uint64
+			msg    []byte
+		}
 	)
-	for _, p := range n.peers.live() {
+	encode := func(c uint64, withVector bool) []byte {
+		e := &enc[0]
+		g := stickydb.Group{Origin: n.self, Epoch: epoch, From: c + 1, To: c, Sender: n.self}
+		if withVector {
+			e, g.Vector = &enc[1], v
+		}
+		if e.msg == nil || e.cursor != c {
+			e.cursor, e.msg = c, encodeGroup(&g, groupMeta{})
+		}
+		return e.msg
+	}
+	for _, p := range live {
 		if p.lastSent.Load() > limit {
 			continue
 		}
 		if v == nil {
 			v = n.db.Vector()
 			vh = vectorHash(v)
+			epoch, _ = n.db.Position()
+		}
+		c := p.cursor.Load()
+		if epoch != n.cursorEpoch {
+			c = 0 // a new epoch the push has not seen yet: nothing of it sent
 		}
 		withVector := p.needsVector(vh, refresh)
-		msg := &empty
-		if withVector {
-			msg = &full
+		msg := encode(c, withVector)
+		if withVector && p.vecAt.Load() > refresh && len(msg) > n.cfg.MaxUDPBytes {
+			// Changed, but too large for UDP: it waits for the refresh.
+			withVector = false
+			msg = encode(c, false)
 		}
-		if *msg == nil {
-			epoch, _ := n.db.Position()
-			c := p.cursor.Load()
-			g := stickydb.Group{Origin: n.self, Epoch: epoch, From: c + 1, To: c, Sender: n.self}
-			if withVector {
-				g.Vector = v
-			}
-			*msg = encodeGroup(&g, groupMeta{})
-		}
-		if n.send(p, *msg) {
+		if n.send(p, msg) {
 			now := time.Now().UnixNano()
 			p.lastSent.Store(now)
 			if withVector {

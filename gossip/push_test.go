@@ -85,17 +85,41 @@ func TestPushRateFollowsMembership(t *testing.T) {
 // Pushed groups carry the vector every VectorInterval up to vectorPeers
 // peers, then less often in proportion, never rarer than a heartbeat.
 func TestVectorEveryScalesWithPeers(t *testing.T) {
-	n := &Node{cfg: DefaultConfig()}
+	n := &Node{cfg: DefaultConfig(), watchdog: 5 * time.Second}
 	for _, tc := range []struct {
 		peers int
 		want  time.Duration
 	}{
 		{0, 100 * time.Millisecond}, {3, 100 * time.Millisecond}, {10, 100 * time.Millisecond},
-		{20, 200 * time.Millisecond}, {49, 490 * time.Millisecond}, {100, 500 * time.Millisecond},
+		{20, 200 * time.Millisecond}, {49, 490 * time.Millisecond}, {99, 990 * time.Millisecond},
+		{1000, 2500 * time.Millisecond},
 	} {
 		if got := n.vectorEvery(tc.peers); got != tc.want {
 			t.Errorf("vectorEvery(%d) = %v, want %v", tc.peers, got, tc.want)
 		}
+	}
+}
+
+// Heartbeats go every HeartbeatInterval up to heartbeatPeers peers, then
+// less often in proportion (a node sends at most heartbeatPeers per
+// HeartbeatInterval), never rarer than half the core's Watchdog.
+func TestHeartbeatEveryScalesWithPeers(t *testing.T) {
+	n := &Node{cfg: DefaultConfig(), watchdog: 5 * time.Second}
+	for _, tc := range []struct {
+		peers int
+		want  time.Duration
+	}{
+		{0, 500 * time.Millisecond}, {2, 500 * time.Millisecond}, {25, 500 * time.Millisecond},
+		{49, 980 * time.Millisecond}, {99, 1980 * time.Millisecond}, {1000, 2500 * time.Millisecond},
+	} {
+		if got := n.heartbeatEvery(tc.peers); got != tc.want {
+			t.Errorf("heartbeatEvery(%d) = %v, want %v", tc.peers, got, tc.want)
+		}
+	}
+	// A HeartbeatInterval near the Watchdog is never lengthened past it.
+	n.cfg.HeartbeatInterval, n.watchdog = 4*time.Second, 5*time.Second
+	if got := n.heartbeatEvery(99); got != 4*time.Second {
+		t.Errorf("heartbeatEvery(99) with HeartbeatInterval 4s, Watchdog 5s = %v, want 4s", got)
 	}
 }
 

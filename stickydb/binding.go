@@ -110,8 +110,11 @@ type Record struct {
 // Group is a change group (the reference text's "update"): the events
 // From..To, contiguous, of one origin's epoch, with the sender's version
 // vector. A group with no events (From == To+1) is a heartbeat: it carries
-// only the vector. The sender is the origin, or a third node serving the
-// origin's events from its change log table.
+// only the vector, if any; one sent by its origin also says that the
+// origin's events up to To exist (a claim on a hole, like its vector's own
+// entry), so a lost tail is asked for even when the vector is not sent.
+// The sender is the origin, or a third node serving the origin's events
+// from its change log table.
 type Group struct {
 	Origin string
 	Epoch  int64

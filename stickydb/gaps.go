@@ -219,6 +219,9 @@ func (db *DB) abandon(oe originEpoch, gp *gapState, known uint64) bool {
 	for _, p := range db.rs.peers {
 		claim = max(claim, p.vector.Get(oe.origin, oe.epoch))
 	}
+	if p := db.rs.peers[oe.origin]; p != nil && p.stated.Epoch == oe.epoch {
+		claim = max(claim, p.stated.Seq)
+	}
 	if claim >= gp.want {
 		return false
 	}

@@ -138,7 +138,7 @@ func (ls *lifetimeSim) traffic(n int) {
 			healthy := rapid.SliceOfNDistinct(rapid.SampledFrom(s.pool), 1, 3, rapid.ID[string]).Draw(t, "healthy")
 			s.local(i, k, healthy)
 		case 3:
-			s.push(i, rapid.Bool().Draw(t, "heartbeat"))
+			s.push(i, rapid.Bool().Draw(t, "heartbeat"), rapid.Bool().Draw(t, "bare"))
 		case 4:
 			ls.tick(i)
 		case 5, 6:

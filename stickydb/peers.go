@@ -13,7 +13,12 @@ type peerState struct {
 	// lists: the forgotten origins its last vector still listed at or
 	// below their floor (sanitize left them out of vector); a floor is kept
 	// while a peer lists its origin (departed.go).
-	lists  []string
+	lists []string
+	// stated: the position of its own events its latest heartbeat (an
+	// empty group without a vector) stated. It counts as a claim on a gap
+	// (abandon) but is kept apart from vector: readiness takes a peer's
+	// whole vector once, and must not take this one pair for it.
+	stated EpochSeq
 	live   bool
 	heard  int64 // last group from it, unix ms
 	asked  int64 // last watchdog request to it

@@ -59,9 +59,20 @@ func (db *DB) Receive(g Group, now time.Time) (Result, error) {
 	p.heard = nowMs
 	var res Result
 	err := db.applyGroup(&g, nowMs, &res)
-	if g.Vector != nil {
+	switch {
+	case g.Vector != nil:
 		p.vector, p.lists = db.sanitize(g.Vector, nowMs, p.lists[:0])
 		db.observe(g.Sender, p.vector, nowMs)
+	case len(g.Events) == 0 && g.Origin == g.Sender && g.To > 0:
+		// A heartbeat from its origin says where the origin stands, as its
+		// vector's own entry would: a lost tail is noticed (and asked for
+		// after VectorGapWait) without the vector, which a large fleet
+		// sends rarely. The pair is checked like any vector's.
+		own, _ := db.sanitize(Vector{g.Origin: {{Epoch: g.Epoch, Seq: g.To}}}, nowMs, nil)
+		if es, ok := own.Latest(g.Origin); ok {
+			p.stated = es
+			db.observe(g.Sender, own, nowMs)
+		}
 	}
 	return res, err
 }

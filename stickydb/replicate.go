@@ -32,17 +32,14 @@ type replState struct {
 	// take none (OwnEvents).
 	lastNow   int64
 	sweepNext atomic.Uint64
-	// peersPruned is when prune last went through the peers' vectors: at
-	// most once per peerPruneEvery, not on every Tick (N vectors of N
-	// origins each, 50 times a second, was the largest cost of an idle
-	// 50-node fleet's Tick).
-	peersPruned int64
+	// pruned is when prune last walked the origins and peers: at most
+	// once per pruneEvery, not on every Tick.
+	pruned int64
 }
 
-// peerPruneEvery: the peers' vectors in the table are pruned of old epochs
-// at most this often (ms). Epochs end on a scale of TTL + skew (minutes);
-// a second's delay keeps nothing alive that matters.
-const peerPruneEvery = 1000
+// pruneEvery: prune's walks over every origin and peer run at most this
+// often (ms).
+const pruneEvery = 1000
 
 type originEpoch struct {
 	origin string

@@ -556,3 +556,40 @@ func TestFillingGapWaitsInsteadOfEscalating(t *testing.T) {
 		t.Fatalf("second ask = %+v", reqs)
 	}
 }
+
+// A heartbeat (an empty group from its origin) without a vector still says
+// where its origin stands: a lost tail is asked for after VectorGapWait.
+// Large fleets send vectors rarely, and an idle origin's last push may be
+// the one that was lost.
+func TestHeartbeatShowsLostTail(t *testing.T) {
+	now := t0
+	exp := now.Add(20 * time.Minute).UnixMilli()
+	db := newTestDB(t, "me", now)
+	db.SetPeers([]string{"o"}, now)
+	if _, err := db.Receive(groupOf("o", 1, 1, 5, exp), now); err != nil {
+		t.Fatal(err)
+	}
+	// 6..8 are lost; the heartbeat says o pushed up to 8.
+	hb := Group{Origin: "o", Epoch: 1, From: 9, To: 8, Sender: "o"}
+	if _, err := db.Receive(hb, now); err != nil {
+		t.Fatal(err)
+	}
+	if rs := db.Tick(now.Add(db.Config().VectorGapWait - time.Millisecond)); len(rs) != 0 {
+		t.Fatalf("asked before VectorGapWait: %+v", rs)
+	}
+	reqs := db.Tick(now.Add(db.Config().VectorGapWait + 50*time.Millisecond))
+	if len(reqs) != 1 || reqs[0].To != "o" || reqs[0].Reason != ReasonGap || reqs[0].Known.Get("o", 1) != 5 {
+		t.Fatalf("requests after the heartbeat = %+v, want one gap request to o knowing 5", reqs)
+	}
+	// A heartbeat from a third node about o's position says nothing, and
+	// an implausible position is ignored like a vector's.
+	db2 := newTestDB(t, "me", now)
+	db2.SetPeers([]string{"o", "x"}, now)
+	e := now.UnixMilli() - 1000
+	db2.Receive(groupOf("o", e, 1, 5, exp), now)
+	db2.Receive(Group{Origin: "o", Epoch: e, From: 9, To: 8, Sender: "x"}, now)
+	db2.Receive(Group{Origin: "o", Epoch: e, From: 1 << 40, To: 1<<40 - 1, Sender: "o"}, now)
+	if rs := db2.Tick(now.Add(db.Config().VectorGapWait + 50*time.Millisecond)); len(rs) != 0 {
+		t.Fatalf("asked after a third node's or an implausible heartbeat: %+v", rs)
+	}
+}

@@ -21,33 +21,34 @@ import (
 // FleetResult is one fleet size's figures. Rates are per node per second
 // over the measuring window.
 type FleetResult struct {
-	N             int     `json:"n"`
-	Tuning        string  `json:"tuning"`              // gossip push settings of the run
-	Rate          int     `json:"rate"`                // new bindings/s asked for, fleet-wide
-	BindsPerSec   float64 `json:"binds_per_s"`         // made, fleet-wide
-	StartupSec    float64 `json:"startup_s"`           // all joined and ready
-	WindowSec     float64 `json:"window_s"`            // measuring window
-	Probes        int     `json:"probes"`              // convergence samples
-	ProbesLost    int     `json:"probes_lost"`         // not on every node within ProbeTimeout
-	P50Ms         float64 `json:"conv_p50_ms"`         // bind on one node -> on all others
-	P99Ms         float64 `json:"conv_p99_ms"`         //
-	MaxMs         float64 `json:"conv_max_ms"`         //
-	MsgsPerNode   float64 `json:"msgs_per_s_node"`     // tether messages sent (UDP+TCP)
-	TCPPerNode    float64 `json:"tcp_msgs_per_s_node"` // of which reliable (a TCP connection each)
-	TetherBytes   float64 `json:"tether_bytes_per_s_node"`
-	WireBytes     float64 `json:"wire_bytes_per_s_node"` // everything the transport wrote
-	IdleWireBytes float64 `json:"idle_wire_bytes_per_s_node"`
-	IdleTether    float64 `json:"idle_tether_bytes_per_s_node"`
-	MemberlistOwn float64 `json:"memberlist_bytes_per_s_node"` // idle wire - idle tether
-	CPUPerNode    float64 `json:"cpu_pct_core_per_node"`       // (process CPU - load generator) / N
-	ProcessCPU    float64 `json:"process_cpu_pct"`             // whole process, % of one core
-	HarnessCPU    float64 `json:"harness_cpu_pct"`             // load generator estimate, % of one core
-	Settled       bool    `json:"settled"`                     // every node holds every binding after the load stops
-	SettleSec     float64 `json:"settle_s"`
-	WorkDropped   uint64  `json:"work_dropped"`
-	OutboxDropped uint64  `json:"outbox_dropped"`
-	RangeRequests uint64  `json:"range_requests"`
-	FullCopies    uint64  `json:"full_copies"`
+	N              int     `json:"n"`
+	Tuning         string  `json:"tuning"`              // gossip push settings of the run
+	Rate           int     `json:"rate"`                // new bindings/s asked for, fleet-wide
+	BindsPerSec    float64 `json:"binds_per_s"`         // made, fleet-wide
+	StartupSec     float64 `json:"startup_s"`           // all joined and ready
+	WindowSec      float64 `json:"window_s"`            // measuring window
+	Probes         int     `json:"probes"`              // convergence samples
+	ProbesLost     int     `json:"probes_lost"`         // not on every node within ProbeTimeout
+	P50Ms          float64 `json:"conv_p50_ms"`         // bind on one node -> on all others
+	P99Ms          float64 `json:"conv_p99_ms"`         //
+	MaxMs          float64 `json:"conv_max_ms"`         //
+	MsgsPerNode    float64 `json:"msgs_per_s_node"`     // tether messages sent (UDP+TCP)
+	TCPPerNode     float64 `json:"tcp_msgs_per_s_node"` // of which reliable (a TCP connection each)
+	TetherBytes    float64 `json:"tether_bytes_per_s_node"`
+	WireBytes      float64 `json:"wire_bytes_per_s_node"` // everything the transport wrote
+	IdleWireBytes  float64 `json:"idle_wire_bytes_per_s_node"`
+	IdleTether     float64 `json:"idle_tether_bytes_per_s_node"`
+	MemberlistOwn  float64 `json:"memberlist_bytes_per_s_node"` // idle wire - idle tether
+	IdleCPUPerNode float64 `json:"idle_cpu_pct_core_per_node"`  // process CPU in the idle window / N (probes, heartbeats, memberlist)
+	CPUPerNode     float64 `json:"cpu_pct_core_per_node"`       // (process CPU - load generator) / N
+	ProcessCPU     float64 `json:"process_cpu_pct"`             // whole process, % of one core
+	HarnessCPU     float64 `json:"harness_cpu_pct"`             // load generator estimate, % of one core
+	Settled        bool    `json:"settled"`                     // every node holds every binding after the load stops
+	SettleSec      float64 `json:"settle_s"`
+	WorkDropped    uint64  `json:"work_dropped"`
+	OutboxDropped  uint64  `json:"outbox_dropped"`
+	RangeRequests  uint64  `json:"range_requests"`
+	FullCopies     uint64  `json:"full_copies"`
 	// The core's gap handling, summed over the nodes (whole run): why the
 	// range requests and full copies above were asked.
 	ReqOrigin       uint64  `json:"req_origin"`
@@ -360,13 +361,15 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 
 	// Idle window: memberlist's own traffic plus tether's heartbeats.
 	time.Sleep(time.Second)
-	w0, s0, i0 := f.wireBytes(), f.sums(), time.Now()
+	w0, s0, i0, ic0 := f.wireBytes(), f.sums(), time.Now(), cpuTime()
 	time.Sleep(o.idle)
 	idle := time.Since(i0).Seconds()
 	w1, s1 := f.wireBytes(), f.sums()
+	r.IdleCPUPerNode = 100 * (cpuTime() - ic0).Seconds() / idle / float64(n)
 	r.IdleWireBytes = float64(w1-w0) / idle / float64(n)
 	r.IdleTether = float64(s1.bytes-s0.bytes) / idle / float64(n)
 	r.MemberlistOwn = r.IdleWireBytes - r.IdleTether
+	o.logf("n=%d idle: %.1f%% of a core per node, %.0f B/s/node wire (%.0f tether)", n, r.IdleCPUPerNode, r.IdleWireBytes, r.IdleTether)
 
 	// Load.
 	gen := &loadGen{}
