@@ -232,7 +232,9 @@ func (l *Lifecycle) Tick(now time.Time) Ready {
 	}
 	var table []PeerInfo
 	if !l.copyDone || !l.ready {
-		table = l.db.Table()
+		// Readiness takes each live peer's vector once (seen); the
+		// start-up copy reads the whole table when it asks.
+		table = l.db.table(func(name string) bool { return !l.seen[name] })
 	}
 	if req, ok := l.startupCopy(table, nowMs, &rd); ok {
 		rd.Requests = append(rd.Requests, req)
@@ -279,7 +281,7 @@ func (l *Lifecycle) startupCopy(table []PeerInfo, nowMs int64, rd *Ready) (Reque
 	// Peers that hold about what the fleet holds come first: another
 	// joiner, still copying itself, would send a part of the table (eight
 	// joiners at once asked each other).
-	full, rest := splitByHolding(table, live)
+	full, rest := splitByHolding(l.db.Table(), live)
 	// Start at a peer that depends on the time, so that nodes restarting
 	// together, or one node restarting often, spread their copies; then go
 	// round from there (an offset from the current time could land on the

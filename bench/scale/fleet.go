@@ -211,9 +211,12 @@ func (f *fleet) sums() (s sums) {
 	return s
 }
 
-// waitFormed waits until every node sees all the others and is ready.
-func (f *fleet) waitFormed(timeout time.Duration) error {
+// waitFormed waits until every node sees all the others and is ready,
+// logging progress every 5 s: the fewest members a node sees, and what the
+// nodes not ready wait for.
+func (f *fleet) waitFormed(timeout time.Duration, logf func(string, ...any)) error {
 	deadline := time.Now().Add(timeout)
+	next := time.Now().Add(5 * time.Second)
 	for {
 		ok := true
 		for _, n := range f.nodes {
@@ -224,6 +227,17 @@ func (f *fleet) waitFormed(timeout time.Duration) error {
 		}
 		if ok {
 			return nil
+		}
+		if time.Now().After(next) {
+			next = time.Now().Add(5 * time.Second)
+			least, why := len(f.nodes), map[string]int{}
+			for _, n := range f.nodes {
+				least = min(least, len(n.Members()))
+				if !n.Ready() {
+					why[n.ReadyWhy()]++
+				}
+			}
+			logf("forming: fewest members seen %d of %d, not ready: %v", least, len(f.nodes), why)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("fleet of %d not formed after %v", len(f.nodes), timeout)
@@ -325,18 +339,19 @@ func bindCPU() time.Duration {
 }
 
 type fleetOpts struct {
-	rate       int
-	window     time.Duration
-	idle       time.Duration
-	warmup     time.Duration
-	probeEvery time.Duration
-	joiner     int // bindings in the fleet for the joiner run; 0 skips it
-	joiners    int // joiners started at once in that run (at least 1)
-	crash      bool
-	perBindCPU time.Duration
-	retune     func(*gossip.Config, int)
-	tuning     string
-	logf       func(string, ...any)
+	rate        int
+	window      time.Duration
+	idle        time.Duration
+	warmup      time.Duration
+	probeEvery  time.Duration
+	joiner      int // bindings in the fleet for the joiner run; 0 skips it
+	joiners     int // joiners started at once in that run (at least 1)
+	crash       bool
+	perBindCPU  time.Duration
+	profileForm bool // the CPU profile covers formation, not the window
+	retune      func(*gossip.Config, int)
+	tuning      string
+	logf        func(string, ...any)
 }
 
 func runFleet(n int, o fleetOpts) (FleetResult, error) {
@@ -347,13 +362,19 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 		f.capacity = o.joiner + o.joiner/4 + 1_000_000
 	}
 	defer f.close()
+	stopForm := func() {}
+	if o.profileForm {
+		stopForm = profileWindow()
+	}
 	t0 := time.Now()
 	for i := range n {
 		if _, err := f.add(i, n, false, nil); err != nil {
 			return r, err
 		}
 	}
-	if err := f.waitFormed(time.Duration(n)*time.Second + 20*time.Second); err != nil {
+	err := f.waitFormed(time.Duration(n)*time.Second+20*time.Second, o.logf)
+	stopForm()
+	if err != nil {
 		return r, err
 	}
 	r.StartupSec = time.Since(t0).Seconds()

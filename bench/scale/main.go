@@ -59,6 +59,7 @@ func main() {
 	maxUDP := flag.Int("max-udp", 0, "gossip MaxUDPBytes for every node (0: the default, 1300; loopback carries up to 65000)")
 	out := flag.String("out", "bench/scale.json", "JSON output")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the fleet runs' measuring windows to this file (pprof)")
+	profileForm := flag.Bool("profile-formation", false, "with -cpuprofile: profile the first fleet's formation (start to all ready) instead")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -99,7 +100,7 @@ func main() {
 		logf("load generator: %.2fµs CPU per new binding on a lone DB", res.PerBindCPU)
 		for _, n := range sizes {
 			o := fleetOpts{rate: *rate, window: *window, idle: *idle, warmup: *warmup, probeEvery: *probeEvery,
-				perBindCPU: per, logf: logf, crash: *crash}
+				perBindCPU: per, logf: logf, crash: *crash, profileForm: *profileForm}
 			dc := gossip.DefaultConfig()
 			pi, pb, pg := dc.PushInterval, dc.PushBurst, dc.PushBudget
 			if *pushBudget > 0 {
