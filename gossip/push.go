@@ -146,11 +146,12 @@ func (n *Node) push() time.Duration {
 }
 
 // pushVector says whether a push carries the vector: with, at the
-// vectorEvery cadence; big, whether it may even when that makes a message
-// too large for UDP (a fleet of more than ~30 nodes with real host names),
-// which is only every vectorRefresh heartbeat intervals: a reliable
-// message is a TCP connection of its own, and a peer's own position comes
-// with its pushes and heartbeats anyway. sentBig records that one did.
+// vectorEvery cadence; big, whether it may even when it does not fit a
+// datagram with the events (a fleet of more than ~30 nodes with real host
+// names), which is only every vectorRefresh heartbeat intervals, in a
+// message of its own: a reliable message is a TCP connection of its own,
+// and a peer learns our own position from the pushes and heartbeats
+// anyway. sentBig records that one was sent.
 type pushVector struct {
 	with, big, sentBig bool
 }
@@ -192,12 +193,21 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 			g.Vector = nil
 		}
 		msg := encodeGroup(&g, groupMeta{made: made})
+		var vecMsg []byte // the vector alone, when it does not fit with the events
 		if g.Vector != nil && len(msg) > n.cfg.MaxUDPBytes {
+			// Events that fit a datagram go as one without the vector: a
+			// group sent reliably (a TCP connection of its own) arrives
+			// after the datagrams pushed behind it, which then wait as a
+			// hole. The vector follows in an empty group of its own, and
+			// only at the refresh (pushVector.big).
+			v := g.Vector
+			g.Vector = nil
+			msg = encodeGroup(&g, groupMeta{made: made})
 			if vec.big {
 				vec.sentBig = true
-			} else {
-				g.Vector = nil
-				msg = encodeGroup(&g, groupMeta{made: made})
+				e := stickydb.Group{Origin: g.Origin, Epoch: g.Epoch, From: g.To + 1, To: g.To, Sender: g.Sender, Vector: v}
+				vecMsg = encodeGroup(&e, groupMeta{})
+				g.Vector = v
 			}
 		}
 		var vh uint64
@@ -208,12 +218,12 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 		for _, p := range peers {
 			if n.send(p, msg) {
 				p.lastSent.Store(now)
-				if g.Vector != nil {
-					p.vecHash.Store(vh)
-					p.vecAt.Store(now)
-				}
 				p.c.groupsSent.Add(1)
 				p.c.eventsSent.Add(uint64(len(g.Events)))
+			}
+			if g.Vector != nil && (vecMsg == nil || n.send(p, vecMsg)) {
+				p.vecHash.Store(vh)
+				p.vecAt.Store(now)
 			}
 		}
 		n.stats.groupsSent.Add(uint64(len(peers)))

@@ -368,8 +368,8 @@ func (db *DB) coveringPeer(oe originEpoch, seq uint64, hint string) string {
 		return hint
 	}
 	best := ""
-	for name := range rs.peers {
-		if ok(name) && (best == "" || name < best) {
+	for name, p := range rs.peers {
+		if (best == "" || name < best) && p.live && name != oe.origin && p.vector.Covers(oe.origin, oe.epoch, seq) {
 			best = name
 		}
 	}

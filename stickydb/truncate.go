@@ -8,12 +8,17 @@ import (
 )
 
 // prune drops what TTL + skew has made useless: pairs of epochs that are
-// over, and everything of peers that left longer ago than that. What walks
-// every origin or peer (departed origins, the peers' vectors, the change
-// log table) runs at most once per pruneEvery: at 50 nodes, doing it on
-// every Tick was 6 % of the fleet's CPU, for work whose deadlines are TTLs.
+// over, and everything of peers that left longer ago than that. It walks
+// every origin, gap and peer, so it runs at most once per pruneEvery: at
+// 50 nodes, doing it on every Tick was 6 % of the fleet's CPU (10 % at
+// 100), for work whose deadlines are TTLs. What reads an epoch's end
+// (epochOver) computes it from the clock, not from the pruned vector.
 func (db *DB) prune(nowMs, cutoff int64) {
 	rs := &db.rs
+	if rs.pruned != 0 && nowMs-rs.pruned < pruneEvery && nowMs >= rs.pruned {
+		return
+	}
+	rs.pruned = nowMs
 	rs.vv.Prune(cutoff)
 	rs.vv.Trim(db.cfg.MaxEpochs)
 	for oe := range rs.gaps {
@@ -21,10 +26,6 @@ func (db *DB) prune(nowMs, cutoff int64) {
 			delete(rs.gaps, oe)
 		}
 	}
-	if rs.pruned != 0 && nowMs-rs.pruned < pruneEvery && nowMs >= rs.pruned {
-		return
-	}
-	rs.pruned = nowMs
 	db.forgetDeparted(nowMs, cutoff)
 	for _, p := range rs.peers {
 		if p.vector != nil {
