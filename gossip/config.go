@@ -76,8 +76,8 @@ type Config struct {
 	// HeartbeatInterval: a peer that was sent no change group for this long
 	// gets an empty one (with our vector when it changed), so that a lost
 	// tail is noticed and the core's watchdog stays quiet. Past 25 live
-	// peers the spacing grows in proportion (peers/25 x this, at most half
-	// the core's Watchdog), so a node sends at most 25 heartbeats per
+	// peers the spacing grows in proportion (peers/25 x this, at most a
+	// quarter of the core's Watchdog), so a node sends at most 25 heartbeats per
 	// interval. Must be below the core's Watchdog. Default 500ms.
 	HeartbeatInterval time.Duration
 

@@ -54,11 +54,13 @@
 //
 // Heartbeats: a peer that was sent nothing for the heartbeat spacing gets
 // an empty group, so the core's watchdog stays quiet. Its numbers say how
-// far our own events were pushed to that peer, which the core takes as
-// this origin's claim: a lost tail is noticed and asked for. The spacing
+// far our own events were pushed to that peer (flag groupStated), which
+// the core takes as this origin's claim: a lost tail is noticed and asked
+// for. The spacing
 // is HeartbeatInterval up to 25 peers, then longer in proportion (at most
-// 50 heartbeats a second per node by default; 1 s at 50 nodes, 2 s at 100),
-// never past half the core's Watchdog: a heartbeat to every peer twice a
+// 50 heartbeats a second per node by default; 1 s at 50 nodes), never
+// past a quarter of the core's Watchdog (1.25 s; three in a row may be
+// lost before the watchdog asks): a heartbeat to every peer twice a
 // second was N² messages, and a 100-node fleet in one process spent both
 // cores on them doing nothing.
 //
@@ -164,7 +166,10 @@
 // 1 group (change group; an empty one is a heartbeat):
 //
 //	sender names hosts
-//	flags    uint, bit 0: sent in answer to a request (not pushed)
+//	flags    uint, bit 0: sent in answer to a request (not pushed);
+//	         bit 1: stated, an empty group from its origin whose numbers
+//	         say how far the origin's events were pushed to this peer
+//	         (receivers take it as the origin's claim on a hole)
 //	made     int, unix ms (sender's clock) when the oldest event of a
 //	         pushed group was made (the first write after the previous
 //	         push), 0 if unknown; the receiver's replication-lag measure

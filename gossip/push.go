@@ -178,6 +178,8 @@ func (n *Node) busy(p *peer, now time.Time) time.Duration {
 func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int64) (uint64, bool, bool) {
 	budget := n.cfg.MaxPushEvents
 	sent := false
+	want := vec.with         // the vector still to go with this push
+	var alone stickydb.Group // the vector in an empty group of its own, after the events
 	for budget > 0 {
 		g := n.db.OwnEvents(cursor, min(budget, n.cfg.Caps.MaxEvents))
 		if len(g.Events) == 0 {
@@ -189,30 +191,35 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 			// is sent a full copy).
 			n.stats.cursorSkips.Add(1)
 		}
-		if !vec.with {
+		if !want {
 			g.Vector = nil
 		}
 		msg := encodeGroup(&g, groupMeta{made: made})
-		var vecMsg []byte // the vector alone, when it does not fit with the events
 		if g.Vector != nil && len(msg) > n.cfg.MaxUDPBytes {
 			// Events that fit a datagram go as one without the vector: a
 			// group sent reliably (a TCP connection of its own) arrives
 			// after the datagrams pushed behind it, which then wait as a
 			// hole. The vector follows in an empty group of its own, and
-			// only at the refresh (pushVector.big).
+			// only at the refresh (pushVector.big). Events too many for a
+			// datagram go reliably anyway, and take the vector along.
 			v := g.Vector
 			g.Vector = nil
-			msg = encodeGroup(&g, groupMeta{made: made})
-			if vec.big {
-				vec.sentBig = true
-				e := stickydb.Group{Origin: g.Origin, Epoch: g.Epoch, From: g.To + 1, To: g.To, Sender: g.Sender, Vector: v}
-				vecMsg = encodeGroup(&e, groupMeta{})
+			if only := encodeGroup(&g, groupMeta{made: made}); len(only) <= n.cfg.MaxUDPBytes {
+				msg = only
+				if vec.big {
+					alone = stickydb.Group{Origin: g.Origin, Epoch: g.Epoch, Sender: g.Sender, Vector: v}
+				}
+			} else {
 				g.Vector = v
 			}
 		}
 		var vh uint64
 		if g.Vector != nil {
 			vh = vectorHash(g.Vector)
+			want = false
+			if len(msg) > n.cfg.MaxUDPBytes {
+				vec.sentBig = true
+			}
 		}
 		now := time.Now().UnixNano()
 		for _, p := range peers {
@@ -220,10 +227,10 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 				p.lastSent.Store(now)
 				p.c.groupsSent.Add(1)
 				p.c.eventsSent.Add(uint64(len(g.Events)))
-			}
-			if g.Vector != nil && (vecMsg == nil || n.send(p, vecMsg)) {
-				p.vecHash.Store(vh)
-				p.vecAt.Store(now)
+				if g.Vector != nil {
+					p.vecHash.Store(vh)
+					p.vecAt.Store(now)
+				}
 			}
 		}
 		n.stats.groupsSent.Add(uint64(len(peers)))
@@ -231,6 +238,18 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 		sent = true
 		cursor = g.To
 		budget -= len(g.Events)
+	}
+	if want && alone.Vector != nil {
+		// Once per peer and push, after every event of it.
+		vec.sentBig = true
+		alone.From, alone.To = cursor+1, cursor
+		msg, vh, now := encodeGroup(&alone, groupMeta{flags: groupStated}), vectorHash(alone.Vector), time.Now().UnixNano()
+		for _, p := range peers {
+			if n.send(p, msg) {
+				p.vecHash.Store(vh)
+				p.vecAt.Store(now)
+			}
+		}
 	}
 	return cursor, sent, budget <= 0
 }
@@ -277,7 +296,8 @@ const vectorPeers = 10
 // HeartbeatInterval up to heartbeatPeers peers, then longer in proportion,
 // so that an idle node sends at most heartbeatPeers heartbeats per
 // HeartbeatInterval (50 a second by default) whatever the fleet's size,
-// never rarer than half the core's Watchdog. At 100 nodes a heartbeat to
+// never rarer than a quarter of the core's Watchdog (three heartbeats in a
+// row may be lost before the watchdog asks). At 100 nodes a heartbeat to
 // every peer twice a second was ~20,000 messages a second fleet-wide for
 // nothing new: a 100-node fleet in one process spent its two cores idle.
 func (n *Node) heartbeatEvery(peers int) time.Duration {
@@ -285,7 +305,7 @@ func (n *Node) heartbeatEvery(peers int) time.Duration {
 	if peers > heartbeatPeers {
 		d = d * time.Duration(peers) / heartbeatPeers
 	}
-	return max(n.cfg.HeartbeatInterval, min(d, n.watchdog/2))
+	return max(n.cfg.HeartbeatInterval, min(d, n.watchdog/4))
 }
 
 // heartbeatPeers: see heartbeatEvery.
@@ -327,7 +347,7 @@ func (n *Node) heartbeats() {
 			e, g.Vector = &enc[1], v
 		}
 		if e.msg == nil || e.cursor != c {
-			e.cursor, e.msg = c, encodeGroup(&g, groupMeta{})
+			e.cursor, e.msg = c, encodeGroup(&g, groupMeta{flags: groupStated})
 		}
 		return e.msg
 	}

@@ -92,7 +92,7 @@ func TestVectorEveryScalesWithPeers(t *testing.T) {
 	}{
 		{0, 100 * time.Millisecond}, {3, 100 * time.Millisecond}, {10, 100 * time.Millisecond},
 		{20, 200 * time.Millisecond}, {49, 490 * time.Millisecond}, {99, 990 * time.Millisecond},
-		{1000, 2500 * time.Millisecond},
+		{1000, 1250 * time.Millisecond},
 	} {
 		if got := n.vectorEvery(tc.peers); got != tc.want {
 			t.Errorf("vectorEvery(%d) = %v, want %v", tc.peers, got, tc.want)
@@ -102,7 +102,7 @@ func TestVectorEveryScalesWithPeers(t *testing.T) {
 
 // Heartbeats go every HeartbeatInterval up to heartbeatPeers peers, then
 // less often in proportion (a node sends at most heartbeatPeers per
-// HeartbeatInterval), never rarer than half the core's Watchdog.
+// HeartbeatInterval), never rarer than a quarter of the core's Watchdog.
 func TestHeartbeatEveryScalesWithPeers(t *testing.T) {
 	n := &Node{cfg: DefaultConfig(), watchdog: 5 * time.Second}
 	for _, tc := range []struct {
@@ -110,7 +110,7 @@ func TestHeartbeatEveryScalesWithPeers(t *testing.T) {
 		want  time.Duration
 	}{
 		{0, 500 * time.Millisecond}, {2, 500 * time.Millisecond}, {25, 500 * time.Millisecond},
-		{49, 980 * time.Millisecond}, {99, 1980 * time.Millisecond}, {1000, 2500 * time.Millisecond},
+		{49, 980 * time.Millisecond}, {60, 1200 * time.Millisecond}, {99, 1250 * time.Millisecond}, {1000, 1250 * time.Millisecond},
 	} {
 		if got := n.heartbeatEvery(tc.peers); got != tc.want {
 			t.Errorf("heartbeatEvery(%d) = %v, want %v", tc.peers, got, tc.want)

@@ -9,6 +9,12 @@ import (
 // Group flags on the wire. Only append.
 const (
 	groupAnswer = 1 << 0 // sent in answer to a request, not pushed
+	// groupStated: an empty group from its origin whose numbers state how
+	// far the origin's events were pushed to this peer (a heartbeat);
+	// stickydb.Group.Stated. Senders before it set no such bit, and their
+	// heartbeats' numbers could name events of a new epoch that do not
+	// exist, so without it they say nothing.
+	groupStated = 1 << 1
 )
 
 // groupMeta is what a group message carries besides the group.
@@ -83,6 +89,7 @@ func decodeGroup(body []byte, caps *Caps) (stickydb.Group, groupMeta, error) {
 	r.tables()
 	var m groupMeta
 	m.flags = r.uint(0xff, "flags")
+	g.Stated = m.flags&groupStated != 0
 	m.made = r.int(0, maxExpiry, "made")
 	g.Origin = r.name("origin")
 	g.Epoch = r.int(1, maxExpiry, "epoch")

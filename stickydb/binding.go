@@ -110,9 +110,10 @@ type Record struct {
 // Group is a change group (the reference text's "update"): the events
 // From..To, contiguous, of one origin's epoch, with the sender's version
 // vector. A group with no events (From == To+1) is a heartbeat: it carries
-// only the vector, if any; one sent by its origin also says that the
-// origin's events up to To exist (a claim on a hole, like its vector's own
-// entry), so a lost tail is asked for even when the vector is not sent.
+// only the vector, if any; one sent by its origin with Stated also says
+// that the origin's events up to To exist (a claim on a hole, like its
+// vector's own entry), so a lost tail is asked for even when the vector is
+// not sent.
 // The sender is the origin, or a third node serving the origin's events
 // from its change log table.
 type Group struct {
@@ -123,6 +124,11 @@ type Group struct {
 	Events []Event
 	Sender string
 	Vector Vector // the sender's vector; read-only once sent
+	// Stated: an empty group from its origin whose To is how far the
+	// origin's events were pushed to this node (a heartbeat), which counts
+	// as the origin's claim on a hole. Without it an empty group says
+	// nothing of the origin's position.
+	Stated bool
 }
 
 // check verifies that the group's numbers add up. It does not look at the

@@ -220,7 +220,11 @@ func (db *DB) abandon(oe originEpoch, gp *gapState, known uint64) bool {
 		claim = max(claim, p.vector.Get(oe.origin, oe.epoch))
 	}
 	if p := db.rs.peers[oe.origin]; p != nil && p.stated.Epoch == oe.epoch {
-		claim = max(claim, p.stated.Seq)
+		// Unless the origin's own vector shows it in a later epoch since
+		// (restarted without a disk: the events may be gone for good).
+		if es, ok := p.vector.Latest(oe.origin); !ok || es.Epoch <= oe.epoch {
+			claim = max(claim, p.stated.Seq)
+		}
 	}
 	if claim >= gp.want {
 		return false

@@ -57,13 +57,16 @@ func (db *DB) Receive(g Group, now time.Time) (Result, error) {
 	}
 	p := rs.peer(g.Sender, nowMs)
 	p.heard = nowMs
+	if g.Origin == g.Sender && g.Epoch > p.stated.Epoch {
+		p.stated = EpochSeq{} // the origin moved on to a new epoch
+	}
 	var res Result
 	err := db.applyGroup(&g, nowMs, &res)
 	switch {
 	case g.Vector != nil:
 		p.vector, p.lists = db.sanitize(g.Vector, nowMs, p.lists[:0])
 		db.observe(g.Sender, p.vector, nowMs)
-	case len(g.Events) == 0 && g.Origin == g.Sender && g.To > 0:
+	case len(g.Events) == 0 && g.Stated && g.Origin == g.Sender && g.To > 0:
 		// A heartbeat from its origin says where the origin stands, as its
 		// vector's own entry would: a lost tail is noticed (and asked for
 		// after VectorGapWait) without the vector, which a large fleet

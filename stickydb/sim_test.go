@@ -307,7 +307,7 @@ func (s *simNet) push(i int, heartbeat, bare bool) {
 		} else if !heartbeat {
 			continue
 		} else if bare {
-			g.Vector = nil
+			g.Vector, g.Stated = nil, true
 		}
 		s.send(simMsg{kind: msgGroup, from: i, to: j, group: g})
 	}
