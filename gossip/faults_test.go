@@ -142,14 +142,8 @@ func TestLostTailFoundWithoutVector(t *testing.T) {
 			c.MaxUDPBytes = 256
 			c.Memberlist.PushPullInterval = time.Minute // its state carries the vector too
 		}})
+	c.addOrigins(40)
 	now := time.Now()
-	extra := stickydb.Vector{}
-	for i := range 40 {
-		extra[fmt.Sprintf("origin-%02d", i)] = []stickydb.EpochSeq{{Epoch: now.UnixMilli() - 1000, Seq: 0}}
-	}
-	for _, n := range c.nodes {
-		n.DB().MergeVector(extra, "", now)
-	}
 	n0, n1, n2 := c.nodes[0], c.nodes[1], c.nodes[2]
 	if _, _, err := n0.Store().BindIfAbsent(testKey(t, 1), replicas[0], now); err != nil {
 		t.Fatal(err)

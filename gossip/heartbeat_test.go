@@ -63,14 +63,7 @@ func TestHeartbeatNeedsVector(t *testing.T) {
 // far smaller than one that carries it. Before, every heartbeat did.
 func TestIdleHeartbeatsOmitUnchangedVector(t *testing.T) {
 	c := startCluster(t, 3, clusterOpts{})
-	now := time.Now()
-	extra := stickydb.Vector{}
-	for i := range 40 {
-		extra[fmt.Sprintf("origin-%02d", i)] = []stickydb.EpochSeq{{Epoch: now.UnixMilli() - 1000, Seq: 0}}
-	}
-	for _, n := range c.nodes {
-		n.DB().MergeVector(extra, "", now)
-	}
+	c.addOrigins(40)
 	src := c.nodes[0]
 	g := stickydb.Group{Origin: src.self, Sender: src.self, From: 1, Vector: src.DB().Vector()}
 	g.Epoch, g.To = src.DB().Position()
@@ -99,5 +92,18 @@ func TestIdleHeartbeatsOmitUnchangedVector(t *testing.T) {
 	}
 	if avg > float64(full)/2 {
 		t.Fatalf("idle heartbeats average %.0f bytes, a heartbeat with the vector is %d: the unchanged vector is still sent", avg, full)
+	}
+}
+
+// addOrigins puts k made-up origins (no events) into every node's vector,
+// so that vectors are large (~15 bytes and the name per origin).
+func (c *cluster) addOrigins(k int) {
+	now := time.Now()
+	extra := stickydb.Vector{}
+	for i := range k {
+		extra[fmt.Sprintf("origin-%02d", i)] = []stickydb.EpochSeq{{Epoch: now.UnixMilli() - 1000, Seq: 0}}
+	}
+	for _, n := range c.nodes {
+		n.DB().MergeVector(extra, "", now)
 	}
 }
