@@ -73,15 +73,14 @@ type Node struct {
 	unsent atomic.Int64 // unix ms of the first write since the last push; 0 none
 
 	// owned by the run loop
-	startedAt     time.Time // Start's time, for TicketKeyGrace
-	ticketJitter  time.Duration
-	lastPush      time.Time
-	lastVector    time.Time
-	lastBigVector time.Time // last push whose vector made a message too large for UDP
-	lastSweep     time.Time
-	cursorEpoch   int64
-	behindLogged  time.Time // last catching-up detail logged (ready.go)
-	pushFree      []*peer   // push's scratch list of peers free to send to
+	startedAt    time.Time // Start's time, for TicketKeyGrace
+	ticketJitter time.Duration
+	lastPush     time.Time
+	lastVector   time.Time
+	lastSweep    time.Time
+	cursorEpoch  int64
+	behindLogged time.Time // last catching-up detail logged (ready.go)
+	pushFree     []*peer   // push's scratch list of peers free to send to
 }
 
 // New checks cfg and prepares a node for db. Nothing is bound until Start.

@@ -100,8 +100,8 @@ func (n *Node) push() time.Duration {
 	}
 	sort.Slice(free, func(i, j int) bool { return free[i].cursor.Load() < free[j].cursor.Load() })
 	vec := pushVector{
-		with: now.Sub(n.lastVector) >= n.vectorEvery(len(peers)),
-		big:  now.Sub(n.lastBigVector) >= vectorRefresh*n.heartbeatEvery(len(peers)),
+		with:    now.Sub(n.lastVector) >= n.vectorEvery(len(peers)),
+		refresh: now.Add(-vectorRefresh * n.heartbeatEvery(len(peers))).UnixNano(),
 	}
 	made := n.unsent.Swap(0)
 	sentAny, sentVector := false, false
@@ -139,21 +139,20 @@ func (n *Node) push() time.Duration {
 	if sentVector {
 		n.lastVector = now
 	}
-	if vec.sentBig {
-		n.lastBigVector = now
-	}
 	return wait
 }
 
 // pushVector says whether a push carries the vector: with, at the
-// vectorEvery cadence; big, whether it may even when it does not fit a
-// datagram with the events (a fleet of more than ~30 nodes with real host
-// names), which is only every vectorRefresh heartbeat intervals, in a
-// message of its own: a reliable message is a TCP connection of its own,
-// and a peer learns our own position from the pushes and heartbeats
-// anyway. sentBig records that one was sent.
+// vectorEvery cadence, riding with the events when it fits a datagram with
+// them. A vector that does not (a fleet of more than ~30 nodes with real
+// host names) goes in an empty group of its own after the events, and
+// only to the peers whose last vector was sent before refresh (unix ns:
+// vectorRefresh heartbeat spacings ago, or never, as to a peer just come):
+// a reliable message is a TCP connection of its own, and a peer learns
+// our own position from the pushes and heartbeats anyway.
 type pushVector struct {
-	with, big, sentBig bool
+	with    bool
+	refresh int64
 }
 
 // busy returns 0 when p's link is free for a push at now, else how long
@@ -178,8 +177,9 @@ func (n *Node) busy(p *peer, now time.Time) time.Duration {
 func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int64) (uint64, bool, bool) {
 	budget := n.cfg.MaxPushEvents
 	sent := false
-	want := vec.with         // the vector still to go with this push
-	var alone stickydb.Group // the vector in an empty group of its own, after the events
+	want := vec.with // the vector still to go with this push
+	var last stickydb.Vector
+	var epoch int64
 	for budget > 0 {
 		g := n.db.OwnEvents(cursor, min(budget, n.cfg.Caps.MaxEvents))
 		if len(g.Events) == 0 {
@@ -191,6 +191,7 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 			// is sent a full copy).
 			n.stats.cursorSkips.Add(1)
 		}
+		last, epoch = g.Vector, g.Epoch
 		if !want {
 			g.Vector = nil
 		}
@@ -200,15 +201,12 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 			// group sent reliably (a TCP connection of its own) arrives
 			// after the datagrams pushed behind it, which then wait as a
 			// hole. The vector follows in an empty group of its own, and
-			// only at the refresh (pushVector.big). Events too many for a
+			// only at the refresh (pushVector). Events too many for a
 			// datagram go reliably anyway, and take the vector along.
 			v := g.Vector
 			g.Vector = nil
 			if only := encodeGroup(&g, groupMeta{made: made}); len(only) <= n.cfg.MaxUDPBytes {
 				msg = only
-				if vec.big {
-					alone = stickydb.Group{Origin: g.Origin, Epoch: g.Epoch, Sender: g.Sender, Vector: v}
-				}
 			} else {
 				g.Vector = v
 			}
@@ -217,9 +215,6 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 		if g.Vector != nil {
 			vh = vectorHash(g.Vector)
 			want = false
-			if len(msg) > n.cfg.MaxUDPBytes {
-				vec.sentBig = true
-			}
 		}
 		now := time.Now().UnixNano()
 		for _, p := range peers {
@@ -239,19 +234,33 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 		cursor = g.To
 		budget -= len(g.Events)
 	}
-	if want && alone.Vector != nil {
-		// Once per peer and push, after every event of it.
-		vec.sentBig = true
-		alone.From, alone.To = cursor+1, cursor
-		msg, vh, now := encodeGroup(&alone, groupMeta{flags: groupStated}), vectorHash(alone.Vector), time.Now().UnixNano()
-		for _, p := range peers {
-			if n.send(p, msg) {
-				p.vecHash.Store(vh)
-				p.vecAt.Store(now)
-			}
-		}
+	if sent && last != nil {
+		n.pushVectorAlone(epoch, cursor, last, peers, vec.refresh)
 	}
 	return cursor, sent, budget <= 0
+}
+
+// pushVectorAlone sends v, in an empty group of epoch at cursor (after the
+// events just pushed), to the peers whose
+// last vector was sent before refresh (unix ns): the peers this push gave
+// no vector (it did not fit a datagram with the events, or it was not its
+// turn) that are due for one, or never had one.
+func (n *Node) pushVectorAlone(epoch int64, cursor uint64, v stickydb.Vector, peers []*peer, refresh int64) {
+	var msg []byte
+	var vh uint64
+	for _, p := range peers {
+		if p.vecAt.Load() > refresh {
+			continue
+		}
+		if msg == nil {
+			g := stickydb.Group{Origin: n.self, Epoch: epoch, From: cursor + 1, To: cursor, Sender: n.self, Vector: v}
+			msg, vh = encodeGroup(&g, groupMeta{flags: groupStated}), vectorHash(v)
+		}
+		if n.send(p, msg) {
+			p.vecHash.Store(vh)
+			p.vecAt.Store(time.Now().UnixNano())
+		}
+	}
 }
 
 // tick runs every PushInterval: the core's lifecycle Tick (gap, watchdog and
