@@ -170,4 +170,3 @@ func TestLostTailFoundWithoutVector(t *testing.T) {
 		t.Fatalf("n1 got the bind without asking n0: %+v", n1.DB().RecentGaps())
 	}
 }
-
