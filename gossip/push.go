@@ -99,10 +99,8 @@ func (n *Node) push() time.Duration {
 		return wait
 	}
 	sort.Slice(free, func(i, j int) bool { return free[i].cursor.Load() < free[j].cursor.Load() })
-	vec := pushVector{
-		with:    now.Sub(n.lastVector) >= n.vectorEvery(len(peers)),
-		refresh: now.Add(-vectorRefresh * n.heartbeatEvery(len(peers))).UnixNano(),
-	}
+	withVector := now.Sub(n.lastVector) >= n.vectorEvery(len(peers))
+	refresh := now.Add(-vectorRefresh * n.heartbeatEvery(len(peers))).UnixNano()
 	made := n.unsent.Swap(0)
 	sentAny, sentVector := false, false
 	// Peers at the same cursor (the usual case) share one encoding.
@@ -112,7 +110,7 @@ func (n *Node) push() time.Duration {
 			j++
 		}
 		same := free[i:j]
-		cur, sent, more := n.pushFrom(same[0].cursor.Load(), same, &vec, made)
+		cur, sent, more := n.pushFrom(same[0].cursor.Load(), same, withVector, refresh, made)
 		for _, p := range same {
 			p.cursor.Store(cur)
 			if sent {
@@ -128,7 +126,7 @@ func (n *Node) push() time.Duration {
 		}
 		if sent {
 			sentAny = true
-			sentVector = sentVector || vec.with
+			sentVector = sentVector || withVector
 		}
 		i = j
 	}
@@ -140,19 +138,6 @@ func (n *Node) push() time.Duration {
 		n.lastVector = now
 	}
 	return wait
-}
-
-// pushVector says whether a push carries the vector: with, at the
-// vectorEvery cadence, riding with the events when it fits a datagram with
-// them. A vector that does not (a fleet of more than ~30 nodes with real
-// host names) goes in an empty group of its own after the events, and
-// only to the peers whose last vector was sent before refresh (unix ns:
-// vectorRefresh heartbeat spacings ago, or never, as to a peer just come):
-// a reliable message is a TCP connection of its own, and a peer learns
-// our own position from the pushes and heartbeats anyway.
-type pushVector struct {
-	with    bool
-	refresh int64
 }
 
 // busy returns 0 when p's link is free for a push at now, else how long
@@ -174,10 +159,18 @@ func (n *Node) busy(p *peer, now time.Time) time.Duration {
 // pushFrom sends peers the own events after cursor, up to MaxPushEvents,
 // in messages of at most Caps.MaxEvents events. It returns the new cursor,
 // whether it sent anything, and whether the budget ran out first.
-func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int64) (uint64, bool, bool) {
+//
+// withVector: the vector rides with the events (the vectorEvery cadence)
+// when it fits a datagram with them. One that does not (a fleet of more
+// than ~30 nodes with real host names) goes in an empty group of its own
+// after the events, and only to the peers whose last vector was sent
+// before refresh (unix ns: vectorRefresh heartbeat spacings ago, or never):
+// a reliable message is a TCP connection of its own, and a peer learns our
+// own position from the pushes and heartbeats anyway.
+func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, refresh int64, made int64) (uint64, bool, bool) {
 	budget := n.cfg.MaxPushEvents
 	sent := false
-	want := vec.with // the vector still to go with this push
+	want := withVector // the vector still to go with this push
 	var last stickydb.Vector
 	var epoch int64
 	for budget > 0 {
@@ -201,7 +194,7 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 			// group sent reliably (a TCP connection of its own) arrives
 			// after the datagrams pushed behind it, which then wait as a
 			// hole. The vector follows in an empty group of its own, and
-			// only at the refresh (pushVector). Events too many for a
+			// only at the refresh. Events too many for a
 			// datagram go reliably anyway, and take the vector along.
 			v := g.Vector
 			g.Vector = nil
@@ -235,16 +228,16 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, vec *pushVector, made int6
 		budget -= len(g.Events)
 	}
 	if sent && last != nil {
-		n.pushVectorAlone(epoch, cursor, last, peers, vec.refresh)
+		n.pushVectorAlone(epoch, cursor, last, peers, refresh)
 	}
 	return cursor, sent, budget <= 0
 }
 
 // pushVectorAlone sends v, in an empty group of epoch at cursor (after the
-// events just pushed), to the peers whose
-// last vector was sent before refresh (unix ns): the peers this push gave
-// no vector (it did not fit a datagram with the events, or it was not its
-// turn) that are due for one, or never had one.
+// events just pushed), to the peers whose last vector was sent before
+// refresh (unix ns): those this push gave no vector (it did not fit a
+// datagram with the events, or it was not its turn) that are due for one,
+// or never had one.
 func (n *Node) pushVectorAlone(epoch int64, cursor uint64, v stickydb.Vector, peers []*peer, refresh int64) {
 	var msg []byte
 	var vh uint64
@@ -253,14 +246,21 @@ func (n *Node) pushVectorAlone(epoch int64, cursor uint64, v stickydb.Vector, pe
 			continue
 		}
 		if msg == nil {
-			g := stickydb.Group{Origin: n.self, Epoch: epoch, From: cursor + 1, To: cursor, Sender: n.self, Vector: v}
-			msg, vh = encodeGroup(&g, groupMeta{flags: groupStated}), vectorHash(v)
+			msg, vh = n.statedGroup(epoch, cursor, v), vectorHash(v)
 		}
 		if n.send(p, msg) {
 			p.vecHash.Store(vh)
 			p.vecAt.Store(time.Now().UnixNano())
 		}
 	}
+}
+
+// statedGroup encodes an empty group of our own whose numbers state that
+// our events of epoch were pushed up to cursor (groupStated), with v (or
+// nil): a heartbeat, or a vector sent on its own.
+func (n *Node) statedGroup(epoch int64, cursor uint64, v stickydb.Vector) []byte {
+	g := stickydb.Group{Origin: n.self, Epoch: epoch, From: cursor + 1, To: cursor, Sender: n.self, Vector: v}
+	return encodeGroup(&g, groupMeta{flags: groupStated})
 }
 
 // tick runs every PushInterval: the core's lifecycle Tick (gap, watchdog and
@@ -350,13 +350,12 @@ func (n *Node) heartbeats() {
 		}
 	)
 	encode := func(c uint64, withVector bool) []byte {
-		e := &enc[0]
-		g := stickydb.Group{Origin: n.self, Epoch: epoch, From: c + 1, To: c, Sender: n.self}
+		e, gv := &enc[0], stickydb.Vector(nil)
 		if withVector {
-			e, g.Vector = &enc[1], v
+			e, gv = &enc[1], v
 		}
 		if e.msg == nil || e.cursor != c {
-			e.cursor, e.msg = c, encodeGroup(&g, groupMeta{flags: groupStated})
+			e.cursor, e.msg = c, n.statedGroup(epoch, c, gv)
 		}
 		return e.msg
 	}
