@@ -4,7 +4,6 @@ package stickydb
 // and the node's position.
 
 import (
-	"slices"
 	"time"
 )
 
@@ -44,13 +43,13 @@ func (db *DB) Answer(req Request, now time.Time) (groups []Group, full bool) {
 			if l == nil {
 				return nil, true
 			}
-			evs, ok := l.rangeOf(p.Epoch, theirs+1, p.Seq)
+			evs, ok := l.appendRange(nil, p.Epoch, theirs+1, p.Seq)
 			if !ok {
 				return nil, true
 			}
 			for len(evs) > 0 {
 				n := min(len(evs), db.cfg.MaxGroupEvents)
-				part := slices.Clone(evs[:n])
+				part := evs[:n:n]
 				db.raiseExpired(part, nowMs)
 				groups = append(groups, Group{Origin: o, Epoch: p.Epoch, From: part[0].Seq, To: part[n-1].Seq,
 					Events: part, Sender: db.cfg.Node, Vector: adv})
@@ -120,11 +119,11 @@ func (db *DB) ownGroup(after, upto uint64, limit int) Group {
 		return g
 	}
 	to := min(upto, after+uint64(max(limit, 1)))
-	evs, ok := rs.own.rangeOf(rs.epoch, after+1, to)
+	evs, ok := rs.own.appendRange(nil, rs.epoch, after+1, to)
 	if !ok {
 		return g
 	}
-	g.Events = slices.Clone(evs)
+	g.Events = evs
 	g.To = to
 	return g
 }

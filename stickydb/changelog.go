@@ -28,10 +28,61 @@ func (l *eventLog) fit() {
 	}
 }
 
+// segment holds an epoch's events in a ring: appended at the back, dropped
+// at the front (the cap, truncation), without moving the events held. A
+// slice trimmed at the front loses its room at the back, so it had to be
+// copied whole every cap events per origin, and at 50 origins those copies
+// (of events that hold pointers, with the GC's write barriers) were a
+// tenth of a busy node's CPU.
 type segment struct {
-	epoch  int64
-	first  uint64  // sequence of events[0]; next expected is first+len
-	events []Event // events[i].Seq == first+i
+	epoch int64
+	first uint64  // sequence of the oldest event held; next expected is first+n
+	ring  []Event // len 0 or a power of two; event first+i is at (head+i) mod len
+	head  int
+	n     int
+}
+
+// at returns the i-th event held (0: the oldest).
+func (s *segment) at(i int) *Event { return &s.ring[(s.head+i)&(len(s.ring)-1)] }
+
+// push appends e (whose Seq is first+n).
+func (s *segment) push(e Event) {
+	if s.n == len(s.ring) {
+		s.resize(max(2*len(s.ring), 16))
+	}
+	s.ring[(s.head+s.n)&(len(s.ring)-1)] = e
+	s.n++
+}
+
+// resize moves the events to a ring of size (a power of two, >= n).
+func (s *segment) resize(size int) {
+	r := make([]Event, 0, size)
+	s.ring, s.head = s.appendTo(r, 0, s.n)[:size], 0
+}
+
+// appendTo appends the events i..j-1 held (0: the oldest) to dst.
+func (s *segment) appendTo(dst []Event, i, j int) []Event {
+	if i >= j {
+		return dst
+	}
+	a := (s.head + i) & (len(s.ring) - 1)
+	b := a + j - i
+	if b <= len(s.ring) {
+		return append(dst, s.ring[a:b]...)
+	}
+	dst = append(dst, s.ring[a:]...)
+	return append(dst, s.ring[:b-len(s.ring)]...)
+}
+
+// dropFront removes the k oldest events, clearing their slots so that the
+// ring does not keep their strings alive.
+func (s *segment) dropFront(k int) {
+	for range k {
+		s.ring[s.head] = Event{}
+		s.head = (s.head + 1) & (len(s.ring) - 1)
+	}
+	s.n -= k
+	s.first += uint64(k)
 }
 
 func newEventLog(capacity int) *eventLog { return &eventLog{cap: capacity} }
@@ -46,13 +97,14 @@ func (l *eventLog) seg(epoch int64) *segment {
 	return nil
 }
 
-// last returns the last sequence held for epoch (0 if none) and the first.
+// bounds returns the first and last sequence held for epoch; ok is false
+// when none is held.
 func (l *eventLog) bounds(epoch int64) (first, last uint64, ok bool) {
 	s := l.seg(epoch)
-	if s == nil || len(s.events) == 0 {
+	if s == nil || s.n == 0 {
 		return 0, 0, false
 	}
-	return s.first, s.first + uint64(len(s.events)) - 1, true
+	return s.first, s.first + uint64(s.n) - 1, true
 }
 
 // add appends events (contiguous, ascending) of epoch. Events at or below
@@ -71,8 +123,8 @@ func (l *eventLog) add(epoch int64, evs []Event) {
 		l.segs[i] = segment{epoch: epoch, first: evs[0].Seq}
 		s = &l.segs[i]
 	}
-	next := s.first + uint64(len(s.events))
-	if len(s.events) == 0 {
+	next := s.first + uint64(s.n)
+	if s.n == 0 {
 		s.first, next = evs[0].Seq, evs[0].Seq
 	}
 	for _, e := range evs {
@@ -80,13 +132,11 @@ func (l *eventLog) add(epoch int64, evs []Event) {
 		case e.Seq < next:
 			continue
 		case e.Seq > next:
-			l.n -= len(s.events)
-			s.events, s.first = s.events[:0], e.Seq
+			l.n -= s.n
+			s.dropFront(s.n)
+			s.first = e.Seq
 		}
-		if len(s.events) == cap(s.events) {
-			s.grow()
-		}
-		s.events = append(s.events, e)
+		s.push(e)
 		next = e.Seq + 1
 		l.n++
 	}
@@ -96,7 +146,7 @@ func (l *eventLog) add(epoch int64, evs []Event) {
 // dropOldest removes the oldest event of the oldest epoch, unless it is
 // pinned; it reports whether it removed one.
 func (l *eventLog) dropOldest() bool {
-	for len(l.segs) > 0 && len(l.segs[0].events) == 0 {
+	for len(l.segs) > 0 && l.segs[0].n == 0 {
 		l.segs = l.segs[1:]
 	}
 	if len(l.segs) == 0 {
@@ -111,50 +161,43 @@ func (l *eventLog) dropOldest() bool {
 	return true
 }
 
-// grow gives the segment a new array of twice its events. A segment is
-// trimmed at the front and appended at the back, so its array runs out
-// every few events; append's growth for long slices (1.25x) would copy
-// the whole segment every quarter of its length (four copies of an event
-// per event added, and as many allocations for the GC); twice the length
-// makes that one. trimTo gives memory back past 4x.
-func (s *segment) grow() {
-	s.events = append(make([]Event, 0, max(2*len(s.events), 16)), s.events...)
-}
-
-// trimTo drops the events below seq from the front of the segment. It
-// copies the rest once the dropped part is most of the array, so memory is
-// given back.
+// trimTo drops the events below seq from the front of the segment and
+// returns how many. A ring past 1,024 events that is less than a quarter
+// full is given back for one of twice what it holds.
 func (s *segment) trimTo(seq uint64) int {
 	if seq <= s.first {
 		return 0
 	}
-	k := int(min(seq-s.first, uint64(len(s.events))))
-	s.events = s.events[k:]
-	s.first += uint64(k)
-	if cap(s.events) > 1024 && len(s.events) < cap(s.events)/4 {
-		s.events = append(make([]Event, 0, 2*len(s.events)), s.events...)
+	k := int(min(seq-s.first, uint64(s.n)))
+	s.dropFront(k)
+	if len(s.ring) > 1024 && s.n < len(s.ring)/4 {
+		size := 16
+		for size < 2*s.n {
+			size *= 2
+		}
+		s.resize(size)
 	}
 	return k
 }
 
-// rangeOf returns the events from..to of epoch, and false when any of them is
-// not held (truncated or never seen). The slice aliases the log: copy it
-// before the log changes.
-func (l *eventLog) rangeOf(epoch int64, from, to uint64) ([]Event, bool) {
+// appendRange appends the events from..to of epoch to dst, and reports
+// false (dst unchanged) when any of them is not held (truncated or never
+// seen).
+func (l *eventLog) appendRange(dst []Event, epoch int64, from, to uint64) ([]Event, bool) {
 	if from > to {
-		return nil, true
+		return dst, true
 	}
 	s := l.seg(epoch)
-	if s == nil || from < s.first || to >= s.first+uint64(len(s.events)) {
-		return nil, false
+	if s == nil || from < s.first || to >= s.first+uint64(s.n) {
+		return dst, false
 	}
-	return s.events[from-s.first : to-s.first+1], true
+	return s.appendTo(dst, int(from-s.first), int(to-s.first)+1), true
 }
 
 // dropEpochsBefore removes the segments of epochs older than epoch.
 func (l *eventLog) dropEpochsBefore(epoch int64) {
 	for len(l.segs) > 0 && l.segs[0].epoch < epoch {
-		l.n -= len(l.segs[0].events)
+		l.n -= l.segs[0].n
 		l.segs = l.segs[1:]
 	}
 }

@@ -54,8 +54,8 @@ func (db *DB) truncateOwn(nowMs int64) {
 	for i := range rs.own.segs {
 		s := &rs.own.segs[i]
 		drop := 0
-		for drop < len(s.events) {
-			ev := &s.events[drop]
+		for drop < s.n {
+			ev := s.at(drop)
 			if s.epoch == rs.epoch && ev.Seq > rs.sendable() {
 				break
 			}
@@ -104,8 +104,8 @@ func (db *DB) Logs() []LogInfo {
 		if len(l.segs) > 0 {
 			s := l.segs[len(l.segs)-1]
 			li.Epoch, li.First = s.epoch, s.first
-			li.Last = s.first + uint64(len(s.events)) - 1
-			if len(s.events) == 0 {
+			li.Last = s.first + uint64(s.n) - 1
+			if s.n == 0 {
 				li.Last = s.first - 1
 			}
 		}

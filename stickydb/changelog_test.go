@@ -1,0 +1,182 @@
+package stickydb
+
+import (
+	"sort"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// logModel is the change log as plain slices, one per epoch: what the ring
+// segments must behave like.
+type logModel struct {
+	segs []modelSeg
+	cap  int
+	pinE int64
+	pinS uint64
+}
+
+type modelSeg struct {
+	epoch int64
+	first uint64
+	seqs  []uint64
+}
+
+func (m *logModel) n() int {
+	k := 0
+	for _, s := range m.segs {
+		k += len(s.seqs)
+	}
+	return k
+}
+
+func (m *logModel) seg(epoch int64) *modelSeg {
+	for i := range m.segs {
+		if m.segs[i].epoch == epoch {
+			return &m.segs[i]
+		}
+	}
+	return nil
+}
+
+func (m *logModel) add(epoch int64, seqs []uint64) {
+	s := m.seg(epoch)
+	if s == nil {
+		m.segs = append(m.segs, modelSeg{epoch: epoch, first: seqs[0]})
+		sort.Slice(m.segs, func(i, j int) bool { return m.segs[i].epoch < m.segs[j].epoch })
+		s = m.seg(epoch)
+	}
+	next := s.first + uint64(len(s.seqs))
+	if len(s.seqs) == 0 {
+		s.first, next = seqs[0], seqs[0]
+	}
+	for _, q := range seqs {
+		switch {
+		case q < next:
+			continue
+		case q > next:
+			s.seqs, s.first = nil, q
+		}
+		s.seqs = append(s.seqs, q)
+		next = q + 1
+	}
+	m.fit()
+}
+
+func (m *logModel) fit() {
+	for m.n() > m.cap {
+		for len(m.segs) > 0 && len(m.segs[0].seqs) == 0 {
+			m.segs = m.segs[1:]
+		}
+		s := &m.segs[0]
+		if s.epoch == m.pinE && s.first > m.pinS {
+			return
+		}
+		s.seqs, s.first = s.seqs[1:], s.first+1
+	}
+}
+
+func (m *logModel) trimTo(epoch int64, seq uint64) {
+	if s := m.seg(epoch); s != nil && seq > s.first {
+		k := int(min(seq-s.first, uint64(len(s.seqs))))
+		s.seqs, s.first = s.seqs[k:], s.first+uint64(k)
+	}
+}
+
+// The ring segments hold, drop and hand out exactly the events a log of
+// plain slices would, through appends with overlaps and gaps, the cap,
+// pins, truncation at the front and whole epochs dropped; ranges that wrap
+// the ring come out in order.
+func TestEventLogMatchesModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		capacity := rapid.IntRange(1, 300).Draw(t, "cap")
+		l := newEventLog(capacity)
+		m := &logModel{cap: capacity}
+		epochs := []int64{10, 20, 30}
+		next := map[int64]uint64{10: 1, 20: 1, 30: 1}
+		steps := rapid.IntRange(1, 400).Draw(t, "steps")
+		for range steps {
+			epoch := rapid.SampledFrom(epochs).Draw(t, "epoch")
+			switch rapid.IntRange(0, 9).Draw(t, "op") {
+			case 0, 1, 2, 3, 4, 5: // add, overlapping, contiguous or past a gap
+				from := max(1, int64(next[epoch])+int64(rapid.IntRange(-5, 3).Draw(t, "shift")))
+				k := rapid.IntRange(1, 70).Draw(t, "k")
+				evs := make([]Event, k)
+				seqs := make([]uint64, k)
+				for i := range evs {
+					evs[i] = Event{Seq: uint64(from) + uint64(i), Binding: Binding{Replica: "r", Origin: "o"}}
+					seqs[i] = evs[i].Seq
+				}
+				l.add(epoch, evs)
+				m.add(epoch, seqs)
+				next[epoch] = max(next[epoch], seqs[k-1]+1)
+			case 6: // truncation at the front
+				first, last, ok := l.bounds(epoch)
+				if ok {
+					to := first + uint64(rapid.IntRange(0, int(last-first)+2).Draw(t, "trim"))
+					s := l.seg(epoch)
+					l.n -= s.trimTo(to)
+					m.trimTo(epoch, to)
+				}
+			case 7:
+				l.dropEpochsBefore(epoch)
+				for len(m.segs) > 0 && m.segs[0].epoch < epoch {
+					m.segs = m.segs[1:]
+				}
+			case 8:
+				s := rapid.Uint64Range(0, next[epoch]).Draw(t, "pin")
+				l.pin(epoch, s)
+				m.pinE, m.pinS = epoch, s
+			case 9:
+				l.pin(0, 0)
+				m.pinE, m.pinS = 0, 0
+			}
+			if l.len() != m.n() {
+				t.Fatalf("log holds %d events, model %d", l.len(), m.n())
+			}
+			for _, e := range epochs {
+				ms := m.seg(e)
+				first, last, ok := l.bounds(e)
+				if ms == nil || len(ms.seqs) == 0 {
+					if ok {
+						t.Fatalf("epoch %d: log holds %d..%d, model nothing", e, first, last)
+					}
+					continue
+				}
+				if !ok || first != ms.seqs[0] || last != ms.seqs[len(ms.seqs)-1] {
+					t.Fatalf("epoch %d: log holds %d..%d (%v), model %d..%d", e, first, last, ok, ms.seqs[0], ms.seqs[len(ms.seqs)-1])
+				}
+				// A range inside, and one reaching past either end.
+				a := first + uint64(rapid.IntRange(0, int(last-first)).Draw(t, "a"))
+				b := a + uint64(rapid.IntRange(0, int(last-a)).Draw(t, "b"))
+				got, ok := l.appendRange([]Event{{Seq: 999}}, e, a, b)
+				if !ok || len(got) != int(b-a)+2 || got[0].Seq != 999 {
+					t.Fatalf("epoch %d: range %d..%d: %d events, ok %v", e, a, b, len(got), ok)
+				}
+				for i, ev := range got[1:] {
+					if ev.Seq != a+uint64(i) || ev.Binding.Replica != "r" {
+						t.Fatalf("epoch %d: range %d..%d: event %d is %+v", e, a, b, i, ev)
+					}
+				}
+				if _, ok := l.appendRange(nil, e, first-1, last); ok && first > 1 {
+					t.Fatalf("epoch %d: range from %d before the first held %d reported whole", e, first-1, first)
+				}
+				if _, ok := l.appendRange(nil, e, first, last+1); ok {
+					t.Fatalf("epoch %d: range to %d past the last held %d reported whole", e, last+1, last)
+				}
+			}
+		}
+		// Slots given back hold nothing: the ring keeps no dropped strings.
+		for i := range l.segs {
+			s := &l.segs[i]
+			for j := s.n; j < len(s.ring); j++ {
+				if ev := s.ring[(s.head+j)&(len(s.ring)-1)]; ev != (Event{}) {
+					t.Fatalf("epoch %d: free slot %d holds %+v", s.epoch, j, ev)
+				}
+			}
+			if len(s.ring) > 0 && len(s.ring)&(len(s.ring)-1) != 0 {
+				t.Fatalf("epoch %d: ring of %d slots, not a power of two", s.epoch, len(s.ring))
+			}
+		}
+	})
+}
