@@ -79,6 +79,7 @@ type Node struct {
 	lastVector   time.Time
 	lastSweep    time.Time
 	cursorEpoch  int64
+	roundPhase   int64     // the phase of push rounds (roundWait), unix ns
 	behindLogged time.Time // last catching-up detail logged (ready.go)
 	pushFree     []*peer   // push's scratch list of peers free to send to
 }
@@ -127,6 +128,7 @@ func New(cfg Config, db *stickydb.DB) (*Node, error) {
 	n.store = Store{db: db, n: n}
 	n.tickets.keep = cfg.TicketKeyKeep
 	n.ticketJitter = rotationJitter(n.self, cfg.TicketKeyRotate)
+	n.roundPhase = roundPhaseOf(n.self)
 	n.peers.init()
 	n.copies.init()
 	n.senders.init()

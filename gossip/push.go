@@ -6,6 +6,8 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/tetherproxy/tether/stickydb"
 )
 
@@ -114,7 +116,9 @@ func (n *Node) push() time.Duration {
 		for _, p := range same {
 			p.cursor.Store(cur)
 			if sent {
-				p.pushTokens.AllowN(now, 1)
+				// Taken even if the bucket is a hair short (roundSlack):
+				// it then owes that much of the next token.
+				p.pushTokens.ReserveN(now, 1)
 			}
 		}
 		if more || wait > 0 {
@@ -144,16 +148,53 @@ func (n *Node) push() time.Duration {
 // until it may be: its next push token, or (a reliable message still
 // queued to it) a poll interval, cut short by the sender's kick once the
 // queue drains.
+//
+// A peer whose budget is spent is next free on the node's round: a tick
+// of the grid whose period is one token's refill (every peer refills at
+// the same rate, syncPeers), so paced peers are pushed together, once per
+// period. Left to their own tokens, the peers' turns can spread over the
+// period (each keeps the phase its bucket emptied at), and a new binding
+// then reached the last of them after about a whole period where a round
+// reaches them all after half of one on average, for the same messages.
+// Each node's grid has its own phase (roundPhase, from its name), so that
+// the fleet's nodes do not all push at the same instant.
 func (n *Node) busy(p *peer, now time.Time) time.Duration {
 	if b := p.box.Load(); b != nil && len(b.ch) > 0 {
 		return n.cfg.PushInterval
 	}
 	tok := p.pushTokens.TokensAt(now)
-	if tok >= 1 {
+	if tok >= 1-roundSlack {
 		return 0
 	}
-	d := time.Duration((1 - tok) / float64(p.pushTokens.Limit()) * float64(time.Second))
-	return max(d, time.Microsecond)
+	return roundWait(now, 1-tok, p.pushTokens.Limit(), n.roundPhase)
+}
+
+// roundSlack is the part of a token a peer may lack and still be free:
+// the timer fires at the round, but a bucket read there can come out a
+// hair short of the token it refilled (floating point), which would
+// otherwise skip a whole round. take consumes the token anyway.
+const roundSlack = 1e-3
+
+// roundWait is how long from now until the first round (phase plus a
+// multiple of the token period 1/r, on the unix clock in ns) by which need
+// tokens have refilled at r per second. It is at least a microsecond.
+func roundWait(now time.Time, need float64, r rate.Limit, phase int64) time.Duration {
+	period := int64(float64(time.Second) / float64(r))
+	ready := now.UnixNano() + int64(need/float64(r)*float64(time.Second))
+	if period <= 0 {
+		return max(time.Duration(ready-now.UnixNano()), time.Microsecond)
+	}
+	phase %= period
+	round := (ready-phase+period-1)/period*period + phase
+	return max(time.Duration(round-now.UnixNano()), time.Microsecond)
+}
+
+// roundPhaseOf is a node's phase of its push rounds (roundWait): from its
+// name, under a second, so a fleet's nodes spread their rounds.
+func roundPhaseOf(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return int64(h.Sum64() % uint64(time.Second))
 }
 
 // pushFrom sends peers the own events after cursor, up to MaxPushEvents,

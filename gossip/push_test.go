@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"golang.org/x/time/rate"
 )
 
 // TestPushBudget: a burst of binds on one node leaves in batches, within
@@ -79,6 +80,112 @@ func TestPushRateFollowsMembership(t *testing.T) {
 			}
 			return len(n.peers.live()) == 2
 		}, func() string { return n.self + ": push rate per peer is not PushBudget / 2 peers" })
+	}
+}
+
+// Peers whose budget is spent are pushed in rounds: however their buckets
+// emptied (at different moments, as peers join and links free up), after
+// one round they are all pushed at the same instants, once per token
+// period, and never more often than their budget. Without the rounds each
+// peer keeps its own phase, and a new event reaches the last peer only
+// after about a whole period.
+func TestPacedPeersPushInRounds(t *testing.T) {
+	n := &Node{cfg: DefaultConfig()}
+	const r, burst = 20, 20 // a token every 50 ms: 50 peers at the default budget
+	start := time.Unix(1_800_000_000, 123_456_789)
+	peers := make([]*peer, 7)
+	for i := range peers {
+		peers[i] = &peer{pushTokens: rate.NewLimiter(r, burst)}
+		// Each bucket empties at its own moment, 0 to 42 ms apart.
+		peers[i].pushTokens.ReserveN(start.Add(time.Duration(i)*7*time.Millisecond), burst)
+	}
+	now := start.Add(50 * time.Millisecond)
+	end := now.Add(10 * time.Second)
+	pushes := make([]int, len(peers))
+	var rounds []time.Time // instants at which some peer was pushed
+	for now.Before(end) {
+		var wait time.Duration
+		pushed := false
+		for i, p := range peers {
+			d := n.busy(p, now)
+			if d == 0 {
+				p.pushTokens.ReserveN(now, 1)
+				pushes[i]++
+				pushed = true
+				continue
+			}
+			if wait == 0 || d < wait {
+				wait = d
+			}
+		}
+		if pushed {
+			rounds = append(rounds, now)
+		}
+		// A timer fires at its deadline or a little late.
+		now = now.Add(wait + time.Duration(len(rounds)%3)*time.Microsecond)
+	}
+	// Every peer, every round, once the first one has gathered them.
+	late := 0
+	for i, k := range pushes {
+		// The budget: r per second, over 10 s and the first 50 ms.
+		if k > r*10+2 {
+			t.Errorf("peer %d pushed %d times in 10 s at %d/s", i, k, r)
+		}
+		if k < r*10-2 {
+			late++
+		}
+	}
+	if late > 0 {
+		t.Errorf("%d peers pushed fewer than %d times in 10 s: rounds skipped (%v)", late, r*10-2, pushes)
+	}
+	if len(rounds) > r*10+len(peers) {
+		t.Fatalf("pushes went at %d distinct instants in 10 s for %d rounds a second: not gathered into rounds", len(rounds), r)
+	}
+	for i := 2; i < len(rounds); i++ {
+		if gap := rounds[i].Sub(rounds[i-1]); gap < 49*time.Millisecond || gap > 51*time.Millisecond {
+			t.Fatalf("rounds %d and %d %v apart, want one token period (50 ms)", i-1, i, gap)
+		}
+	}
+}
+
+// roundWait lands on a multiple of the token period (plus the node's
+// phase) at or after the moment the tokens needed have refilled.
+func TestRoundWait(t *testing.T) {
+	base0 := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		now  time.Duration
+		want time.Duration
+	}{
+		// One token at 20/s is ready 50 ms on; with a phase of 3 ms the
+		// rounds are at 3, 53, 103 ms.
+		{0, 53 * time.Millisecond}, {2 * time.Millisecond, 51 * time.Millisecond}, {4 * time.Millisecond, 99 * time.Millisecond},
+	} {
+		if got := roundWait(base0.Add(tc.now), 1, 20, int64(3*time.Millisecond)); got != tc.want {
+			t.Errorf("roundWait(+%v, phase 3 ms) = %v, want %v", tc.now, got, tc.want)
+		}
+	}
+	base := time.Unix(1_800_000_000, 0) // a multiple of every period below
+	for _, tc := range []struct {
+		now  time.Duration // after base
+		need float64
+		r    rate.Limit
+		want time.Duration
+	}{
+		{0, 1, 20, 50 * time.Millisecond},
+		{10 * time.Millisecond, 0.5, 20, 40 * time.Millisecond},    // ready at 35 ms: round at 50
+		{10 * time.Millisecond, 0.9, 20, 90 * time.Millisecond},    // ready at 55 ms: next round 100 ms
+		{49 * time.Millisecond, 0.01, 20, time.Millisecond},        // ready at 49.5 ms
+		{0, 1e-12, 20, time.Microsecond},                           // ready now, on a round
+		{300 * time.Microsecond, 1, 1000, 1700 * time.Microsecond}, // 1 ms period
+		{0, 1, rate.Limit(1e12), time.Microsecond},                 // period under 1 ns: no grid
+	} {
+		if got := roundWait(base.Add(tc.now), tc.need, tc.r, 0); got != tc.want {
+			t.Errorf("roundWait(+%v, %v, %v) = %v, want %v", tc.now, tc.need, tc.r, got, tc.want)
+		}
+		// A phase of a whole period is none.
+		if got := roundWait(base.Add(tc.now), tc.need, tc.r, int64(float64(time.Second)/float64(tc.r))); got != tc.want && tc.r < 1e9 {
+			t.Errorf("roundWait(+%v, %v, %v, a period) = %v, want %v", tc.now, tc.need, tc.r, got, tc.want)
+		}
 	}
 }
 

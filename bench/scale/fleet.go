@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -404,9 +405,12 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	stopProfile := profileWindow()
 	w0, s0, m0, c0, t1 := f.wireBytes(), f.sums(), gen.made.Load(), cpuTime(), time.Now()
 	var lat []time.Duration
-	pace := time.NewTicker(o.probeEvery)
 	for seq := 0; time.Since(t1) < o.window; seq++ {
-		<-pace.C
+		// A probe starts at a random moment (a pause of up to twice the
+		// spacing after the previous one), not at a tick just after the
+		// previous probe converged: that is right after a push round, and
+		// would sample the wait for the next round whole.
+		time.Sleep(rand.N(2 * o.probeEvery))
 		d, ok := probe(f.nodes, seq%n, seq, min(5*time.Second, max(time.Second, o.window-time.Since(t1))), o.logf)
 		r.Probes++
 		if !ok {
@@ -415,7 +419,6 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 		}
 		lat = append(lat, d)
 	}
-	pace.Stop()
 	win := time.Since(t1).Seconds()
 	w1, s1, m1, c1 := f.wireBytes(), f.sums(), gen.made.Load(), cpuTime()
 	stopProfile()

@@ -45,7 +45,7 @@ func main() {
 	window := flag.Duration("window", 12*time.Second, "measuring window per fleet size")
 	idle := flag.Duration("idle", 3*time.Second, "idle window per fleet size (memberlist's own traffic)")
 	warmup := flag.Duration("warmup", 2*time.Second, "load before the measuring window")
-	probeEvery := flag.Duration("probe-every", 50*time.Millisecond, "convergence probe spacing")
+	probeEvery := flag.Duration("probe-every", 50*time.Millisecond, "mean pause between convergence probes (each starts at a random moment, up to twice this after the previous one)")
 	joiner := flag.Int("joiner", 1_000_000, "bindings in the fleet when a joiner starts (0 skips)")
 	joinerN := flag.Int("joiner-n", 3, "fleet size at which the joiner run is made")
 	joiners := flag.Int("joiners", 1, "joiners started at once in the joiner run")
