@@ -80,11 +80,17 @@ func (db *DB) deferBinding(k Key, b Binding, nowMs int64) bool {
 
 // deferGroup keeps a group whose epoch begins after now + MaxFutureEpoch,
 // by at most MaxClockStep more, for when the clock has caught up; it
-// reports whether it did.
+// reports whether it did. An empty group (a heartbeat) has nothing to
+// apply later (its vector is not kept either): it is taken without being
+// kept, so a peer whose clock is ahead cannot grow the list with
+// heartbeats, which MaxDeferred, counting events, would not bound.
 func (db *DB) deferGroup(g Group, nowMs int64) bool {
 	at := g.Epoch - db.cfg.MaxFutureEpoch.Milliseconds()
 	if at-nowMs > MaxClockStep.Milliseconds() {
 		return false
+	}
+	if len(g.Events) == 0 {
+		return true
 	}
 	d := &db.deferred
 	d.mu.Lock()

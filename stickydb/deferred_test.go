@@ -138,3 +138,32 @@ func TestDeferralIsBounded(t *testing.T) {
 		t.Fatalf("past MaxDeferred: %+v %v deferred %d", res, err, db.Deferred())
 	}
 }
+
+// Heartbeats of an epoch ahead of the clock (within MaxClockStep) are
+// taken and not kept: they hold nothing to apply later, and since
+// MaxDeferred counts events, keeping them let a peer whose clock is ahead
+// grow the deferred list by one entry per heartbeat, without bound.
+func TestFutureEpochHeartbeatsAreNotKept(t *testing.T) {
+	now := t0
+	db := newTestDB(t, "me", now)
+	ahead := now.Add(db.cfg.MaxFutureEpoch + 3*time.Minute).UnixMilli()
+	for i := range 10_000 {
+		hb := Group{Origin: "o", Sender: "o", Epoch: ahead, From: 1, To: 0, Stated: i%2 == 0,
+			Vector: Vector{"o": {{Epoch: ahead, Seq: 5}}}}
+		res, err := db.Receive(hb, now)
+		if err != nil || !res.Buffered {
+			t.Fatalf("heartbeat %d: %+v %v", i, res, err)
+		}
+	}
+	db.deferred.mu.Lock()
+	kept := len(db.deferred.groups)
+	db.deferred.mu.Unlock()
+	if kept != 0 || db.Deferred() != 0 {
+		t.Fatalf("%d heartbeats kept for later (deferred %d)", kept, db.Deferred())
+	}
+	// A group with events is still kept.
+	res, err := db.Receive(groupOf("o", ahead, 1, 3, now.Add(20*time.Minute).UnixMilli()), now)
+	if err != nil || !res.Buffered || db.Deferred() != 3 {
+		t.Fatalf("%+v %v deferred %d", res, err, db.Deferred())
+	}
+}
