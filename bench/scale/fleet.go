@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -344,6 +345,7 @@ type fleetOpts struct {
 	window      time.Duration
 	idle        time.Duration
 	warmup      time.Duration
+	settle      time.Duration // how long every node may take to hold every binding once the load stops
 	probeEvery  time.Duration
 	joiner      int // bindings in the fleet for the joiner run; 0 skips it
 	joiners     int // joiners started at once in that run (at least 1)
@@ -452,7 +454,7 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	// Settle: every node holds every binding made (load + probes).
 	want := int(gen.made.Load()) + r.Probes - r.ProbesLost
 	ts := time.Now()
-	r.Settled = waitLen(f.nodes, want, 10*time.Second)
+	r.Settled = waitLen(f.nodes, want, cmp.Or(o.settle, 10*time.Second))
 	r.SettleSec = time.Since(ts).Seconds()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

@@ -45,6 +45,7 @@ func main() {
 	window := flag.Duration("window", 12*time.Second, "measuring window per fleet size")
 	idle := flag.Duration("idle", 3*time.Second, "idle window per fleet size (memberlist's own traffic)")
 	warmup := flag.Duration("warmup", 2*time.Second, "load before the measuring window")
+	settle := flag.Duration("settle", 10*time.Second, "how long every node may take to hold every binding once the load stops (settled)")
 	probeEvery := flag.Duration("probe-every", 50*time.Millisecond, "mean pause between convergence probes (each starts at a random moment, up to twice this after the previous one)")
 	joiner := flag.Int("joiner", 1_000_000, "bindings in the fleet when a joiner starts (0 skips)")
 	joinerN := flag.Int("joiner-n", 3, "fleet size at which the joiner run is made")
@@ -99,7 +100,7 @@ func main() {
 		res.PerBindCPU = float64(per.Nanoseconds()) / 1000
 		logf("load generator: %.2fµs CPU per new binding on a lone DB", res.PerBindCPU)
 		for _, n := range sizes {
-			o := fleetOpts{rate: *rate, window: *window, idle: *idle, warmup: *warmup, probeEvery: *probeEvery,
+			o := fleetOpts{rate: *rate, window: *window, idle: *idle, warmup: *warmup, settle: *settle, probeEvery: *probeEvery,
 				perBindCPU: per, logf: logf, crash: *crash, profileForm: *profileForm}
 			dc := gossip.DefaultConfig()
 			pi, pb, pg := dc.PushInterval, dc.PushBurst, dc.PushBudget
