@@ -40,6 +40,10 @@
 // message queued to it) leaves at once, on the Store wrapper's kick; events
 // made while the link is busy (its budget spent, or a reliable message to
 // it still queued) wait, and leave together as one group once it is free.
+// A peer whose budget is spent is next free on the node's push round (a
+// grid of the token period, with a phase from the node's name), so a busy
+// node pushes to all its paced peers at once, once per period, and a new
+// binding reaches them all after half a period on average.
 // So a quiet fleet converges in well under a millisecond plus the wire, a
 // busy one sends groups of many events, and a busy node sends about
 // PushBudget messages a second whatever the fleet's size (at 50 nodes one
