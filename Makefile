@@ -103,8 +103,9 @@ soak: deps
 	done
 	@echo "== soak: TestFleetLifetime x10 (1000 fleets x 80 phases)"
 	LIFETIME_PHASES=80 $(GO) test -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestFleetLifetime$$' ./stickydb/ -rapid.checks=1000
-	@echo "== soak: stickydb merge, gossip wire properties x10"
+	@echo "== soak: stickydb merge and change log, gossip wire properties x10"
 	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestMergeIsASemilattice$$' ./stickydb/ -rapid.checks=1000
+	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestEventLogMatchesModel$$' ./stickydb/ -rapid.checks=1000
 	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^Test(Group|Chunk|RequestEndState)RoundTrip$$' ./gossip/ -rapid.checks=1000
 	@echo "== soak: a fleet of processes through 60 TTLs, 30 restarts per recovery mode"
 	LONGRUN_RESTARTS=30 LONGRUN_TTLS=60 $(GO) test -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestFleetLongRun$$' ./test/
