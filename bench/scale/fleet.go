@@ -53,10 +53,16 @@ type FleetResult struct {
 	FullCopies     uint64  `json:"full_copies"`
 	// The core's gap handling, summed over the nodes (whole run): why the
 	// range requests and full copies above were asked.
-	ReqOrigin       uint64  `json:"req_origin"`
-	ReqThird        uint64  `json:"req_third"`
-	ReqFull         uint64  `json:"req_full"`
-	ReqWatchdog     uint64  `json:"req_watchdog"`
+	ReqOrigin   uint64 `json:"req_origin"`
+	ReqThird    uint64 `json:"req_third"`
+	ReqFull     uint64 `json:"req_full"`
+	ReqWatchdog uint64 `json:"req_watchdog"`
+	// The same two in the idle window and in the measuring window only
+	// (the totals above include the fleet's formation).
+	IdleRequests    uint64  `json:"idle_range_requests"`
+	IdleWatchdog    uint64  `json:"idle_req_watchdog"`
+	WindowRequests  uint64  `json:"window_range_requests"`
+	WindowWatchdog  uint64  `json:"window_req_watchdog"`
 	GroupsDiscarded uint64  `json:"groups_discarded"`
 	GapsRenewed     uint64  `json:"gaps_renewed"`
 	Refused         uint64  `json:"requests_refused"`
@@ -393,7 +399,8 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	r.IdleWireBytes = float64(w1-w0) / idle / float64(n)
 	r.IdleTether = float64(s1.bytes-s0.bytes) / idle / float64(n)
 	r.MemberlistOwn = r.IdleWireBytes - r.IdleTether
-	o.logf("n=%d idle: %.1f%% of a core per node, %.0f B/s/node wire (%.0f tether)", n, r.IdleCPUPerNode, r.IdleWireBytes, r.IdleTether)
+	r.IdleRequests, r.IdleWatchdog = s1.requests-s0.requests, s1.reqWatchdog-s0.reqWatchdog
+	o.logf("n=%d idle: %.1f%% of a core per node, %.0f B/s/node wire (%.0f tether), %d range requests (watchdog %d)", n, r.IdleCPUPerNode, r.IdleWireBytes, r.IdleTether, r.IdleRequests, r.IdleWatchdog)
 
 	// Load.
 	gen := &loadGen{}
@@ -430,6 +437,7 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	r.WindowSec = win
 	binds := m1 - m0
 	r.BindsPerSec = float64(binds) / win
+	r.WindowRequests, r.WindowWatchdog = s1.requests-s0.requests, s1.reqWatchdog-s0.reqWatchdog
 	r.MsgsPerNode = float64(s1.msgs-s0.msgs) / win / float64(n)
 	r.TCPPerNode = float64(s1.tcp-s0.tcp) / win / float64(n)
 	r.TetherBytes = float64(s1.bytes-s0.bytes) / win / float64(n)
@@ -459,8 +467,8 @@ func runFleet(n int, o fleetOpts) (FleetResult, error) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r.HeapMiB = float64(ms.HeapAlloc) / (1 << 20)
-	o.logf("n=%d %.0f binds/s, p50 %.1fms p99 %.1fms (%d/%d probes lost), %.0f msgs/s/node (%.0f TCP), %d range requests (origin %d, third %d, full %d, watchdog %d; %d groups discarded, %d gaps renewed, %d refused, %d cursor skips, %d receive drops), %d full copies, %.0f B/s/node wire, cpu/node %.1f%%, settled %v in %.1fs",
-		n, r.BindsPerSec, r.P50Ms, r.P99Ms, r.ProbesLost, r.Probes, r.MsgsPerNode, r.TCPPerNode, r.RangeRequests, r.ReqOrigin, r.ReqThird, r.ReqFull, r.ReqWatchdog, r.GroupsDiscarded, r.GapsRenewed, r.Refused, r.CursorSkips, r.ReceiveDropped, r.FullCopies, r.WireBytes, r.CPUPerNode, r.Settled, r.SettleSec)
+	o.logf("n=%d %.0f binds/s, p50 %.1fms p99 %.1fms (%d/%d probes lost), %.0f msgs/s/node (%.0f TCP), %d range requests (origin %d, third %d, full %d, watchdog %d; %d groups discarded, %d gaps renewed, %d refused, %d cursor skips, %d receive drops), %d full copies, %.0f B/s/node wire, cpu/node %.1f%%, settled %v in %.1fs; in the window %d range requests (watchdog %d)",
+		n, r.BindsPerSec, r.P50Ms, r.P99Ms, r.ProbesLost, r.Probes, r.MsgsPerNode, r.TCPPerNode, r.RangeRequests, r.ReqOrigin, r.ReqThird, r.ReqFull, r.ReqWatchdog, r.GroupsDiscarded, r.GapsRenewed, r.Refused, r.CursorSkips, r.ReceiveDropped, r.FullCopies, r.WireBytes, r.CPUPerNode, r.Settled, r.SettleSec, r.WindowRequests, r.WindowWatchdog)
 
 	if o.crash && n > 3 {
 		c, err := crashRun(f, o)
