@@ -166,13 +166,15 @@ func (n *Node) busy(p *peer, now time.Time) time.Duration {
 	if tok >= 1-roundSlack {
 		return 0
 	}
-	return roundWait(now, 1-tok, p.pushTokens.Limit(), n.roundPhase)
+	return roundWait(now, 1-roundSlack-tok, p.pushTokens.Limit(), n.roundPhase)
 }
 
 // roundSlack is the part of a token a peer may lack and still be free:
 // the timer fires at the round, but a bucket read there can come out a
-// hair short of the token it refilled (floating point), which would
-// otherwise skip a whole round. take consumes the token anyway.
+// hair short of the token it refilled (floating point), and a refill
+// computed to end a hair after the round would skip a whole one. Both
+// the wait and the check allow it; the push takes the token anyway
+// (ReserveN), so the peer owes the difference.
 const roundSlack = 1e-3
 
 // roundWait is how long from now until the first round (phase plus a
@@ -180,7 +182,7 @@ const roundSlack = 1e-3
 // tokens have refilled at r per second. It is at least a microsecond.
 func roundWait(now time.Time, need float64, r rate.Limit, phase int64) time.Duration {
 	period := int64(float64(time.Second) / float64(r))
-	ready := now.UnixNano() + int64(need/float64(r)*float64(time.Second))
+	ready := now.UnixNano() + int64(max(need, 0)/float64(r)*float64(time.Second))
 	if period <= 0 {
 		return max(time.Duration(ready-now.UnixNano()), time.Microsecond)
 	}
