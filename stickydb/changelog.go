@@ -147,6 +147,7 @@ func (l *eventLog) add(epoch int64, evs []Event) {
 // pinned; it reports whether it removed one.
 func (l *eventLog) dropOldest() bool {
 	for len(l.segs) > 0 && l.segs[0].n == 0 {
+		l.segs[0] = segment{} // the array behind segs must not keep its ring
 		l.segs = l.segs[1:]
 	}
 	if len(l.segs) == 0 {
@@ -198,6 +199,7 @@ func (l *eventLog) appendRange(dst []Event, epoch int64, from, to uint64) ([]Eve
 func (l *eventLog) dropEpochsBefore(epoch int64) {
 	for len(l.segs) > 0 && l.segs[0].epoch < epoch {
 		l.n -= l.segs[0].n
+		l.segs[0] = segment{}
 		l.segs = l.segs[1:]
 	}
 }
