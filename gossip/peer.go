@@ -35,6 +35,7 @@ type peer struct {
 	vecAt     atomic.Int64 // unix ns; 0: send it
 	epochSeen atomic.Int64 // the peer's own epoch in its last group
 	downAt    time.Time    // run loop only
+	roundAt   int64        // unix ns of the push round p waits for (took); run loop only
 
 	// cursor is the last own event pushed to this peer (current epoch).
 	// Only the run loop moves it; Stats reads it.

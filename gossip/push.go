@@ -116,9 +116,7 @@ func (n *Node) push() time.Duration {
 		for _, p := range same {
 			p.cursor.Store(cur)
 			if sent {
-				// Taken even if the bucket is a hair short (roundSlack):
-				// it then owes that much of the next token.
-				p.pushTokens.ReserveN(now, 1)
+				n.took(p, now)
 			}
 		}
 		if more || wait > 0 {
@@ -162,11 +160,30 @@ func (n *Node) busy(p *peer, now time.Time) time.Duration {
 	if b := p.box.Load(); b != nil && len(b.ch) > 0 {
 		return n.cfg.PushInterval
 	}
+	if d := p.roundAt - now.UnixNano(); d > 0 {
+		// Paced: the round, even if a kick (a new event) comes after
+		// the token has refilled.
+		return time.Duration(d)
+	}
 	tok := p.pushTokens.TokensAt(now)
 	if tok >= 1-roundSlack {
 		return 0
 	}
 	return roundWait(now, 1-roundSlack-tok, p.pushTokens.Limit(), n.roundPhase)
+}
+
+// took takes a push token from p for a push at now, and when that spent
+// its budget (less than a token left) sets the round at which p is next
+// free: a peer paced by its budget is pushed on the node's rounds only,
+// not at the first kick after its token refills, which would keep its own
+// phase. Taken even if the bucket is a hair short (roundSlack): it then
+// owes that much of the next token. Run loop only.
+func (n *Node) took(p *peer, now time.Time) {
+	p.pushTokens.ReserveN(now, 1)
+	p.roundAt = 0
+	if tok := p.pushTokens.TokensAt(now); tok < 1-roundSlack {
+		p.roundAt = now.Add(roundWait(now, 1-roundSlack-tok, p.pushTokens.Limit(), n.roundPhase)).UnixNano()
+	}
 }
 
 // roundSlack is the part of a token a peer may lack and still be free:
@@ -191,12 +208,13 @@ func roundWait(now time.Time, need float64, r rate.Limit, phase int64) time.Dura
 	return max(time.Duration(round-now.UnixNano()), time.Microsecond)
 }
 
-// roundPhaseOf is a node's phase of its push rounds (roundWait): from its
-// name, under a second, so a fleet's nodes spread their rounds.
+// roundPhaseOf is a node's phase of its push rounds (roundWait, which
+// takes it modulo the period): from its name, so a fleet's nodes spread
+// their rounds.
 func roundPhaseOf(name string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte(name))
-	return int64(h.Sum64() % uint64(time.Second))
+	return int64(h.Sum64() >> 1)
 }
 
 // pushFrom sends peers the own events after cursor, up to MaxPushEvents,

@@ -86,9 +86,10 @@ func TestPushRateFollowsMembership(t *testing.T) {
 // Peers whose budget is spent are pushed in rounds: however their buckets
 // emptied (at different moments, as peers join and links free up), after
 // one round they are all pushed at the same instants, once per token
-// period, and never more often than their budget. Without the rounds each
-// peer keeps its own phase, and a new event reaches the last peer only
-// after about a whole period.
+// period, and never more often than their budget, also while new events
+// kick a push every millisecond or so. Without the rounds each peer keeps
+// its own phase (pushed at the first kick after its token refilled), and
+// a new event reaches the last peer only after about a whole period.
 func TestPacedPeersPushInRounds(t *testing.T) {
 	// Token rates of the default budget at 8 to 100 nodes, and the
 	// floor (two per HeartbeatInterval): periods that are no whole number
@@ -116,7 +117,7 @@ func TestPacedPeersPushInRounds(t *testing.T) {
 			for i, p := range peers {
 				d := n.busy(p, now)
 				if d == 0 {
-					p.pushTokens.ReserveN(now, 1)
+					n.took(p, now)
 					pushes[i] = append(pushes[i], now)
 					pushed = true
 					continue
@@ -128,8 +129,10 @@ func TestPacedPeersPushInRounds(t *testing.T) {
 			if pushed {
 				rounds = append(rounds, now)
 			}
-			// A timer fires at its deadline or a little late.
-			now = now.Add(wait + time.Duration(step%5)*time.Microsecond)
+			// The pace timer fires at its deadline or a little late; a
+			// new event kicks a push every 1.3 ms (a busy node) before
+			// that.
+			now = now.Add(min(wait+time.Duration(step%5)*time.Microsecond, 1300*time.Microsecond))
 		}
 		if len(rounds) > want+len(peers) {
 			t.Fatalf("rate %v: pushes went at %d distinct instants in 10 s for %d rounds: not gathered into rounds", r, len(rounds), want)

@@ -180,3 +180,59 @@ func TestEventLogMatchesModel(t *testing.T) {
 		}
 	})
 }
+
+// A ring past 1,024 slots that is less than a quarter full is given back
+// for a smaller one, also when its events wrap around the end, and keeps
+// them in order.
+func TestEventLogRingShrinksAcrossTheWrap(t *testing.T) {
+	l := newEventLog(1 << 20)
+	add := func(from, to uint64) {
+		evs := make([]Event, 0, to-from+1)
+		for q := from; q <= to; q++ {
+			evs = append(evs, Event{Seq: q, Binding: Binding{Replica: "r"}})
+		}
+		l.add(7, evs)
+	}
+	add(1, 4096) // a ring of 4,096, full
+	s := l.seg(7)
+	l.n -= s.trimTo(3001)
+	add(4097, 6000) // wraps: slots 0..1903 hold 4097..6000
+	if len(s.ring) != 4096 || s.head == 0 || s.head+s.n <= len(s.ring) {
+		t.Fatalf("setup: ring %d, head %d, n %d: not wrapped", len(s.ring), s.head, s.n)
+	}
+	l.n -= s.trimTo(5950) // 51 left: under a quarter
+	if len(s.ring) != 128 || s.n != 51 || s.first != 5950 {
+		t.Fatalf("after the trim: ring %d slots, %d events from %d; want 128, 51 from 5950", len(s.ring), s.n, s.first)
+	}
+	got, ok := l.appendRange(nil, 7, 5950, 6000)
+	if !ok || len(got) != 51 {
+		t.Fatalf("range: %d events, %v", len(got), ok)
+	}
+	for i, ev := range got {
+		if ev.Seq != 5950+uint64(i) || ev.Binding.Replica != "r" {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+	}
+	// Shrunk while its live part wraps around the end.
+	l = newEventLog(1 << 20)
+	add(1, 4096)
+	s = l.seg(7)
+	l.n -= s.trimTo(3001) // 1,096 held at slots 3000..4095: over a quarter, kept
+	add(4097, 5000)       // 904 more at slots 0..903
+	if len(s.ring) != 4096 || s.head != 3000 {
+		t.Fatalf("setup: ring %d slots, head %d", len(s.ring), s.head)
+	}
+	l.n -= s.trimTo(4001) // 1,000 held at 4000..4095 and 0..903: shrink
+	if len(s.ring) != 2048 || s.head != 0 || s.n != 1000 {
+		t.Fatalf("after the trim: ring %d slots, head %d, %d events; want 2048, 0, 1000", len(s.ring), s.head, s.n)
+	}
+	got, ok = l.appendRange(nil, 7, 4001, 5000)
+	if !ok || len(got) != 1000 {
+		t.Fatalf("range after the shrink: %d events, %v", len(got), ok)
+	}
+	for i, ev := range got {
+		if ev.Seq != 4001+uint64(i) || ev.Binding.Replica != "r" {
+			t.Fatalf("after the shrink, event %d: %+v", i, ev)
+		}
+	}
+}
