@@ -165,6 +165,12 @@ func (n *Node) busy(p *peer, now time.Time) time.Duration {
 		// the token has refilled.
 		return time.Duration(d)
 	}
+	return n.untilRound(p, now)
+}
+
+// untilRound is 0 when p's bucket holds a token at now (less roundSlack),
+// else how long until the first of the node's rounds by which it will.
+func (n *Node) untilRound(p *peer, now time.Time) time.Duration {
 	tok := p.pushTokens.TokensAt(now)
 	if tok >= 1-roundSlack {
 		return 0
@@ -181,8 +187,8 @@ func (n *Node) busy(p *peer, now time.Time) time.Duration {
 func (n *Node) took(p *peer, now time.Time) {
 	p.pushTokens.ReserveN(now, 1)
 	p.roundAt = 0
-	if tok := p.pushTokens.TokensAt(now); tok < 1-roundSlack {
-		p.roundAt = now.Add(roundWait(now, 1-roundSlack-tok, p.pushTokens.Limit(), n.roundPhase)).UnixNano()
+	if d := n.untilRound(p, now); d > 0 {
+		p.roundAt = now.Add(d).UnixNano()
 	}
 }
 

@@ -147,8 +147,7 @@ func (l *eventLog) add(epoch int64, evs []Event) {
 // pinned; it reports whether it removed one.
 func (l *eventLog) dropOldest() bool {
 	for len(l.segs) > 0 && l.segs[0].n == 0 {
-		l.segs[0] = segment{} // the array behind segs must not keep its ring
-		l.segs = l.segs[1:]
+		l.dropFirstSeg()
 	}
 	if len(l.segs) == 0 {
 		return false
@@ -199,9 +198,15 @@ func (l *eventLog) appendRange(dst []Event, epoch int64, from, to uint64) ([]Eve
 func (l *eventLog) dropEpochsBefore(epoch int64) {
 	for len(l.segs) > 0 && l.segs[0].epoch < epoch {
 		l.n -= l.segs[0].n
-		l.segs[0] = segment{}
-		l.segs = l.segs[1:]
+		l.dropFirstSeg()
 	}
+}
+
+// dropFirstSeg removes the oldest segment, clearing its slot so that the
+// array behind segs does not keep its ring.
+func (l *eventLog) dropFirstSeg() {
+	l.segs[0] = segment{}
+	l.segs = l.segs[1:]
 }
 
 func (l *eventLog) len() int { return l.n }
