@@ -196,12 +196,9 @@ func (n *Node) shutdown(leave bool) error {
 // send it to and the wait always times out: nothing is wrong then. With
 // peers still alive they learn of the departure by probe within seconds.
 func (n *Node) leaveUnconfirmed(err error) {
-	alive := 0
-	for _, m := range n.ml.Members() {
-		if m.Name != n.self {
-			alive++
-		}
-	}
+	n.memberMu.Lock()
+	alive := len(n.members) // never Members: memberlist's nodes race with its handler
+	n.memberMu.Unlock()
 	if alive == 0 {
 		n.log.Debug().Err(err).Msg("leave: no peer left to tell")
 		return

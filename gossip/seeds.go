@@ -4,10 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"strconv"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // Seeds given as DNS names (a Kubernetes headless Service, a round-robin
@@ -121,18 +118,21 @@ func (n *Node) lonely() {
 
 // missingSeeds counts the configured seeds given as ip:port (names are
 // left out: how many nodes they stand for is not known) that are not a
-// live member: readiness waits for them a while (stickydb.LifeConfig
+// member: readiness waits for them a while (stickydb.LifeConfig
 // SeedWait).
 func (n *Node) missingSeeds() int {
 	if n.ml == nil {
 		return 0
 	}
+	// The members as the event delegate copied them: the nodes
+	// memberlist's Members returns are its own, which its packet handler
+	// updates under its lock while we would read them (a data race).
 	up := map[string]bool{}
-	for _, m := range n.ml.Members() {
-		if m.State == memberlist.StateAlive {
-			up[net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))] = true
-		}
+	n.memberMu.Lock()
+	for _, m := range n.members {
+		up[m.Address()] = true
 	}
+	n.memberMu.Unlock()
 	missing := 0
 	for _, s := range n.seeds() {
 		h, p, err := net.SplitHostPort(s)

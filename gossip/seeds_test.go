@@ -2,6 +2,8 @@ package gossip
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherproxy/tether/internal/faultnet"
 	"github.com/tetherproxy/tether/stickydb"
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -184,4 +187,32 @@ func TestResolveSeeds(t *testing.T) {
 	if got, err := n.resolveSeeds(); err == nil || len(got) != 0 {
 		t.Fatalf("unknown name: %v %v", got, err)
 	}
+}
+
+// TestMissingSeedsRaceFree: a node that is not ready counts its missing
+// seeds on every tick while peers come and go. memberlist's Members
+// returns its own node records, which its packet handler rewrites when a
+// peer refutes a suspicion; counting from them was a data race (a CI
+// failure of the chaos suite). Under -race this fails if missingSeeds
+// reads memberlist's nodes again.
+func TestMissingSeedsRaceFree(t *testing.T) {
+	fn := faultnet.New(7)
+	c := startCluster(t, 4, clusterOpts{faults: fn, node: func(i int, cfg *Config) {
+		if i == 4 { // never ready: it keeps asking missingSeeds
+			cfg.Reconcile = func() error { return errors.New("test: reconcile refused") }
+		}
+	}})
+	n := c.add(4)
+	c.waitMembers(4, 20*time.Second)
+	for range 6 {
+		fn.Isolate("n1")
+		time.Sleep(700 * time.Millisecond)
+		fn.Reset()
+		time.Sleep(300 * time.Millisecond)
+	}
+	if n.Ready() {
+		t.Fatal("the node whose reconcile fails is ready")
+	}
+	eventually(t, 20*time.Second, func() bool { return n.missingSeeds() == 0 },
+		func() string { return fmt.Sprintf("%d seeds missing after the heal", n.missingSeeds()) })
 }

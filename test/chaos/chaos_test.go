@@ -80,7 +80,7 @@ func TestChaos(t *testing.T) {
 		t.Errorf("%d sticky violations", len(rep.Violations))
 	}
 	if len(rep.Panics) > 0 {
-		t.Errorf("panics or races in the logs: %v", rep.Panics)
+		t.Errorf("%d panics or races in the logs:\n%s", len(rep.Panics), strings.Join(rep.Panics, "\n\n"))
 	}
 	for _, f := range rep.Failures {
 		t.Errorf("%s", f)

@@ -174,11 +174,25 @@ func ReadResources(n *fleet.Node) (Resources, error) {
 // panicRe matches what a Go process writes when it dies of a bug.
 var panicRe = regexp.MustCompile(`(?m)^(panic: |fatal error: |WARNING: DATA RACE|goroutine \d+ \[running\]:)`)
 
-// Panics returns the lines of the node's log that show a panic, a fatal
-// error or a data race.
+// Panics returns, for every panic, fatal error or data race in the node's
+// log, the node's name, the matching line and up to panicLines lines after
+// it (the stacks a race report or a panic prints), so that a failed run
+// shows where without its logs.
 func Panics(n *fleet.Node) []string {
-	return panicRe.FindAllString(n.Log(), -1)
+	log := n.Log()
+	var out []string
+	for _, loc := range panicRe.FindAllStringIndex(log, -1) {
+		lines := strings.SplitN(log[loc[0]:], "\n", panicLines+1)
+		if len(lines) > panicLines {
+			lines = lines[:panicLines]
+		}
+		out = append(out, n.Name+": "+strings.Join(lines, "\n"))
+	}
+	return out
 }
+
+// panicLines bounds the excerpt of each panic or race report.
+const panicLines = 60
 
 // ProbeReplication binds a fresh client through one node and measures how
 // long until every other node holds its binding (admin API, polled every
