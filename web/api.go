@@ -22,7 +22,7 @@ func (s *Server) apiIndex(w http.ResponseWriter, r *http.Request) {
 		"node": s.src.Core.Node(),
 		"endpoints": []string{
 			"GET /api/v1/node", "GET /api/v1/bindings?client=&host=&backend=&deleted=&limit=&cursor=",
-			"GET|PUT|DELETE /api/v1/bindings/{host}/{client}", "GET /api/v1/vector?margin=",
+			"GET|PUT|DELETE /api/v1/bindings/{host}/{client}", "GET /api/v1/bindings/{host}/{client}?wait=", "GET /api/v1/vector?margin=",
 			"GET /api/v1/members", "GET /api/v1/backends", "POST /api/v1/backends/{name}/drain?pool=&wait=&move_idle=",
 			"POST /api/v1/backends/{name}/undrain?pool=", "POST /api/v1/routes/reload",
 			"GET /api/v1/changelog", "GET /api/v1/gaps", "GET /api/v1/stats", "GET /api/v1/certificates",
@@ -195,12 +195,67 @@ func (s *Server) lookup(k stickydb.Key, now time.Time) (BindingView, bool) {
 	return bindingView(k, b, local, now), true
 }
 
+// apiBindingGet answers the binding of one key. With ?wait=DURATION it is
+// a blocking query: it answers as soon as the key has a live binding on
+// this node (a replicated one the moment it is merged), or 404 at the
+// deadline; a script waiting for a binding to reach a node needs no poll
+// loop, and a measurement of replication sees the arrival, not the next
+// poll. At most maxBindingWaiters wait at once (503 beyond).
 func (s *Server) apiBindingGet(w http.ResponseWriter, r *http.Request) {
 	k, ok := s.pathKey(w, r)
 	if !ok {
 		return
 	}
-	v, ok := s.lookup(k, s.now())
+	var wait time.Duration
+	if q := r.URL.Query().Get("wait"); q != "" {
+		d, err := time.ParseDuration(q)
+		if err != nil || d <= 0 || d > maxBindingWait {
+			s.fail(w, r, http.StatusBadRequest, "wait: want a duration in (0, "+maxBindingWait.String()+"], like 2s")
+			return
+		}
+		wait = d
+	}
+	if v, ok := s.lookup(k, s.now()); ok || wait == 0 {
+		s.answerBinding(w, r, k, v, ok)
+		return
+	}
+	select {
+	case s.bindWaiters <- struct{}{}:
+		defer func() { <-s.bindWaiters }()
+	default:
+		s.fail(w, r, http.StatusServiceUnavailable, "too many requests waiting for a binding; try again")
+		return
+	}
+	// The admin server's WriteTimeout would cut a long wait.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 10*time.Second))
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		// Changed before the lookup: a merge between the two closes it.
+		changed := s.src.Core.Changed()
+		if v, ok := s.lookup(k, s.now()); ok {
+			s.answerBinding(w, r, k, v, true)
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			s.answerBinding(w, r, k, BindingView{}, false)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// maxBindingWait bounds GET /api/v1/bindings/{host}/{client}?wait=;
+// maxBindingWaiters bounds how many such requests wait at once.
+const (
+	maxBindingWait    = time.Minute
+	maxBindingWaiters = 256
+)
+
+func (s *Server) answerBinding(w http.ResponseWriter, r *http.Request, k stickydb.Key, v BindingView, ok bool) {
 	if !ok {
 		s.fail(w, r, http.StatusNotFound, "no live binding for "+k.String())
 		return

@@ -1,13 +1,16 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tetherproxy/tether/stickydb"
 )
@@ -187,6 +190,10 @@ func TestAPIBindingByKey(t *testing.T) {
 		{name: "get missing", path: "/api/v1/bindings/shop.test/10.9.9.9", wantStatus: 404, wantErr: "no live binding"},
 		{name: "get bad ip", path: "/api/v1/bindings/shop.test/10.0.0", wantStatus: 400, wantErr: "client:"},
 		{name: "get bad host", path: "/api/v1/bindings/sh%20op/10.0.0.1", wantStatus: 400, wantErr: "host:"},
+		{name: "get wait present", path: "/api/v1/bindings/shop.test/10.0.0.1?wait=30s", wantStatus: 200},
+		{name: "get wait not a duration", path: "/api/v1/bindings/shop.test/10.0.0.1?wait=soon", wantStatus: 400, wantErr: "wait:"},
+		{name: "get wait zero", path: "/api/v1/bindings/shop.test/10.0.0.1?wait=0s", wantStatus: 400, wantErr: "wait:"},
+		{name: "get wait over the bound", path: "/api/v1/bindings/shop.test/10.0.0.1?wait=61s", wantStatus: 400, wantErr: "wait:"},
 		{name: "delete", method: "DELETE", path: "/api/v1/bindings/shop.test/10.0.0.1", wantStatus: 200, check: func(t *testing.T, f *fixture, b BindingView) {
 			if !b.Deleted || b.Generation != stickydb.BirthGeneration(t0)+1 {
 				t.Errorf("tombstone %+v, want deleted at the next generation", b)
@@ -546,5 +553,89 @@ func TestKicked(t *testing.T) {
 		if w.Code != st.status || kicks != st.kicks {
 			t.Fatalf("step %d: %d kicks %d, want %d kicks %d", i, w.Code, kicks, st.status, st.kicks)
 		}
+	}
+}
+
+// TestAPIBindingWait: a blocking GET answers once the binding is merged
+// from a peer (not at its deadline), 404 at the deadline when nothing
+// comes, ends with the client, and refuses past maxBindingWaiters.
+func TestAPIBindingWait(t *testing.T) {
+	f := newFixture(t)
+	s := f.server(t, nil)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	get := func(ctx context.Context, path string) (int, time.Duration, error) {
+		r, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			return 0, 0, err
+		}
+		r.Host = "127.0.0.1:9090"
+		t0 := time.Now()
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			return 0, 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, time.Since(t0), nil
+	}
+
+	// Merged from the peer while the request waits.
+	type answer struct {
+		code int
+		took time.Duration
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		c, d, err := get(context.Background(), "/api/v1/bindings/shop.test/172.16.9.9?wait=20s")
+		done <- answer{c, d, err}
+	}()
+	time.Sleep(200 * time.Millisecond) // the request is waiting (not a wait for a condition: the answer must not come before the merge)
+	select {
+	case a := <-done:
+		t.Fatalf("answered before the binding existed: %+v", a)
+	default:
+	}
+	if _, _, err := f.peer.BindIfAbsent(key(t, "172.16.9.9", "shop.test"), "r2", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.Receive(f.peer.OwnEvents(3, 100), t0); err != nil {
+		t.Fatal(err)
+	}
+	a := <-done
+	if a.err != nil || a.code != http.StatusOK {
+		t.Fatalf("after the merge: %+v, want 200", a)
+	}
+	if a.took > 10*time.Second {
+		t.Errorf("answered after %v: at the deadline, not at the merge", a.took)
+	}
+
+	// Nothing comes: 404 at the deadline.
+	if c, d, err := get(context.Background(), "/api/v1/bindings/shop.test/172.16.9.10?wait=100ms"); err != nil || c != http.StatusNotFound || d < 100*time.Millisecond {
+		t.Errorf("absent key: %d after %v (%v), want 404 after 100ms", c, d, err)
+	}
+
+	// The client gives up: the handler ends and frees its slot.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, _, err := get(ctx, "/api/v1/bindings/shop.test/172.16.9.11?wait=1m")
+	cancel()
+	if err == nil {
+		t.Error("a canceled wait answered")
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(s.bindWaiters) != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a canceled wait still holds its slot after 5 s")
+		}
+	}
+
+	// Full: 503 at once.
+	for range maxBindingWaiters {
+		s.bindWaiters <- struct{}{}
+	}
+	if c, _, err := get(context.Background(), "/api/v1/bindings/shop.test/172.16.9.12?wait=1m"); err != nil || c != http.StatusServiceUnavailable {
+		t.Errorf("with every slot taken: %d (%v), want 503", c, err)
+	}
+	for range maxBindingWaiters {
+		<-s.bindWaiters
 	}
 }

@@ -30,6 +30,10 @@
 //
 //	GET    /api/v1/bindings?client=&host=&backend=&deleted=&limit=&cursor=
 //	GET    /api/v1/bindings/{host}/{client}
+//	GET    /api/v1/bindings/{host}/{client}?wait=2s
+//	                                          blocking: answers once the binding is live here
+//	                                          (merged from a peer or made), else 404 at the
+//	                                          deadline (at most 1m; 256 waiting at once, 503)
 //	DELETE /api/v1/bindings/{host}/{client}   tombstone, generation + 1
 //	PUT    /api/v1/bindings/{host}/{client}   body {"replica": "r2"}: rebind
 //	GET    /api/v1/vector?margin=5s           own vector, digest, vector table
@@ -45,10 +49,11 @@
 //	GET    /metrics, /healthz, /readyz
 //
 // Errors are JSON {"error": "..."} on the API (pages render them): 400 for
-// a bad filter, IP, host, limit, cursor or body (the message names the
-// field), 401 without a valid token, 403 for a foreign Host or Origin or a
+// a bad filter, IP, host, limit, cursor, wait or body (the message names
+// the field), 401 without a valid token, 403 for a foreign Host or Origin or a
 // missing CSRF token, 404, 405, 429 after too many wrong tokens, 501 when
-// the part is not wired on this node.
+// the part is not wired on this node, 503 when too many requests wait for
+// a binding.
 //
 // # Security
 //

@@ -33,6 +33,9 @@ type Server struct {
 	// peerClient asks peers' admin APIs (fleet lookup).
 	peerClient *http.Client
 	handler    http.Handler
+	// bindWaiters holds a token per request waiting for a binding
+	// (GET /api/v1/bindings/{host}/{client}?wait=).
+	bindWaiters chan struct{}
 
 	mu   sync.Mutex
 	http *http.Server
@@ -57,7 +60,7 @@ func New(cfg Config, src Sources) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, src: src, now: cfg.Now, log: zerolog.Nop()}
+	s := &Server{cfg: cfg, src: src, now: cfg.Now, log: zerolog.Nop(), bindWaiters: make(chan struct{}, maxBindingWaiters)}
 	if cfg.Logger != nil {
 		s.log = *cfg.Logger
 	}

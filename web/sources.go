@@ -44,6 +44,9 @@ type Core interface {
 	RecentGaps() []stickydb.GapRecord
 	Stats() stickydb.Stats
 	Digest(now time.Time, margin time.Duration) (count int, sum uint64)
+	// Changed returns a channel closed at the next write to the table
+	// (stickydb.DB.Changed): take it, check, then wait on it.
+	Changed() <-chan struct{}
 }
 
 var _ Core = (*stickydb.DB)(nil)
