@@ -45,7 +45,7 @@ func (n *Node) createMemberlist() (*memberlist.Memberlist, error) {
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = ah, ap
 	}
-	mc.Delegate = &delegate{n: n}
+	mc.Delegate = n.delegate
 	mc.Events = &eventDelegate{n: n}
 	mc.Logger = mlog
 	mc.Label = c.Label
@@ -66,12 +66,35 @@ func (n *Node) createMemberlist() (*memberlist.Memberlist, error) {
 	mc.DeadNodeReclaimTime = m.DeadNodeReclaimTime
 	mc.HandoffQueueDepth = m.HandoffQueueDepth
 
+	codec, err := newPacketCodec(mc.SecretKey, mc.Label)
+	if err != nil {
+		_ = t.Shutdown()
+		return nil, fmt.Errorf("gossip: key: %w", err)
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = t.Shutdown()
 		return nil, fmt.Errorf("gossip: start memberlist: %w", err)
 	}
+	// Our datagrams bypass memberlist from here on (packet.go).
+	n.codec, n.tr = codec, t
+	user := n.onPacket
+	nt.user.Store(&user)
 	return ml, nil
+}
+
+// onPacket takes a datagram of ours from the transport's reader (see
+// packet.go) and hands its message to the delegate, as memberlist would.
+func (n *Node) onPacket(pkt []byte) bool {
+	msg, owned, ok := n.codec.open(pkt)
+	if !ok {
+		return false
+	}
+	if !owned {
+		msg = slices.Clone(msg) // pkt is the reader's buffer; the delegate may keep msg
+	}
+	n.delegate.NotifyMsg(msg)
+	return true
 }
 
 // joinLoop joins the seeds, backing off between attempts, until one answers

@@ -36,8 +36,13 @@ type Node struct {
 	skew     int64
 	store    Store
 
-	ml   *memberlist.Memberlist
-	addr string
+	ml *memberlist.Memberlist
+	// codec and tr send our datagrams past memberlist (packet.go): tr is
+	// the transport memberlist was given (wrapped, in tests).
+	codec    *packetCodec
+	tr       memberlist.NodeAwareTransport
+	delegate *delegate
+	addr     string
 
 	kickCh   chan struct{}
 	memberCh chan struct{}
@@ -115,6 +120,7 @@ func New(cfg Config, db *stickydb.DB) (*Node, error) {
 		gone:     map[string]goneMember{},
 	}
 	n.ready.done = make(chan struct{})
+	n.delegate = &delegate{n: n}
 	n.life = stickydb.NewLifecycle(db, cfg.lifeConfig())
 	if cfg.Logger != nil {
 		// The caller's logger names the node already (cmd's root logger

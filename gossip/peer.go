@@ -211,8 +211,12 @@ func (n *Node) sendNow(p *peer, msg []byte) bool {
 	return n.sendReliableRetry(p, msg)
 }
 
+// sendPacket sends msg to p in one datagram, written as memberlist's
+// SendBestEffort would (packet.go) straight to the transport.
 func (n *Node) sendPacket(p *peer, msg []byte) bool {
-	if err := n.ml.SendBestEffort(p.node.Load(), msg); err != nil {
+	node := p.node.Load()
+	pkt := n.codec.seal(msg, node.PMax >= 5)
+	if _, err := n.tr.WriteToAddress(pkt, memberlist.Address{Addr: node.Address(), Name: node.Name}); err != nil {
 		n.sendFailed(p, err)
 		return false
 	}

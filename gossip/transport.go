@@ -36,6 +36,10 @@ type transport struct {
 	logger   *log.Logger
 	wg       sync.WaitGroup
 	shutdown atomic.Bool
+	// user, once set, is offered every packet first, in the reader
+	// goroutine; it reports whether it took the packet (packet.go), and
+	// must not keep pkt (the reader's buffer).
+	user atomic.Pointer[func(pkt []byte) bool]
 }
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
@@ -185,9 +189,9 @@ func (t *transport) tcpListen() {
 	}
 }
 
-// udpListen reads packets into one reused buffer and hands each on in a
-// slice of its own length (memberlist keeps it: user messages are queued
-// to the delegate's handler).
+// udpListen reads packets into one reused buffer, offers each to the user
+// hook (our own datagrams, packet.go), and hands the others on to
+// memberlist in a slice of their own length (memberlist keeps it).
 func (t *transport) udpListen() {
 	defer t.wg.Done()
 	buf := make([]byte, maxPacket)
@@ -203,6 +207,9 @@ func (t *transport) udpListen() {
 		}
 		if n < 1 {
 			t.logger.Printf("[ERR] memberlist: UDP packet too short (%d bytes) %s", n, from)
+			continue
+		}
+		if u := t.user.Load(); u != nil && (*u)(buf[:n]) {
 			continue
 		}
 		t.packetCh <- &memberlist.Packet{

@@ -1,0 +1,142 @@
+package gossip
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// TestPacketCodecRoundTrip: what seal writes, open reads back, for every
+// key size, with and without a label and a CRC; a flipped bit, another key
+// or another label leave the packet to memberlist.
+func TestPacketCodecRoundTrip(t *testing.T) {
+	msg := []byte("a change group, or anything")
+	for _, key := range [][]byte{nil, bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 24), bytes.Repeat([]byte{3}, 32)} {
+		for _, label := range []string{"", "tether"} {
+			for _, crc := range []bool{false, true} {
+				name := fmt.Sprintf("key%d/label%q/crc%v", len(key), label, crc)
+				c, err := newPacketCodec(key, label)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pkt := c.seal(msg, crc)
+				if cap(pkt) != len(pkt) {
+					t.Errorf("%s: sized %d for %d bytes", name, cap(pkt), len(pkt))
+				}
+				got, _, ok := c.open(pkt)
+				if !ok || !bytes.Equal(got, msg) {
+					t.Fatalf("%s: open = %q, %v", name, got, ok)
+				}
+				for i := range pkt {
+					bad := bytes.Clone(pkt)
+					bad[i] ^= 0x10
+					// Without key and CRC nothing guards the message
+					// bytes (as in memberlist); with either, nothing
+					// flipped may pass.
+					if _, _, ok := c.open(bad); ok && (key != nil || crc) {
+						t.Errorf("%s: a flipped bit at %d of %d passed", name, i, len(pkt))
+					}
+				}
+				if key != nil {
+					other, _ := newPacketCodec(bytes.Repeat([]byte{9}, len(key)), label)
+					if _, _, ok := other.open(pkt); ok {
+						t.Errorf("%s: opened with another key", name)
+					}
+				}
+				relabeled, _ := newPacketCodec(key, label+"x")
+				if _, _, ok := relabeled.open(pkt); ok {
+					t.Errorf("%s: opened under another label", name)
+				}
+			}
+		}
+	}
+	c, _ := newPacketCodec(nil, "")
+	for _, pkt := range [][]byte{nil, {}, {0, 1, 2}, {mlHasCrcMsg, 0, 0, 0, 0}, {7, mlUserMsg}} {
+		if _, _, ok := c.open(pkt); ok {
+			t.Errorf("open(%v) took a packet that is not a user message", pkt)
+		}
+	}
+}
+
+// TestPacketCodecSpeaksMemberlist: a stock memberlist (its own transport
+// and packet code) reads what seal writes, and open reads what its
+// SendBestEffort writes, with a key and a label as tether runs.
+func TestPacketCodecSpeaksMemberlist(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	const label = "tether"
+	got := make(chan []byte, 4)
+	mc := memberlist.DefaultLANConfig()
+	mc.Name, mc.BindAddr, mc.BindPort = "stock", "127.0.0.1", 0
+	mc.SecretKey, mc.Label = key, label
+	mc.Logger = log.New(io.Discard, "", 0)
+	mc.Delegate = captureDelegate{got}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ml.Shutdown() }()
+	stock := ml.LocalNode()
+
+	c, err := newPacketCodec(key, label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ours to memberlist.
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	to := &net.UDPAddr{IP: stock.Addr, Port: int(stock.Port)}
+	for _, crc := range []bool{false, true} {
+		want := []byte("ours, crc " + strconv.FormatBool(crc))
+		if _, err := conn.WriteToUDP(c.seal(want, crc), to); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-got:
+			if !bytes.Equal(m, want) {
+				t.Fatalf("memberlist read %q, want %q", m, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("memberlist did not deliver our packet (crc %v)", crc)
+		}
+	}
+
+	// Memberlist's to ours.
+	me := conn.LocalAddr().(*net.UDPAddr)
+	want := []byte("theirs")
+	if err := ml.SendBestEffort(&memberlist.Node{Name: "us", Addr: me.IP, Port: uint16(me.Port), PMax: 5}, want); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65536)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := conn.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, ok := c.open(buf[:n])
+	if !ok || !bytes.Equal(m, want) {
+		t.Fatalf("open(memberlist's packet) = %q, %v; want %q", m, ok, want)
+	}
+}
+
+type captureDelegate struct{ got chan []byte }
+
+func (d captureDelegate) NodeMeta(int) []byte { return nil }
+func (d captureDelegate) NotifyMsg(b []byte) {
+	select {
+	case d.got <- bytes.Clone(b):
+	default:
+	}
+}
+func (d captureDelegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (d captureDelegate) LocalState(bool) []byte          { return nil }
+func (d captureDelegate) MergeRemoteState([]byte, bool)   {}
