@@ -43,6 +43,21 @@ func BenchmarkDecodeGroup(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/binding")
 		})
 	}
+	// A pushed group in a 50-node fleet: two binds and the sender's vector.
+	b.Run("binds=2,vector=50", func(b *testing.B) {
+		g := sampleGroup(b, 2, true)
+		for i := range 50 {
+			g.Vector[fmt.Sprintf("n%d", i)] = []stickydb.EpochSeq{{Epoch: 1_764_000_000_000 + int64(i), Seq: uint64(1000 + i)}}
+		}
+		msg := encodeGroup(&g, groupMeta{})
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := decodeGroup(msg[headerLen:], caps); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkWireCost measures what replication really costs on the wire:
