@@ -140,9 +140,11 @@
 // joining until a peer has sent something: a node restarting under its old
 // name from a new address is refused by peers that still hold the old one
 // until memberlist's DeadNodeReclaimTime has passed. Failure detection is
-// tuned for a LAN (probe every 500 ms). With Config.Key set, memberlist
-// encrypts every packet and stream with AES-GCM and refuses what it cannot
-// decrypt; the Label (default "tether") is sent with every packet and
+// tuned for a LAN (probe every 500 ms). With Config.Key set, every packet
+// and stream is encrypted with AES-GCM (by memberlist, and our datagrams
+// by packet.go in the same format) and what fails to decrypt is refused
+// (a datagram of ours that fails goes to memberlist, which refuses it);
+// the Label (default "tether") is sent with every packet and
 // stream and bound into the encryption, so a fleet with another key or
 // label can neither join nor inject. A peer holding the key is trusted by
 // memberlist; tether bounds what it accepts anyway (Caps, the core's caps,
