@@ -30,7 +30,7 @@ type DB struct {
 	names     *names
 
 	live     atomic.Int64   // entries in the table, tombstones included
-	changed  changeSignal   // Changed's channel; store fires it
+	watches  watches        // Watch's channels; store fires them
 	byOrigin []atomic.Int64 // live entries per origin id (index = name id)
 
 	stats       counters
@@ -383,9 +383,9 @@ func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64)
 // store puts e under k in s (locked), keeping the counters, and evicts an
 // entry of the shard (evict.go) when the table is over MaxBindings.
 func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int64) {
-	// Under the shard lock, so that a waiter that took Changed before its
+	// Under the shard lock, so that a waiter that took Watch before its
 	// lookup of k (which takes this lock too) cannot miss this write.
-	db.changed.fire()
+	db.watches.fire(k)
 	if existed {
 		if old.origin != e.origin {
 			db.byOrigin[old.origin].Add(-1)

@@ -231,20 +231,31 @@ func (s *Server) apiBindingGet(w http.ResponseWriter, r *http.Request) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
-		// Changed before the lookup: a merge between the two closes it.
-		changed := s.src.Core.Changed()
-		if v, ok := s.lookup(k, s.now()); ok {
-			s.answerBinding(w, r, k, v, true)
+		if s.waitBinding(w, r, k, deadline.C) {
 			return
 		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			s.answerBinding(w, r, k, BindingView{}, false)
-			return
-		case <-r.Context().Done():
-			return
-		}
+	}
+}
+
+// waitBinding is one round of apiBindingGet's wait: it answers and
+// reports true once k is live, at the deadline, or when the client left;
+// false when a write to k woke it.
+func (s *Server) waitBinding(w http.ResponseWriter, r *http.Request, k stickydb.Key, deadline <-chan time.Time) bool {
+	// Watch before the lookup: a merge between the two closes it.
+	changed, cancel := s.src.Core.Watch(k)
+	defer cancel()
+	if v, ok := s.lookup(k, s.now()); ok {
+		s.answerBinding(w, r, k, v, true)
+		return true
+	}
+	select {
+	case <-changed:
+		return false
+	case <-deadline:
+		s.answerBinding(w, r, k, BindingView{}, false)
+		return true
+	case <-r.Context().Done():
+		return true
 	}
 }
 

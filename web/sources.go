@@ -44,9 +44,9 @@ type Core interface {
 	RecentGaps() []stickydb.GapRecord
 	Stats() stickydb.Stats
 	Digest(now time.Time, margin time.Duration) (count int, sum uint64)
-	// Changed returns a channel closed at the next write to the table
-	// (stickydb.DB.Changed): take it, check, then wait on it.
-	Changed() <-chan struct{}
+	// Watch returns a channel closed at the next write to k
+	// (stickydb.DB.Watch): watch, check, then wait on it; cancel after.
+	Watch(k stickydb.Key) (changed <-chan struct{}, cancel func())
 }
 
 var _ Core = (*stickydb.DB)(nil)
