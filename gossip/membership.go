@@ -83,20 +83,6 @@ func (n *Node) createMemberlist() (*memberlist.Memberlist, error) {
 	return ml, nil
 }
 
-// onPacket takes a datagram of ours from the transport's reader (see
-// packet.go) and hands its message to the delegate, as memberlist would.
-func (n *Node) onPacket(pkt []byte) bool {
-	msg, owned, ok := n.codec.open(pkt)
-	if !ok {
-		return false
-	}
-	if !owned {
-		msg = slices.Clone(msg) // pkt is the reader's buffer; the delegate may keep msg
-	}
-	n.delegate.NotifyMsg(msg)
-	return true
-}
-
 // joinLoop joins the seeds, backing off between attempts, until one answers
 // or another node joins us (TETHER_JOIN semantics). Then it makes sure the
 // fleet accepted us: a node restarting under its old name from a new

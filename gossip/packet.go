@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"hash/crc32"
+	"slices"
 )
 
 // Our datagrams (change groups, heartbeats, requests) bypass memberlist on
@@ -135,4 +136,18 @@ func (c *packetCodec) open(pkt []byte) (msg []byte, owned, ok bool) {
 		return nil, false, false
 	}
 	return plain[1:], owned, true
+}
+
+// onPacket takes a datagram of ours from the transport's reader and hands
+// its message to the delegate, as memberlist would.
+func (n *Node) onPacket(pkt []byte) bool {
+	msg, owned, ok := n.codec.open(pkt)
+	if !ok {
+		return false
+	}
+	if !owned {
+		msg = slices.Clone(msg) // pkt is the reader's buffer; the delegate may keep msg
+	}
+	n.delegate.NotifyMsg(msg)
+	return true
 }
