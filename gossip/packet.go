@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"slices"
+	"sync"
 )
 
 // Our datagrams (change groups, heartbeats, requests) bypass memberlist on
@@ -44,6 +45,25 @@ const (
 type packetCodec struct {
 	label []byte
 	aead  cipher.AEAD // nil without a key
+	bufs  sync.Pool   // *[]byte: datagrams being sealed or opened
+}
+
+// buf returns a buffer for one datagram; give it back with put once the
+// datagram is written or its message handled. Sending and receiving
+// allocated one per datagram: at 50 in-process nodes a tenth of all
+// allocation, and with it of the garbage collector's work.
+func (c *packetCodec) buf() *[]byte {
+	if b, ok := c.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 2048)
+	return &b
+}
+
+func (c *packetCodec) put(b *[]byte) {
+	if cap(*b) <= 1<<16 { // a reliable-sized message's buffer is not kept
+		c.bufs.Put(b)
+	}
 }
 
 func newPacketCodec(key []byte, label string) (*packetCodec, error) {
@@ -60,9 +80,9 @@ func newPacketCodec(key []byte, label string) (*packetCodec, error) {
 	return c, nil
 }
 
-// seal returns the datagram memberlist's SendBestEffort would send for msg
-// (withCRC for a peer that speaks protocol 5 or later), in one allocation.
-func (c *packetCodec) seal(msg []byte, withCRC bool) []byte {
+// seal appends to dst the datagram memberlist's SendBestEffort would send
+// for msg (withCRC for a peer that speaks protocol 5 or later).
+func (c *packetCodec) seal(dst, msg []byte, withCRC bool) []byte {
 	plain := 1 + len(msg)
 	if withCRC {
 		plain += 5
@@ -74,7 +94,7 @@ func (c *packetCodec) seal(msg []byte, withCRC bool) []byte {
 	if c.aead != nil {
 		size += 1 + gcmNonceSize + c.aead.Overhead()
 	}
-	out := make([]byte, 0, size)
+	out := slices.Grow(dst, size)
 	if len(c.label) > 0 {
 		out = append(out, mlHasLabelMsg, byte(len(c.label)))
 		out = append(out, c.label...)
@@ -103,51 +123,55 @@ func (c *packetCodec) seal(msg []byte, withCRC bool) []byte {
 }
 
 // open returns our message in pkt, or ok false when pkt is not a single
-// user message under our label and key: memberlist must handle it. owned
-// says whether msg is a new slice (decrypted) rather than part of pkt.
-func (c *packetCodec) open(pkt []byte) (msg []byte, owned, ok bool) {
+// user message under our label and key: memberlist must handle it. A
+// sealed message is decrypted into dst (appended), so pkt is left as it
+// came for memberlist when it is not ours; a plain one is part of pkt.
+func (c *packetCodec) open(dst, pkt []byte) (msg []byte, ok bool) {
 	if len(c.label) > 0 {
 		n := 2 + len(c.label)
 		if len(pkt) < n || pkt[0] != mlHasLabelMsg || int(pkt[1]) != len(c.label) || !bytes.Equal(pkt[2:n], c.label) {
-			return nil, false, false
+			return nil, false
 		}
 		pkt = pkt[n:]
 	} else if len(pkt) > 0 && pkt[0] == mlHasLabelMsg {
-		return nil, false, false
+		return nil, false
 	}
 	plain := pkt
 	if c.aead != nil {
 		if len(pkt) < 1+gcmNonceSize+c.aead.Overhead() || pkt[0] != mlEncVersion {
-			return nil, false, false
+			return nil, false
 		}
 		var err error
-		if plain, err = c.aead.Open(nil, pkt[1:1+gcmNonceSize], pkt[1+gcmNonceSize:], c.label); err != nil {
-			return nil, false, false
+		if plain, err = c.aead.Open(dst, pkt[1:1+gcmNonceSize], pkt[1+gcmNonceSize:], c.label); err != nil {
+			return nil, false
 		}
-		owned = true
 	}
 	if len(plain) >= 5 && plain[0] == mlHasCrcMsg {
 		if crc32.ChecksumIEEE(plain[5:]) != binary.BigEndian.Uint32(plain[1:5]) {
-			return nil, false, false
+			return nil, false
 		}
 		plain = plain[5:]
 	}
 	if len(plain) < 1 || plain[0] != mlUserMsg {
-		return nil, false, false
+		return nil, false
 	}
-	return plain[1:], owned, true
+	return plain[1:], true
 }
 
 // onPacket takes a datagram of ours from the transport's reader and hands
 // its message to the delegate, as memberlist would.
 func (n *Node) onPacket(pkt []byte) bool {
-	msg, owned, ok := n.codec.open(pkt)
+	b := n.codec.buf()
+	defer n.codec.put(b)
+	msg, ok := n.codec.open((*b)[:0], pkt)
 	if !ok {
 		return false
 	}
-	if !owned {
-		msg = slices.Clone(msg) // pkt is the reader's buffer; the delegate may keep msg
-	}
+	// The delegate copies what it keeps (memberlist's contract for
+	// NotifyMsg): msg, in pkt or b, is reused once this returns.
 	n.delegate.NotifyMsg(msg)
+	if cap(msg) > cap(*b) {
+		*b = msg[:0] // Open grew it: keep the larger buffer
+	}
 	return true
 }

@@ -26,11 +26,11 @@ func TestPacketCodecRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				pkt := c.seal(msg, crc)
-				if cap(pkt) != len(pkt) {
-					t.Errorf("%s: sized %d for %d bytes", name, cap(pkt), len(pkt))
+				pkt := c.seal(nil, msg, crc)
+				if appended := c.seal([]byte("xyz"), msg, crc); string(appended[:3]) != "xyz" || len(appended) != 3+len(pkt) {
+					t.Errorf("%s: seal did not append to dst: %q", name, appended)
 				}
-				got, _, ok := c.open(pkt)
+				got, ok := c.open(make([]byte, 0, 7), pkt)
 				if !ok || !bytes.Equal(got, msg) {
 					t.Fatalf("%s: open = %q, %v", name, got, ok)
 				}
@@ -40,18 +40,22 @@ func TestPacketCodecRoundTrip(t *testing.T) {
 					// Without key and CRC nothing guards the message
 					// bytes (as in memberlist); with either, nothing
 					// flipped may pass.
-					if _, _, ok := c.open(bad); ok && (key != nil || crc) {
+					kept := bytes.Clone(bad)
+					if _, ok := c.open(nil, bad); ok && (key != nil || crc) {
 						t.Errorf("%s: a flipped bit at %d of %d passed", name, i, len(pkt))
+					}
+					if !bytes.Equal(bad, kept) {
+						t.Fatalf("%s: open changed the packet it refused (memberlist reads it next)", name)
 					}
 				}
 				if key != nil {
 					other, _ := newPacketCodec(bytes.Repeat([]byte{9}, len(key)), label)
-					if _, _, ok := other.open(pkt); ok {
+					if _, ok := other.open(nil, pkt); ok {
 						t.Errorf("%s: opened with another key", name)
 					}
 				}
 				relabeled, _ := newPacketCodec(key, label+"x")
-				if _, _, ok := relabeled.open(pkt); ok {
+				if _, ok := relabeled.open(nil, pkt); ok {
 					t.Errorf("%s: opened under another label", name)
 				}
 			}
@@ -59,7 +63,7 @@ func TestPacketCodecRoundTrip(t *testing.T) {
 	}
 	c, _ := newPacketCodec(nil, "")
 	for _, pkt := range [][]byte{nil, {}, {0, 1, 2}, {mlHasCrcMsg, 0, 0, 0, 0}, {7, mlUserMsg}} {
-		if _, _, ok := c.open(pkt); ok {
+		if _, ok := c.open(nil, pkt); ok {
 			t.Errorf("open(%v) took a packet that is not a user message", pkt)
 		}
 	}
@@ -97,7 +101,7 @@ func TestPacketCodecSpeaksMemberlist(t *testing.T) {
 	to := &net.UDPAddr{IP: stock.Addr, Port: int(stock.Port)}
 	for _, crc := range []bool{false, true} {
 		want := []byte("ours, crc " + strconv.FormatBool(crc))
-		if _, err := conn.WriteToUDP(c.seal(want, crc), to); err != nil {
+		if _, err := conn.WriteToUDP(c.seal(nil, want, crc), to); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -122,7 +126,7 @@ func TestPacketCodecSpeaksMemberlist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _, ok := c.open(buf[:n])
+	m, ok := c.open(nil, buf[:n])
 	if !ok || !bytes.Equal(m, want) {
 		t.Fatalf("open(memberlist's packet) = %q, %v; want %q", m, ok, want)
 	}
@@ -148,9 +152,9 @@ func FuzzPacketOpen(f *testing.F) {
 	key := []byte("0123456789abcdef")
 	keyed, _ := newPacketCodec(key, "tether")
 	open, _ := newPacketCodec(nil, "")
-	f.Add(keyed.seal([]byte("group"), true), false)
-	f.Add(keyed.seal(nil, false), false)
-	f.Add(open.seal([]byte("x"), true), true)
+	f.Add(keyed.seal(nil, []byte("group"), true), false)
+	f.Add(keyed.seal(nil, nil, false), false)
+	f.Add(open.seal(nil, []byte("x"), true), true)
 	f.Add([]byte{mlHasLabelMsg, 6, 't', 'e', 't', 'h', 'e', 'r', mlEncVersion}, false)
 	f.Add([]byte{mlHasCrcMsg, 0, 0, 0, 0, mlUserMsg}, true)
 	f.Fuzz(func(t *testing.T, pkt []byte, plain bool) {
@@ -158,15 +162,25 @@ func FuzzPacketOpen(f *testing.F) {
 		if plain {
 			c = open
 		}
-		msg, owned, ok := c.open(pkt)
+		kept := bytes.Clone(pkt)
+		dst := make([]byte, 0, len(pkt))
+		msg, ok := c.open(dst, pkt)
+		if !bytes.Equal(pkt, kept) {
+			t.Fatal("open changed the packet")
+		}
 		if !ok {
 			return
 		}
-		if c.aead != nil && !owned {
-			t.Fatal("a keyed packet opened without decryption")
+		if c.aead != nil && len(msg) > 0 {
+			// Decrypted into dst, not in place: msg is not part of pkt.
+			msg[0] ^= 1
+			if !bytes.Equal(pkt, kept) {
+				t.Fatal("a keyed packet opened in place")
+			}
+			msg[0] ^= 1
 		}
 		// What was taken seals back to a packet that opens to the same.
-		again, _, ok2 := c.open(c.seal(msg, true))
+		again, ok2 := c.open(nil, c.seal(nil, msg, true))
 		if !ok2 || !bytes.Equal(again, msg) {
 			t.Fatalf("round trip of %q: %q, %v", msg, again, ok2)
 		}

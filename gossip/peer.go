@@ -215,8 +215,10 @@ func (n *Node) sendNow(p *peer, msg []byte) bool {
 // SendBestEffort would (packet.go) straight to the transport.
 func (n *Node) sendPacket(p *peer, msg []byte) bool {
 	node := p.node.Load()
-	pkt := n.codec.seal(msg, node.PMax >= 5)
-	if _, err := n.tr.WriteToAddress(pkt, memberlist.Address{Addr: node.Address(), Name: node.Name}); err != nil {
+	b := n.codec.buf()
+	defer n.codec.put(b)
+	*b = n.codec.seal((*b)[:0], msg, node.PMax >= 5)
+	if _, err := n.tr.WriteToAddress(*b, memberlist.Address{Addr: node.Address(), Name: node.Name}); err != nil {
 		n.sendFailed(p, err)
 		return false
 	}

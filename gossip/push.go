@@ -238,10 +238,14 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, refresh i
 	budget := n.cfg.MaxPushEvents
 	sent := false
 	want := withVector // the vector still to go with this push
-	var last stickydb.Vector
 	var epoch int64
 	for budget > 0 {
-		g := n.db.OwnEvents(cursor, min(budget, n.cfg.Caps.MaxEvents))
+		var g stickydb.Group
+		if want {
+			g = n.db.OwnEvents(cursor, min(budget, n.cfg.Caps.MaxEvents))
+		} else {
+			g = n.db.OwnEventsBare(cursor, min(budget, n.cfg.Caps.MaxEvents))
+		}
 		if len(g.Events) == 0 {
 			break
 		}
@@ -251,10 +255,7 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, refresh i
 			// is sent a full copy).
 			n.stats.cursorSkips.Add(1)
 		}
-		last, epoch = g.Vector, g.Epoch
-		if !want {
-			g.Vector = nil
-		}
+		epoch = g.Epoch
 		msg := encodeGroup(&g, groupMeta{made: made})
 		if g.Vector != nil && len(msg) > n.cfg.MaxUDPBytes {
 			// Events that fit a datagram go as one without the vector: a
@@ -294,18 +295,18 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, refresh i
 		cursor = g.To
 		budget -= len(g.Events)
 	}
-	if sent && last != nil {
-		n.pushVectorAlone(epoch, cursor, last, peers, refresh)
+	if sent {
+		n.pushVectorAlone(epoch, cursor, peers, refresh)
 	}
 	return cursor, sent, budget <= 0
 }
 
-// pushVectorAlone sends v, in an empty group of epoch at cursor (after the
-// events just pushed), to the peers whose last vector was sent before
-// refresh (unix ns): those this push gave no vector (it did not fit a
-// datagram with the events, or it was not its turn) that are due for one,
-// or never had one.
-func (n *Node) pushVectorAlone(epoch int64, cursor uint64, v stickydb.Vector, peers []*peer, refresh int64) {
+// pushVectorAlone sends the vector, in an empty group of epoch at cursor
+// (after the events just pushed), to the peers whose last vector was sent
+// before refresh (unix ns): those this push gave no vector (it did not fit
+// a datagram with the events, or it was not its turn) that are due for
+// one, or never had one. The vector is read only when one is due.
+func (n *Node) pushVectorAlone(epoch int64, cursor uint64, peers []*peer, refresh int64) {
 	var msg []byte
 	var vh uint64
 	for _, p := range peers {
@@ -313,6 +314,7 @@ func (n *Node) pushVectorAlone(epoch int64, cursor uint64, v stickydb.Vector, pe
 			continue
 		}
 		if msg == nil {
+			v := n.db.Vector()
 			msg, vh = n.statedGroup(epoch, cursor, v), vectorHash(v)
 		}
 		if n.send(p, msg) {

@@ -75,6 +75,18 @@ func (db *DB) OwnEvents(after uint64, max int) Group {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	g := db.ownGroup(after, db.rs.sendable(), max)
+	g.Vector = db.rs.advertised()
+	db.raiseExpired(g.Events, db.rs.lastNow)
+	return g
+}
+
+// OwnEventsBare is OwnEvents without the vector, for a push that does not
+// send it: a copy of the whole vector per group was most of what a push
+// allocated in a large fleet, which sends it only now and then.
+func (db *DB) OwnEventsBare(after uint64, max int) Group {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	g := db.ownGroup(after, db.rs.sendable(), max)
 	db.raiseExpired(g.Events, db.rs.lastNow)
 	return g
 }
@@ -105,12 +117,16 @@ func (db *DB) raiseExpired(evs []Event, nowMs int64) {
 func (db *DB) Unpersisted(after uint64, max int) Group {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	return db.ownGroup(after, db.rs.seq, max)
+	g := db.ownGroup(after, db.rs.seq, max)
+	g.Vector = db.rs.advertised()
+	return g
 }
 
+// ownGroup is the group of own events after `after` up to upto, at most
+// limit of them, without a vector.
 func (db *DB) ownGroup(after, upto uint64, limit int) Group {
 	rs := &db.rs
-	g := Group{Origin: db.cfg.Node, Epoch: rs.epoch, From: after + 1, To: after, Sender: db.cfg.Node, Vector: rs.advertised()}
+	g := Group{Origin: db.cfg.Node, Epoch: rs.epoch, From: after + 1, To: after, Sender: db.cfg.Node}
 	if first := rs.own.first(rs.epoch); after+1 < first {
 		after = first - 1 // truncated: start at what is held
 		g.From, g.To = after+1, after

@@ -27,8 +27,9 @@ type Result struct {
 // fills or GapWait passes (then Tick discards it and asks for the range).
 // The sender's vector goes into the version vector table.
 //
-// The DB owns g afterwards. The error is a cap or format breach the shell
-// should count against the sender; the group is then ignored whole.
+// The DB owns g afterwards, its events and its vector. The error is a cap
+// or format breach the shell should count against the sender; the group is
+// then ignored whole.
 func (db *DB) Receive(g Group, now time.Time) (Result, error) {
 	nowMs := now.UnixMilli()
 	if err := g.check(); err != nil {
@@ -97,18 +98,20 @@ func (db *DB) seqPlausible(epoch int64, seq uint64, nowMs int64) bool {
 	return (seq-db.cfg.MaxSeqJump)/uint64(db.cfg.MaxEventRate) <= uint64(age)/1000
 }
 
-// sanitize copies a peer's vector, leaving out pairs from the future,
-// sequence numbers no origin can have reached (seqPlausible), and pairs at
-// or below a forgotten origin's floor; the origins of those are appended to
-// lists.
+// sanitize filters a peer's vector in place (the caller gives v up),
+// leaving out pairs from the future, sequence numbers no origin can have
+// reached (seqPlausible), and pairs at or below a forgotten origin's floor;
+// the origins of those are appended to lists. In place because every
+// group's vector passes here: a copy of each was a tenth of the memory a
+// 50-node fleet allocated.
 func (db *DB) sanitize(v Vector, nowMs int64, lists []string) (Vector, []string) {
 	limit := nowMs + db.cfg.MaxFutureEpoch.Milliseconds()
-	out := make(Vector, len(v))
 	for o, ps := range v {
 		if !validName(o) {
+			delete(v, o)
 			continue
 		}
-		keep := make([]EpochSeq, 0, len(ps))
+		keep := ps[:0]
 		for _, p := range ps {
 			switch {
 			case p.Epoch <= 0 || p.Epoch > limit:
@@ -126,10 +129,12 @@ func (db *DB) sanitize(v Vector, nowMs int64, lists []string) (Vector, []string)
 		sort.Slice(keep, func(i, j int) bool { return keep[i].Epoch < keep[j].Epoch })
 		keep = slices.CompactFunc(keep, func(a, b EpochSeq) bool { return a.Epoch == b.Epoch })
 		if len(keep) > 0 {
-			out[o] = keep
+			v[o] = keep[:len(keep):len(keep)] // an append to it never reaches the next origin's pairs
+		} else {
+			delete(v, o)
 		}
 	}
-	return out, lists
+	return v, lists
 }
 
 func (db *DB) applyGroup(g *Group, nowMs int64, res *Result) error {
@@ -448,6 +453,6 @@ func (db *DB) ObserveVector(peer string, v Vector, now time.Time) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	p := db.rs.peer(peer, nowMs)
-	p.vector, p.lists = db.sanitize(v, nowMs, p.lists[:0])
+	p.vector, p.lists = db.sanitize(v.Clone(), nowMs, p.lists[:0])
 	db.observe(peer, p.vector, nowMs)
 }

@@ -352,7 +352,8 @@ func (s *simNet) deliver(m simMsg) {
 	switch m.kind {
 	case msgGroup:
 		g := m.group
-		g.Events = slices.Clone(g.Events) // duplicates must not share the DB-owned slice
+		g.Events = slices.Clone(g.Events)
+		g.Vector = g.Vector.Clone() // and its vector (sanitize filters it in place) // duplicates must not share the DB-owned slice
 		res, err := db.Receive(g, s.now)
 		if err != nil {
 			s.t.Fatalf("node %d receive from %d: %v", m.to, m.from, err)

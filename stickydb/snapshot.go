@@ -102,7 +102,7 @@ func (db *DB) MergeVector(v Vector, from string, now time.Time) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	rs := &db.rs
-	v, _ = db.sanitize(v, nowMs, nil)
+	v, _ = db.sanitize(v.Clone(), nowMs, nil)
 	for o, ps := range v {
 		for _, p := range ps {
 			if o == db.cfg.Node && p.Epoch == rs.epoch {

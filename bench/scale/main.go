@@ -61,6 +61,7 @@ func main() {
 	out := flag.String("out", "bench/scale.json", "JSON output")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the fleet runs' measuring windows to this file (pprof)")
 	profileForm := flag.Bool("profile-formation", false, "with -cpuprofile: profile the first fleet's formation (start to all ready) instead")
+	memProfile := flag.String("memprofile", "", "write an allocation profile (pprof allocs, from the start to the end of the first fleet run's measuring window) to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -71,6 +72,7 @@ func main() {
 		defer f.Close()
 		profileOut = f
 	}
+	allocsOut = *memProfile
 
 	logf := func(f string, a ...any) {
 		fmt.Fprintf(os.Stderr, "%s "+f+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
@@ -192,14 +194,38 @@ var profileOut io.Writer
 // its stop; pprof allows one profile per process at a time, so the windows
 // of successive sizes go to the first size's file only.
 func profileWindow() func() {
+	allocs := allocsOut
+	allocsOut = ""
+	stop := func() {
+		if allocs != "" {
+			writeAllocs(allocs)
+		}
+	}
 	if profileOut == nil {
-		return func() {}
+		return stop
 	}
 	if err := pprof.StartCPUProfile(profileOut); err != nil {
-		return func() {}
+		return stop
 	}
 	profileOut = nil // one profile per invocation
-	return pprof.StopCPUProfile
+	return func() { pprof.StopCPUProfile(); stop() }
+}
+
+// allocsOut, when set (-memprofile), is the file for an allocation
+// profile written at the end of the first measuring window.
+var allocsOut string
+
+func writeAllocs(path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "-memprofile:", err)
+	}
 }
 
 // cpuTime is the process's user + system CPU time so far.
