@@ -288,7 +288,7 @@ func (ls *lifetimeSim) rogue() {
 	for _, nd := range s.nodes {
 		for _, g := range groups {
 			g.Events = slices.Clone(g.Events)
-			g.Vector = g.Vector.Clone() // and its vector (sanitize filters it in place)
+			g.Vector = g.Vector.Clone()    // and its vector (sanitize filters it in place)
 			_, _ = nd.db.Receive(g, s.now) // refusals are expected
 		}
 	}
