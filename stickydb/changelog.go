@@ -45,13 +45,38 @@ type segment struct {
 // at returns the i-th event held (0: the oldest).
 func (s *segment) at(i int) *Event { return &s.ring[(s.head+i)&(len(s.ring)-1)] }
 
-// push appends e (whose Seq is first+n).
-func (s *segment) push(e Event) {
+// push appends e (whose Seq is first+n) to a log of capacity limit.
+func (s *segment) push(e Event, limit int) {
 	if s.n == len(s.ring) {
-		s.resize(max(2*len(s.ring), 16))
+		s.resize(growTo(len(s.ring), limit))
 	}
 	s.ring[(s.head+s.n)&(len(s.ring)-1)] = e
 	s.n++
+}
+
+// growTo is the next size of a full ring of size n in a log of capacity
+// limit: eight times as large up to 1,024 slots (or the capacity's power
+// of two, if less), then twice. A busy origin's log fills to its cap
+// (1,000 events of another origin's) within seconds, and doubling from 16
+// left as much garbage as the final ring, copied once more: a third of
+// what 50 in-process nodes allocated while their logs filled. Past 1,024
+// slots (the own log, when peers lag) a ring is grown by doubling, so it
+// is never more than twice what it holds.
+func growTo(n, limit int) int {
+	size := max(2*n, 16)
+	if big := min(8*n, ceilPow2(limit), 1024); big > size {
+		size = big
+	}
+	return size
+}
+
+// ceilPow2 is the least power of two >= n (1 for n <= 1).
+func ceilPow2(n int) int {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p
 }
 
 // resize moves the events to a ring of size (a power of two, >= n).
@@ -136,7 +161,7 @@ func (l *eventLog) add(epoch int64, evs []Event) {
 			s.dropFront(s.n)
 			s.first = e.Seq
 		}
-		s.push(e)
+		s.push(e, l.cap)
 		next = e.Seq + 1
 		l.n++
 	}

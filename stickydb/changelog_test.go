@@ -236,3 +236,33 @@ func TestEventLogRingShrinksAcrossTheWrap(t *testing.T) {
 		}
 	}
 }
+
+// A ring grows eightfold up to 1,024 slots or its log's capacity, then
+// doubles: a log of another origin (cap 1,000) is copied twice on its way
+// to full, not six times.
+func TestEventLogRingGrowth(t *testing.T) {
+	for _, c := range []struct {
+		limit int
+		want  []int
+	}{
+		{1000, []int{16, 128, 1024, 2048}},
+		{20, []int{16, 32, 64}},
+		{200_000, []int{16, 128, 1024, 2048, 4096}},
+		{1, []int{16, 32}},
+	} {
+		n := 0
+		for _, w := range c.want {
+			if n = growTo(n, c.limit); n != w {
+				t.Errorf("limit %d: grew to %d, want %d (steps %v)", c.limit, n, w, c.want)
+				break
+			}
+		}
+	}
+	l := newEventLog(1000)
+	for q := uint64(1); q <= 1000; q++ {
+		l.add(1, []Event{{Seq: q, Binding: Binding{Replica: "r"}}})
+	}
+	if s := l.seg(1); len(s.ring) != 1024 || s.n != 1000 {
+		t.Fatalf("a full log of cap 1,000: ring %d, %d events", len(s.ring), s.n)
+	}
+}
