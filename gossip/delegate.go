@@ -62,7 +62,7 @@ func (d *delegate) NotifyMsg(buf []byte) {
 	}
 	switch t {
 	case msgGroup:
-		g, meta, err := decodeGroup(body, caps)
+		g, meta, err := decodeGroupInterned(body, caps, &n.strs)
 		if err != nil {
 			n.dropped(t, body, err)
 			return

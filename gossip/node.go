@@ -42,6 +42,7 @@ type Node struct {
 	codec    *packetCodec
 	tr       memberlist.NodeAwareTransport
 	delegate *delegate
+	strs     internStrings // names and hosts of received groups
 	addr     string
 
 	kickCh   chan struct{}

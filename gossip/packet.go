@@ -170,8 +170,8 @@ func (n *Node) onPacket(pkt []byte) bool {
 	// The delegate copies what it keeps (memberlist's contract for
 	// NotifyMsg): msg, in pkt or b, is reused once this returns.
 	n.delegate.NotifyMsg(msg)
-	if cap(msg) > cap(*b) {
-		*b = msg[:0] // Open grew it: keep the larger buffer
+	if n.codec.aead != nil && cap(msg) > cap(*b) {
+		*b = msg[:0] // Open grew it: keep the larger buffer (unkeyed, msg is part of pkt)
 	}
 	return true
 }

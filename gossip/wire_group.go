@@ -26,8 +26,12 @@ type groupMeta struct {
 	made int64
 }
 
-// encodeGroup encodes a change group (msgGroup). The caller owns the bytes.
+// encodeGroup encodes a change group (msgGroup), with groupStated when
+// g.Stated (as it was decoded) or m says so. The caller owns the bytes.
 func encodeGroup(g *stickydb.Group, m groupMeta) []byte {
+	if g.Stated {
+		m.flags |= groupStated
+	}
 	w := getWriter(msgGroup)
 	defer putWriter(w)
 	w.str(g.Sender)
@@ -82,7 +86,13 @@ func (w *writer) rep(replica string) {
 
 // decodeGroup decodes the body of a msgGroup (after the 2-byte header).
 func decodeGroup(body []byte, caps *Caps) (stickydb.Group, groupMeta, error) {
+	return decodeGroupInterned(body, caps, nil)
+}
+
+// decodeGroupInterned is decodeGroup taking its names and hosts from strs.
+func decodeGroupInterned(body []byte, caps *Caps, strs *internStrings) (stickydb.Group, groupMeta, error) {
 	r := newReader(body, caps)
+	r.strs = strs
 	defer r.release()
 	var g stickydb.Group
 	g.Sender = r.str(maxNameLen, "sender")
