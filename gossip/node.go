@@ -88,6 +88,11 @@ type Node struct {
 	roundPhase   int64     // the phase of push rounds (roundWait), unix ns
 	behindLogged time.Time // last catching-up detail logged (ready.go)
 	pushFree     []*peer   // push's scratch list of peers free to send to
+	// sendAll's scratch (run loop)
+	sendOK    []bool
+	sendAddrs []memberlist.Address
+	sendAt    []int
+	sendErrs  []error
 }
 
 // New checks cfg and prepares a node for db. Nothing is bound until Start.

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -200,6 +201,51 @@ func (n *Node) send(p *peer, msg []byte) bool {
 		p.c.outboxDropped.Add(1)
 		return false
 	}
+}
+
+// sendAll is send of one msg to each of peers; ok[i] is send's answer for
+// peers[i] (the slice is reused by the next call). A datagram is sealed
+// once for the peers of each packet format (with or without a CRC) and
+// written to them together when the transport can (multiWriter: one
+// sendmmsg on Linux for a whole push round). Run loop only.
+func (n *Node) sendAll(peers []*peer, msg []byte) []bool {
+	ok := slices.Grow(n.sendOK[:0], len(peers))[:len(peers)]
+	n.sendOK = ok
+	mw, multi := n.tr.(multiWriter)
+	if !multi || len(peers) < 2 || len(msg) > n.cfg.MaxUDPBytes {
+		for i, p := range peers {
+			ok[i] = n.send(p, msg)
+		}
+		return ok
+	}
+	for _, crc := range [2]bool{false, true} {
+		as, at := n.sendAddrs[:0], n.sendAt[:0]
+		for i, p := range peers {
+			if node := p.node.Load(); (node.PMax >= 5) == crc {
+				as = append(as, memberlist.Address{Addr: node.Address(), Name: node.Name})
+				at = append(at, i)
+			}
+		}
+		if len(as) > 0 {
+			errs := slices.Grow(n.sendErrs[:0], len(as))[:len(as)]
+			b := n.codec.buf()
+			*b = n.codec.seal((*b)[:0], msg, crc)
+			mw.WriteToAddresses(*b, as, errs)
+			n.codec.put(b)
+			for j, i := range at {
+				if ok[i] = errs[j] == nil; ok[i] {
+					n.sent(peers[i], len(msg), true)
+				} else {
+					n.sendFailed(peers[i], errs[j])
+				}
+			}
+			clear(errs)
+			n.sendErrs = errs
+		}
+		clear(as)
+		n.sendAddrs, n.sendAt = as, at
+	}
+	return ok
 }
 
 // sendNow is send for workers: a large message is sent reliably here,

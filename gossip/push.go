@@ -278,8 +278,9 @@ func (n *Node) pushFrom(cursor uint64, peers []*peer, withVector bool, refresh i
 			want = false
 		}
 		now := time.Now().UnixNano()
-		for _, p := range peers {
-			if n.send(p, msg) {
+		ok := n.sendAll(peers, msg)
+		for i, p := range peers {
+			if ok[i] {
 				p.lastSent.Store(now)
 				p.c.groupsSent.Add(1)
 				p.c.eventsSent.Add(uint64(len(g.Events)))

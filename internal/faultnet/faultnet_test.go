@@ -191,3 +191,69 @@ func TestShutdownDropsPending(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// multiInner is a transport that sends to many addresses at once (as
+// gossip's does), counting the addresses it was handed.
+type multiInner struct {
+	memberlist.NodeAwareTransport
+	handed int
+}
+
+func (m *multiInner) WriteToAddresses(b []byte, as []memberlist.Address, errs []error) {
+	m.handed += len(as)
+	for i, a := range as {
+		_, errs[i] = m.WriteToAddress(b, a)
+	}
+}
+
+// WriteToAddresses judges each address as WriteToAddress does (a cut link
+// drops its packet) and hands the rest to an inner transport that sends to
+// many at once, or sends them one by one.
+func TestWriteToAddresses(t *testing.T) {
+	for _, multi := range []bool{true, false} {
+		n := New(5)
+		var inner *multiInner
+		mk := func(name string) *Transport {
+			nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+				BindAddrs: []string{"127.0.0.1"}, BindPort: 0, Logger: log.New(io.Discard, "", 0)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var it memberlist.NodeAwareTransport = nt
+			if name == "a" && multi {
+				inner = &multiInner{NodeAwareTransport: nt}
+				it = inner
+			}
+			tr, err := n.Wrap(name, it)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = tr.Shutdown() })
+			return tr
+		}
+		a, b, c := mk("a"), mk("b"), mk("c")
+		n.Cut("a", "c")
+		as := []memberlist.Address{{Addr: b.Addr(), Name: "b"}, {Addr: c.Addr(), Name: "c"}, {Addr: b.Addr(), Name: "b"}}
+		errs := make([]error, len(as))
+		a.WriteToAddresses(packet(7), as, errs)
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("multi %v: address %d: %v", multi, i, err)
+			}
+		}
+		if got := receive(t, b, 2); got[0] != 7 || got[1] != 7 {
+			t.Fatalf("multi %v: b got %v", multi, got)
+		}
+		if st := n.Stats(); st.PacketsCut != 1 || st.Packets != 3 {
+			t.Fatalf("multi %v: %+v", multi, st)
+		}
+		if multi && inner.handed != 2 {
+			t.Fatalf("the inner transport was handed %d addresses, want 2 (the cut one judged first)", inner.handed)
+		}
+		select {
+		case p := <-c.PacketCh():
+			t.Fatalf("multi %v: a packet crossed the cut: %v", multi, p.Buf)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -62,31 +62,76 @@ func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
 	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
 }
 
+// WriteToAddresses sends b to every address, each judged as by
+// WriteToAddress (cut, dropped, delayed or sent); those sent at once go
+// to the inner transport together when it can send to many addresses
+// (gossip's transport: sendmmsg), else one by one. errs has an entry per
+// address.
+func (t *Transport) WriteToAddresses(b []byte, as []memberlist.Address, errs []error) {
+	type multi interface {
+		WriteToAddresses(b []byte, as []memberlist.Address, errs []error)
+	}
+	inner, ok := t.inner.(multi)
+	if !ok {
+		for i, a := range as {
+			_, errs[i] = t.WriteToAddress(b, a)
+		}
+		return
+	}
+	now := make([]memberlist.Address, 0, len(as))
+	at := make([]int, 0, len(as))
+	for i, a := range as {
+		errs[i] = nil
+		if t.judge(b, a) {
+			now = append(now, a)
+			at = append(at, i)
+		}
+	}
+	if len(now) == 0 {
+		return
+	}
+	sub := make([]error, len(now))
+	inner.WriteToAddresses(b, now, sub)
+	for j, i := range at {
+		errs[i] = sub[j]
+	}
+}
+
 // WriteToAddress sends, drops or delays one packet. A dropped packet looks
 // sent to the caller, as a lost UDP datagram does.
 func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	if t.judge(b, a) {
+		return t.inner.WriteToAddress(b, a)
+	}
+	return time.Now(), nil
+}
+
+// judge decides one packet's fate: cut or dropped (counted), delayed (a
+// copy sent later), or to be sent now by the caller (true, counted as
+// sent).
+func (t *Transport) judge(b []byte, a memberlist.Address) bool {
 	n := t.net
 	n.stats.packets.Add(1)
 	v, d := n.decide(t.name, a, false)
 	switch v {
 	case cut:
 		n.stats.packetsCut.Add(1)
-		return time.Now(), nil
+		return false
 	case drop:
 		n.stats.packetsDropped.Add(1)
-		return time.Now(), nil
+		return false
 	}
 	if d <= 0 {
 		n.stats.bytes.Add(uint64(len(b)))
 		t.sent.Add(uint64(len(b)))
-		return t.inner.WriteToAddress(b, a)
+		return true
 	}
-	// memberlist may reuse b after we return: keep a copy for later.
+	// The caller may reuse b after we return: keep a copy for later.
 	buf := append([]byte(nil), b...)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return time.Now(), nil
+		return false
 	}
 	n.stats.packetsDelayed.Add(1)
 	t.pending.Add(1)
@@ -104,7 +149,7 @@ func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 		}
 	})
 	t.timers[tm] = struct{}{}
-	return time.Now(), nil
+	return false
 }
 
 // DialTimeout dials an address given without a node name.
