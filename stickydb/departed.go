@@ -102,6 +102,7 @@ func (db *DB) forget(o string, nowMs int64) {
 	}
 	for _, p := range rs.peers {
 		delete(p.vector, o)
+		p.vecGen++
 	}
 	for oe := range rs.gaps {
 		if oe.origin == o {

@@ -10,6 +10,7 @@ import (
 
 type peerState struct {
 	vector Vector // the last vector received from it
+	vecGen uint64 // grows with every change to vector (truncateOwn's cache)
 	// lists: the forgotten origins its last vector still listed at or
 	// below their floor (sanitize left them out of vector); a floor is kept
 	// while a peer lists its origin (departed.go).

@@ -66,6 +66,7 @@ func (db *DB) Receive(g Group, now time.Time) (Result, error) {
 	switch {
 	case g.Vector != nil:
 		p.vector, p.lists = db.sanitize(g.Vector, nowMs, p.lists[:0])
+		p.vecGen++
 		db.observe(g.Sender, p.vector, nowMs)
 	case len(g.Events) == 0 && g.Stated && g.Origin == g.Sender && g.To > 0:
 		// A heartbeat from its origin says where the origin stands, as its
@@ -454,5 +455,6 @@ func (db *DB) ObserveVector(peer string, v Vector, now time.Time) {
 	defer db.mu.Unlock()
 	p := db.rs.peer(peer, nowMs)
 	p.vector, p.lists = db.sanitize(v.Clone(), nowMs, p.lists[:0])
+	p.vecGen++
 	db.observe(peer, p.vector, nowMs)
 }

@@ -23,6 +23,7 @@ type replState struct {
 	vv          Vector                // the current version vector (Fig. 5, 12)
 	peers       map[string]*peerState // version vector table (Fig. 8) and liveness
 	clt         map[string]*eventLog  // change log table (Fig. 10)
+	blocked     truncBlock            // allPeersHave's cache
 	gaps        map[originEpoch]*gapState
 	recent      []GapRecord          // newest last, bounded
 	ahead       int64                // the latest own epoch a peer showed (see ownEpochAhead)

@@ -136,6 +136,41 @@ func TestOwnLogTruncatedOnceAllPeersHaveIt(t *testing.T) {
 	}
 }
 
+// The peer whose vector kept the head is remembered between Ticks; the
+// head still goes as soon as that peer's vector covers it, whichever peer
+// blocked it, or once the blocking peer is forgotten.
+func TestOwnLogTruncationFollowsEachPeersVector(t *testing.T) {
+	db := newTestDB(t, "o", t0)
+	db.SetPeers([]string{"p", "q"}, t0)
+	for i := 0; i < 10; i++ {
+		db.BindIfAbsent(mustKey(t, netipFrom(i).String(), "h"), "a", t0)
+	}
+	e, _ := db.Position()
+	db.ObserveVector("p", Vector{"o": {{e, 8}}}, t0)
+	for range 3 {
+		db.Tick(t0) // q blocks: remembered
+		if l := db.Logs()[0]; l.Events != 10 {
+			t.Fatalf("truncated while q has nothing: %+v", l)
+		}
+	}
+	db.ObserveVector("q", Vector{"o": {{e, 3}}}, t0)
+	db.Tick(t0)
+	if l := db.Logs()[0]; l.Events != 7 || l.First != 4 {
+		t.Fatalf("after q has 3: %+v", l)
+	}
+	db.Tick(t0) // q blocks again at 4
+	db.ObserveVector("p", Vector{"o": {{e, 9}}}, t0)
+	db.Tick(t0)
+	if l := db.Logs()[0]; l.Events != 7 {
+		t.Fatalf("p moving on let 4 go while q lacks it: %+v", l)
+	}
+	db.ObserveVector("q", Vector{"o": {{e, 10}}}, t0)
+	db.Tick(t0)
+	if l := db.Logs()[0]; l.Events != 1 || l.First != 10 {
+		t.Fatalf("after q has 10 and p 9: %+v", l)
+	}
+}
+
 func TestDurableStopsAtPersisted(t *testing.T) {
 	db := newTestDB(t, "o", t0, func(c *Config) { c.Durable = true })
 	for i := 0; i < 5; i++ {
