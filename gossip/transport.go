@@ -89,27 +89,22 @@ func (t *transport) WriteToAddresses(b []byte, as []memberlist.Address, errs []e
 	}
 	t.msgs, t.idx = ms, idx
 	for off := 0; off < len(ms); {
-		if t.noBatch {
-			_, errs[idx[off]] = t.udp.WriteToUDP(b, ms[off].Addr.(*net.UDPAddr))
-			off++
-			continue
-		}
-		n, err := t.batch.WriteBatch(ms[off:], 0)
-		if err != nil || n <= 0 {
-			// sendmmsg fails only when its first message does. net's own
-			// write maps addresses for the socket's family (an IPv4 peer
-			// from a dual-stack socket, which x/net's batch cannot
-			// address): if it takes the packet, batches stop for good.
-			ua := ms[off].Addr.(*net.UDPAddr)
-			if _, werr := t.udp.WriteToUDP(b, ua); werr != nil {
-				errs[idx[off]] = werr
-			} else {
-				t.noBatch = true
+		if !t.noBatch {
+			if n, err := t.batch.WriteBatch(ms[off:], 0); err == nil && n > 0 {
+				off += n
+				continue
 			}
-			off++
-			continue
 		}
-		off += n
+		// One at a time: batches given up, or the batch refused its first
+		// message (sendmmsg fails only then). net's own write maps
+		// addresses for the socket's family: if it takes a packet a batch
+		// refused, batches stop for good.
+		_, err := t.udp.WriteToUDP(b, ms[off].Addr.(*net.UDPAddr))
+		errs[idx[off]] = err
+		if err == nil {
+			t.noBatch = true
+		}
+		off++
 	}
 	for i := range ms {
 		ms[i] = ipv4.Message{} // keep neither b nor the addresses
