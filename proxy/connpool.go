@@ -15,13 +15,14 @@ import (
 // The fast path's connections to one replica (see fastpath.go): a
 // keep-alive pool per replica, most recently used last. A connection is
 // used by one request at a time, on the request's own goroutine; nothing
-// reads it while it is idle, so before reuse it is probed (alive) for a
-// close or stray bytes from the replica.
+// reads it while it is idle, so as it is reused it is probed for a close or
+// stray bytes from the replica (in flushWait's RawRead, before the request
+// is sent; probeFunc's own where there is none).
 
 var (
 	errPoolClosed        = errors.New("proxy: connection pool closed")
 	errResponseTooLarge  = errors.New("proxy: replica's response headers exceed the limit")
-	errUnsolicitedData   = errors.New("proxy: replica sent data on an idle connection")
+	errIdleGone          = errors.New("proxy: idle connection closed or sent data: not used")
 	errUnexpectedUpgrade = errors.New("proxy: replica switched protocols without an upgrade request")
 	errInvalidRequest    = errors.New("proxy: request has a header field or query http.Transport would refuse")
 )
@@ -104,11 +105,12 @@ func (cp *connPool) dial(ctx context.Context) (*fastConn, error) {
 	c := &fastConn{pool: cp, nc: nc}
 	c.cr.nc = nc
 	c.cr.lim = math.MaxInt64
+	c.cw.nc = nc
 	c.br = bufio.NewReaderSize(&c.cr, connReadBuffer)
-	c.bw = bufio.NewWriterSize(nc, connWriteBuffer)
+	c.bw = bufio.NewWriterSize(&c.cw, connWriteBuffer)
 	c.abort = func() { _ = nc.Close() }
 	c.probe = probeFunc(nc)
-	c.flushWait = flushWaitFunc(nc, c.bw)
+	c.flushWait = flushWaitFunc(c)
 	return c, nil
 }
 
@@ -190,6 +192,7 @@ type fastConn struct {
 	pool   *connPool
 	nc     net.Conn
 	cr     countReader
+	cw     fdWriter
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
@@ -198,9 +201,10 @@ type fastConn struct {
 	reused bool
 	abort  func()              // closes nc: what a cancelled request runs
 	probe  func() (alive bool) // see probeFunc
-	// flushWait sends the request and waits for the response without a
-	// read (see flushWaitFunc); nil where there is none.
-	flushWait func() (flushed bool, err error)
+	// flushWait sends the request, after probing an idle connection, and
+	// waits for the response without a read (see flushWaitFunc); nil where
+	// there is none.
+	flushWait func(probe bool) (flushed bool, err error)
 	stop      func() (stopped bool) // context.AfterFunc's, while a watch is armed
 	body      plainBody             // the body being read, for a plain response
 }
@@ -228,8 +232,13 @@ func (c *fastConn) unwatch() bool {
 // connection failed before any byte of the response came may be sent
 // again) and bounds them: reading past lim fails, which caps a response's
 // header block.
+//
+// Inside flushWait's RawRead callback, raw is set, fd is the socket and
+// Read is a read(2) of it (sysRead: errWouldBlock when it is empty).
 type countReader struct {
 	nc  net.Conn
+	raw bool
+	fd  int
 	n   int64
 	lim int64
 }
@@ -241,9 +250,38 @@ func (r *countReader) Read(p []byte) (int, error) {
 	if rem := r.lim - r.n; int64(len(p)) > rem {
 		p = p[:rem]
 	}
-	n, err := r.nc.Read(p)
+	var n int
+	var err error
+	if r.raw {
+		n, err = sysRead(r.fd, p)
+	} else {
+		n, err = r.nc.Read(p)
+	}
 	r.n += int64(n)
 	return n, err
+}
+
+// fdWriter writes to the connection: inside flushWait's RawRead callback
+// (raw set, fd the socket) with write(2), and through net.Conn.Write (its
+// deadline, its wait) for what the socket does not take at once.
+type fdWriter struct {
+	nc  net.Conn
+	raw bool
+	fd  int
+}
+
+func (w *fdWriter) Write(p []byte) (int, error) {
+	n := 0
+	if w.raw {
+		var err error
+		if n, err = sysWrite(w.fd, p); err == nil {
+			return n, nil
+		} else if err != errWouldBlock {
+			return n, err
+		}
+	}
+	m, err := w.nc.Write(p[n:])
+	return n + m, err
 }
 
 var _ io.Reader = (*countReader)(nil)

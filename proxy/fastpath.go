@@ -116,38 +116,38 @@ func (p *Proxy) forwardFast(rw *respWriter, r *http.Request, b *backend) {
 
 // roundTripFast sends r on a pooled or new connection and reads the
 // response headers (forwarding 1xx responses): a plain head straight into
-// the client's header (res nil, see parseHead), any other into res. A
-// request whose sending failed, or whose reused connection failed before
-// any byte of the response came (the replica closed it while it was
-// idle), is sent once more on a new connection, the idle pool dropped:
-// GET and HEAD are safe to repeat.
+// the client's header (res nil, see parseHead), any other into res. An idle
+// connection found closed (or with stray bytes) as the request goes out is
+// dropped unsent, and the next one tried. A request whose sending failed,
+// or whose reused connection failed before any byte of the response came
+// (the replica closed it while it was idle), is sent once more on a new
+// connection, the idle pool dropped: GET and HEAD are safe to repeat.
 func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn *tokens) (*fastConn, *http.Response, plainHead, error) {
 	ctx := r.Context()
 	cp := b.conns
 	for try := 0; ; try++ {
-		now := time.Now()
-		var c *fastConn
-		var first, last time.Time
+		var (
+			c     *fastConn
+			res   *http.Response
+			ph    plainHead
+			err   error
+			clean bool // nothing of the response came
+		)
 		if try == 0 {
-			for c = cp.get(now); c != nil; c = cp.get(now) {
-				first, last = p.armDeadline(c, now) // before the probe: an expired deadline fails it
-				if c.probe() {
-					c.reused = true
+			for c = cp.get(time.Now()); c != nil; c = cp.get(time.Now()) {
+				c.reused = true
+				if res, ph, clean, err = p.send(ctx, rw, r, b, conn, c); err != errIdleGone {
 					break
 				}
 				c.close()
 			}
 		}
 		if c == nil {
-			var err error
 			if c, err = cp.dial(ctx); err != nil {
 				return nil, nil, plainHead{}, err
 			}
-			now = time.Now()
-			first, last = p.armDeadline(c, now)
+			res, ph, clean, err = p.send(ctx, rw, r, b, conn, c)
 		}
-		read := c.cr.n
-		res, ph, err := p.exchange(ctx, rw, r, b, conn, c, first, last)
 		if err == nil {
 			return c, res, ph, nil
 		}
@@ -157,12 +157,21 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 			return nil, nil, plainHead{}, ce
 		}
 		var we *writeError
-		if try == 0 && (errors.As(err, &we) || c.reused && c.cr.n == read && !isTimeout(err)) && err != errInvalidRequest {
+		if try == 0 && (errors.As(err, &we) || c.reused && clean && !isTimeout(err)) && err != errInvalidRequest {
 			cp.closeIdle()
 			continue
 		}
 		return nil, nil, plainHead{}, err
 	}
+}
+
+// send gives c the request's deadlines and exchanges r on it; clean
+// reports that no byte of a response was read.
+func (p *Proxy) send(ctx context.Context, rw *respWriter, r *http.Request, b *backend, conn *tokens, c *fastConn) (*http.Response, plainHead, bool, error) {
+	first, last := p.armDeadline(c, time.Now()) // before the probe: an expired deadline fails it
+	read := c.cr.n
+	res, ph, err := p.exchange(ctx, rw, r, b, conn, c, first, last)
+	return res, ph, c.cr.n == read, err
 }
 
 // armDeadline gives c the deadlines of a request sent at now. Reading:
@@ -210,13 +219,16 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 	var err error
 	flushed := false
 	if c.flushWait != nil && c.br.Buffered() == 0 {
-		flushed, err = c.flushWait()
+		flushed, err = c.flushWait(c.reused)
 		var we *writeError
-		if errors.As(err, &we) {
+		if err == errIdleGone || errors.As(err, &we) {
 			return nil, plainHead{}, err
 		}
 	}
 	if !flushed {
+		if c.reused && !c.probe() {
+			return nil, plainHead{}, errIdleGone
+		}
 		if err := c.bw.Flush(); err != nil {
 			return nil, plainHead{}, &writeError{err}
 		}

@@ -3,9 +3,9 @@
 package proxy
 
 import (
-	"bufio"
 	"net"
 	"syscall"
+	"unsafe"
 )
 
 // probeFunc returns the liveness probe of an idle connection: a
@@ -24,13 +24,9 @@ func probeFunc(nc net.Conn) func() bool {
 	if err != nil {
 		return func() bool { return true }
 	}
-	var (
-		buf   [1]byte
-		alive bool
-	)
+	var alive bool
 	peek := func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = err == syscall.EAGAIN
+		alive = idle(fd)
 		return true // never wait
 	}
 	return func() bool {
@@ -42,20 +38,41 @@ func probeFunc(nc net.Conn) func() bool {
 	}
 }
 
-// flushWaitFunc returns a function that flushes bw (the request) and then
-// waits until nc is readable (the response's first bytes, or an error),
-// without reading: the read that follows finds the bytes there. A plain
+// idle reports whether the socket fd has nothing to read and is open: a
+// non-blocking MSG_PEEK of one byte finds nothing (EAGAIN). A raw system
+// call, as sysRead's.
+func idle(fd uintptr) bool {
+	var b byte
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b)), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e != syscall.EINTR {
+			return e == syscall.EAGAIN
+		}
+	}
+}
+
+// flushWaitFunc returns a function that flushes c.bw (the request) and then
+// waits until c.nc is readable, and reads the response's first bytes into
+// c.br (or an error), all inside one RawRead with the socket in hand
+// (raw reads and writes: sysRead). A plain
 // flush then read costs a read that hits EAGAIN before Go's poller waits
 // (every read first clears the poller's readiness mark, so it must try);
 // flushing from inside RawRead's callback, after that clearing, lets the
 // wait come first, and no readiness that follows the request can be lost.
 // A wake-up with nothing to read (a stale mark) only costs that read
-// again. The error is the flush's as a *writeError, or the wait's (a
+// again.
+//
+// With probe (an idle connection taken from the pool), the callback peeks
+// first, as probeFunc's probe does, and sends nothing when the connection
+// is not alive: errIdleGone. One RawRead serves both.
+//
+// The error is the flush's as a *writeError, errIdleGone, or the wait's (a
 // read deadline, the connection closed); flushed is false when the wait
-// failed before the flush ran (the caller flushes then). nil when nc has
-// no raw connection.
-func flushWaitFunc(nc net.Conn, bw *bufio.Writer) func() (flushed bool, err error) {
-	sc, ok := nc.(syscall.Conn)
+// failed before the callback ran (the caller probes and flushes then). nil
+// when nc has no raw connection.
+func flushWaitFunc(c *fastConn) func(probe bool) (flushed bool, err error) {
+	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
 		return nil
 	}
@@ -64,22 +81,45 @@ func flushWaitFunc(nc net.Conn, bw *bufio.Writer) func() (flushed bool, err erro
 		return nil
 	}
 	var (
+		probing bool
+		gone    bool
 		flushed bool
 		werr    error
+		rerr    error
 	)
-	f := func(uintptr) bool {
+	f := func(fd uintptr) bool {
 		if flushed {
-			return true // woken: readable
+			// Woken: read the response's first bytes here, with the
+			// socket in hand; a stale wake-up waits again.
+			c.cr.raw, c.cr.fd = true, int(fd)
+			_, rerr = c.br.Peek(1)
+			c.cr.raw = false
+			if rerr == errWouldBlock {
+				rerr = nil
+				return false
+			}
+			return true
+		}
+		if probing && !idle(fd) {
+			gone = true
+			return true
 		}
 		flushed = true
-		werr = bw.Flush()
+		c.cw.raw, c.cw.fd = true, int(fd)
+		werr = c.bw.Flush()
+		c.cw.raw = false
 		return werr != nil // wait unless the flush failed
 	}
-	return func() (bool, error) {
-		flushed, werr = false, nil
+	return func(probe bool) (bool, error) {
+		probing, gone, flushed, werr, rerr = probe, false, false, nil, nil
 		err := rc.Read(f)
-		if werr != nil {
+		switch {
+		case gone:
+			return false, errIdleGone
+		case werr != nil:
 			return true, &writeError{werr}
+		case err == nil:
+			err = rerr
 		}
 		return flushed, err
 	}

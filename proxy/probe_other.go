@@ -3,7 +3,6 @@
 package proxy
 
 import (
-	"bufio"
 	"net"
 )
 
@@ -13,4 +12,4 @@ import (
 func probeFunc(net.Conn) func() bool { return func() bool { return true } }
 
 // flushWaitFunc: the plain flush, then read (see probe_linux.go).
-func flushWaitFunc(net.Conn, *bufio.Writer) func() (bool, error) { return nil }
+func flushWaitFunc(*fastConn) func(bool) (bool, error) { return nil }

@@ -250,6 +250,11 @@ type loopConn struct {
 	wantSlack time.Duration
 	rdl       time.Time
 	rdlDirty  atomic.Bool
+	// The write deadline (setWriteDeadline): the one wanted, and the one
+	// in force on the socket. The raw mode writes the socket itself,
+	// checking the wanted one, and puts it in force only when it must
+	// wait for the socket (or leaves the raw mode).
+	wdl, wdlSet time.Time
 
 	// readHead's state between its calls (a head may arrive in pieces,
 	// and in the raw mode readHead returns to wait for them).
@@ -384,6 +389,7 @@ func (lc *loopConn) serveRaw(rc syscall.RawConn) {
 		}
 	})
 	lc.fd = -1
+	lc.syncWriteDeadline()
 	if lc.dup != nil {
 		_ = lc.dup.Close()
 	}
@@ -421,6 +427,46 @@ func (lc *loopConn) applyReadDeadline() {
 	}
 	lc.rdl = t
 	_ = lc.c.SetReadDeadline(t)
+}
+
+// setWriteDeadline sets the client's write deadline: at once, or in the
+// raw mode when a write must wait for the socket (syncWriteDeadline).
+func (lc *loopConn) setWriteDeadline(t time.Time) error {
+	lc.wdl = t
+	if lc.fd < 0 {
+		return lc.syncWriteDeadline()
+	}
+	return nil
+}
+
+// syncWriteDeadline puts the wanted write deadline in force.
+func (lc *loopConn) syncWriteDeadline() error {
+	if lc.wdl.Equal(lc.wdlSet) {
+		return nil
+	}
+	lc.wdlSet = lc.wdl
+	return lc.c.SetWriteDeadline(lc.wdl)
+}
+
+// Write writes to the client (the loop's bufio.Writer): in the raw mode
+// with a write(2) of the socket, and through net.Conn.Write (with the
+// wanted deadline in force) for what the socket does not take at once, or
+// once the deadline has passed.
+func (lc *loopConn) Write(p []byte) (int, error) {
+	n := 0
+	if lc.fd >= 0 && (lc.wdl.IsZero() || time.Now().Before(lc.wdl)) {
+		var err error
+		if n, err = sysWrite(lc.fd, p); err == nil {
+			return n, nil
+		} else if err != errWouldBlock {
+			return n, err
+		}
+	}
+	if err := lc.syncWriteDeadline(); err != nil {
+		return n, err
+	}
+	m, err := lc.c.Write(p[n:])
+	return n + m, err
 }
 
 // errWouldBlock is read's "the socket is empty" in the raw mode.
@@ -609,10 +655,10 @@ func (lc *loopConn) serveOne() bool {
 	ctx := &reqCtx{Context: lc.connCtx, lc: lc, pipelined: lc.r < lc.w}
 	*r = *r.WithContext(ctx)
 	if d := s.Std.WriteTimeout; d > 0 {
-		_ = lc.c.SetWriteDeadline(time.Now().Add(d))
+		_ = lc.setWriteDeadline(time.Now().Add(d))
 	}
 	if lc.bw == nil {
-		lc.bw = bufio.NewWriterSize(lc.c, loopWriteBuf)
+		lc.bw = bufio.NewWriterSize(lc, loopWriteBuf)
 	}
 	w := &lc.rw
 	w.reset(r.Method == http.MethodHead, r.Close)
@@ -625,7 +671,7 @@ func (lc *loopConn) serveOne() bool {
 		return false
 	}
 	if s.Std.WriteTimeout > 0 {
-		_ = lc.c.SetWriteDeadline(time.Time{})
+		_ = lc.setWriteDeadline(time.Time{})
 	}
 	return ok && !w.closeAfter && !s.closing.Load()
 }

@@ -7,17 +7,20 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
-// rawConn returns c's RawConn when c is a plain TCP connection (a wrapper,
-// such as PROXY protocol's, may hold bytes the socket no longer has): the
-// loop serves it in the raw mode (serveRaw).
+// rawConn returns c's RawConn when c is a plain TCP connection, or a
+// wrapper of one that holds no bytes of its own and says so by giving its
+// socket (syscall.Conn: connlimit's): the loop serves it in the raw mode
+// (serveRaw). A wrapper that may hold bytes the socket no longer has (TLS,
+// PROXY protocol) does not implement syscall.Conn.
 func rawConn(c net.Conn) syscall.RawConn {
-	tc, ok := c.(*net.TCPConn)
+	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil
 	}
-	rc, err := tc.SyscallConn()
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return nil
 	}
@@ -26,21 +29,52 @@ func rawConn(c net.Conn) syscall.RawConn {
 
 // sysRead is read(2) on a non-blocking socket: errWouldBlock when it is
 // empty, io.EOF at its end.
+//
+// sysRead and sysWrite are raw system calls (the runtime is not told):
+// on a non-blocking socket they never block, and most are a few
+// microseconds, so telling the scheduler (entersyscall, exitsyscall) only
+// costs, and its monitor would hand the processor to another thread while
+// a loopback write runs the receiver's side too. Only for descriptors Go's
+// poller set non-blocking, inside a RawConn callback (which keeps the
+// descriptor open).
 func sysRead(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
-		n, err := syscall.Read(fd, p)
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch {
-		case err == syscall.EINTR:
+		case e == syscall.EINTR:
 			continue
-		case err == syscall.EAGAIN:
+		case e == syscall.EAGAIN:
 			return 0, errWouldBlock
-		case err != nil:
-			return 0, os.NewSyscallError("read", err)
+		case e != 0:
+			return 0, os.NewSyscallError("read", e)
 		case n == 0:
 			return 0, io.EOF
 		}
-		return n, nil
+		return int(n), nil
 	}
+}
+
+// sysWrite is write(2) on a non-blocking socket (see sysRead): it writes
+// what the socket takes, and returns errWouldBlock with the count when
+// the socket's buffer is full.
+func sysWrite(fd int, p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done))
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return done, errWouldBlock
+		case e != 0:
+			return done, os.NewSyscallError("write", e)
+		}
+		done += int(n)
+	}
+	return done, nil
 }
 
 // dupConn returns a net.Conn of its own on the socket fd (a duplicate

@@ -14,6 +14,7 @@ func rawConn(net.Conn) syscall.RawConn { return nil }
 
 var errNoRaw = errors.New("proxy: no raw mode on this system")
 
-func sysRead(int, []byte) (int, error) { return 0, errNoRaw }
+func sysRead(int, []byte) (int, error)  { return 0, errNoRaw }
+func sysWrite(int, []byte) (int, error) { return 0, errNoRaw }
 
 func dupConn(int) (net.Conn, error) { return nil, errNoRaw }

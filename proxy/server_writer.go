@@ -172,7 +172,7 @@ func (w *loopWriter) FlushError() error {
 }
 
 // SetWriteDeadline and SetReadDeadline serve http.ResponseController.
-func (w *loopWriter) SetWriteDeadline(t time.Time) error { return w.lc.c.SetWriteDeadline(t) }
+func (w *loopWriter) SetWriteDeadline(t time.Time) error { return w.lc.setWriteDeadline(t) }
 func (w *loopWriter) SetReadDeadline(t time.Time) error {
 	w.lc.rdlDirty.Store(true) // the raw mode's next wait sets its own
 	return w.lc.c.SetReadDeadline(t)

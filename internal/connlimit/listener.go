@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -377,6 +378,22 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// SyscallConn is the socket's own, when the accepted connection is a
+// socket (a *net.TCPConn): Conn holds no bytes of its own, so a server may
+// read and write the socket directly (the proxy's raw mode) while the
+// connection is not a tunnel (a tunnel's I/O times are kept by Read and
+// Write; the proxy hands such connections to net/http's server, which uses
+// them). Under a wrapper that buffers (PROXY protocol) it is refused.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errNoSocket
+	}
+	return sc.SyscallConn()
+}
+
+var errNoSocket = errors.New("connlimit: not a socket of its own")
 
 // Close releases the connection's place and closes it.
 func (c *Conn) Close() error {
