@@ -22,7 +22,13 @@
 // The HTTP server reports each connection's state through ConnState
 // (http.Server.ConnState = l.ConnState); any server loop can call SetState
 // with the connection it got from Accept, or one wrapping it (a *tls.Conn,
-// a PROXY-protocol connection: anything with NetConn() or Raw()).
+// a PROXY-protocol connection: anything with NetConn() or Raw()). A
+// keep-alive connection goes idle and active once a request, so SetState
+// takes no lock then: only flags on the connection change, and the list
+// of idle connections (oldest first) is put in order where it is read, by
+// admit and the sweep (oldestIdleLocked). A Conn also gives its socket
+// (syscall.Conn) for servers that read and write it directly; it holds no
+// bytes of its own.
 //
 // RaiseFDLimit raises the soft RLIMIT_NOFILE to the hard limit (the Go
 // runtime does so too on Linux since Go 1.19; this makes it explicit and

@@ -94,9 +94,16 @@ type Conn struct {
 	src netip.Addr
 
 	// Guarded by l.mu.
-	elem      *list.Element // in l.idle while idle
-	idleSince time.Time
-	gone      bool // released (closed, or picked to be closed)
+	elem      *list.Element // in l.idle (see SetState)
+	idleSince time.Time     // when it went idle, as its place in l.idle says
+	gone      bool          // released (closed, or picked to be closed)
+
+	// Set without the lock, by SetState: a keep-alive connection goes
+	// idle and active once a request, and takes l.mu only when it enters
+	// l.idle. l.idle is tidied where it is read (oldestIdleLocked).
+	busy     atomic.Bool
+	lastIdle atomic.Int64 // unix ns of the last StateIdle
+	listed   atomic.Bool  // elem != nil, for SetState
 
 	tunnel    atomic.Bool
 	lastIO    atomic.Int64 // unix ns; kept only while tunnel
@@ -205,11 +212,9 @@ func (l *Listener) admit(lc *Conn) (victim *Conn, reason string) {
 		return nil, "source"
 	}
 	if l.open >= l.cfg.MaxConns {
-		e := l.idle.Front()
-		if e == nil {
+		if victim = l.oldestIdleLocked(); victim == nil {
 			return nil, "global"
 		}
-		victim = e.Value.(*Conn)
 		l.releaseLocked(victim)
 	}
 	l.open++
@@ -251,25 +256,31 @@ func SetState(c net.Conn, s http.ConnState) {
 	l := lc.l
 	switch s {
 	case http.StateIdle:
+		if !lc.busy.Load() && lc.listed.Load() {
+			return // idle already: it keeps its time
+		}
 		now := l.cfg.Now()
+		lc.lastIdle.Store(now.UnixNano())
+		lc.busy.Store(false)
+		if lc.listed.Load() {
+			return // its place is tidied by oldestIdleLocked
+		}
 		l.mu.Lock()
 		if !lc.gone && lc.elem == nil {
 			lc.idleSince = now
 			lc.elem = l.idle.PushBack(lc)
+			lc.listed.Store(true)
 		}
 		l.mu.Unlock()
 	case http.StateActive:
-		l.mu.Lock()
-		if lc.elem != nil {
-			l.idle.Remove(lc.elem)
-			lc.elem = nil
-		}
-		l.mu.Unlock()
+		lc.busy.Store(true)
 	case http.StateHijacked:
+		lc.busy.Store(true)
 		l.mu.Lock()
 		if lc.elem != nil {
 			l.idle.Remove(lc.elem)
 			lc.elem = nil
+			lc.listed.Store(false)
 		}
 		if !lc.gone && l.cfg.TunnelIdleTimeout > 0 {
 			lc.lastIO.Store(l.cfg.Now().UnixNano())
@@ -279,6 +290,62 @@ func SetState(c net.Conn, s http.ConnState) {
 		l.mu.Unlock()
 	}
 }
+
+// oldestIdleLocked returns the connection idle the longest, or nil. On
+// the way it tidies the front of l.idle, whose places SetState does not
+// keep: a busy connection leaves it, and one that has been active and
+// idle again since it was placed moves back to the place of its new time
+// (placeLocked). A connection going idle while it is taken out is put
+// back (SetState stores busy before it loads listed, this the other way
+// round: one of the two sees the other).
+func (l *Listener) oldestIdleLocked() *Conn {
+	for n := 2 * l.idle.Len(); n > 0; n-- {
+		e := l.idle.Front()
+		if e == nil {
+			return nil
+		}
+		c := e.Value.(*Conn)
+		if c.busy.Load() {
+			l.idle.Remove(e)
+			c.elem = nil
+			c.listed.Store(false)
+			if c.busy.Load() {
+				continue
+			}
+		}
+		t := c.lastIdle.Load()
+		if c.elem != nil && t <= c.idleSince.UnixNano() {
+			return c
+		}
+		c.idleSince = time.Unix(0, t)
+		l.placeLocked(c)
+	}
+	return nil
+}
+
+// placeLocked puts c in l.idle after the last connection idle since no
+// later than c, looking back from the end at most placeWalk places (the
+// connections that went idle after c did: few, as c's time is recent).
+func (l *Listener) placeLocked(c *Conn) {
+	if c.elem == nil {
+		c.elem = l.idle.PushBack(c)
+		c.listed.Store(true)
+	}
+	at := l.idle.Back()
+	for i := 0; i < placeWalk && at != nil && (at == c.elem || at.Value.(*Conn).idleSince.After(c.idleSince)); i++ {
+		at = at.Prev()
+	}
+	switch {
+	case at == nil:
+		l.idle.MoveToFront(c.elem)
+	case at != c.elem:
+		l.idle.MoveAfter(c.elem, at)
+	}
+}
+
+// placeWalk bounds placeLocked's search: beyond it the order is only
+// nearly by idle time.
+const placeWalk = 64
 
 // unwrap finds the *Conn under TLS and PROXY-protocol wrappers.
 func unwrap(c net.Conn) *Conn {
@@ -325,12 +392,7 @@ func (l *Listener) sweep() {
 		idle, tunnels := 0, 0
 		l.mu.Lock()
 		limit := l.idleTimeoutLocked()
-		for e := l.idle.Front(); e != nil; {
-			c := e.Value.(*Conn)
-			if now.Sub(c.idleSince) < limit {
-				break
-			}
-			e = e.Next()
+		for c := l.oldestIdleLocked(); c != nil && now.Sub(c.idleSince) >= limit; c = l.oldestIdleLocked() {
 			l.releaseLocked(c)
 			victims = append(victims, c)
 			idle++
