@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -167,6 +168,20 @@ func parseNode(s string) (netip.Addr, bool) {
 }
 
 // peerAddr parses http.Request.RemoteAddr without allocating.
+// requestPeer is peerAddr of r.RemoteAddr; on the connection loop it is
+// parsed once per connection.
+func requestPeer(r *http.Request) (netip.Addr, bool) {
+	if rc, ok := r.Context().(*reqCtx); ok && rc.lc.remote == r.RemoteAddr {
+		lc := rc.lc
+		if !lc.peerParsed {
+			lc.peer, lc.peerOK = peerAddr(lc.remote)
+			lc.peerParsed = true
+		}
+		return lc.peer, lc.peerOK
+	}
+	return peerAddr(r.RemoteAddr)
+}
+
 func peerAddr(remote string) (netip.Addr, bool) {
 	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {

@@ -199,7 +199,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.reject(w, r, http.StatusNotFound, "tether: no route for this Host\n", start)
 		return
 	}
-	peer, ok := peerAddr(r.RemoteAddr)
+	peer, ok := requestPeer(r)
 	if !ok {
 		p.reject(w, r, http.StatusBadRequest, "tether: no client address\n", start)
 		return
@@ -319,7 +319,7 @@ func (p *Proxy) reject(w http.ResponseWriter, r *http.Request, code int, msg str
 	_, _ = w.Write([]byte(msg))
 	p.m.noBackend[classOf(code)].Inc()
 	if p.cfg.AccessLog != nil {
-		client, _ := peerAddr(r.RemoteAddr)
+		client, _ := requestPeer(r)
 		p.cfg.AccessLog.Log(&AccessEntry{Request: r, Start: start, Duration: time.Since(start), Client: client,
 			Status: code, BytesOut: int64(len(msg)), Outcome: "none"})
 	}
@@ -343,7 +343,7 @@ func (p *Proxy) newReverseProxy(b *backend) *httputil.ReverseProxy {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // replicas see the Host the client asked for
 			if len(p.trusted) > 0 {
-				if peer, ok := peerAddr(pr.In.RemoteAddr); ok && p.trusted.Contains(peer) {
+				if peer, ok := requestPeer(pr.In); ok && p.trusted.Contains(peer) {
 					// The peer is a trusted proxy: keep its forwarding
 					// headers; SetXForwarded appends the peer.
 					pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]

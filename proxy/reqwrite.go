@@ -76,7 +76,7 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, b *backend, conn
 	}
 	trusted := false
 	if len(p.trusted) > 0 {
-		if peer, ok := peerAddr(r.RemoteAddr); ok && p.trusted.Contains(peer) {
+		if peer, ok := requestPeer(r); ok && p.trusted.Contains(peer) {
 			trusted = true
 			for _, v := range h["Forwarded"] {
 				v = textproto.TrimString(v)

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"sync"
@@ -223,8 +224,12 @@ type loopConn struct {
 	c     net.Conn
 	state atomic.Int32 // http.ConnState
 
-	buf        *[]byte
-	r, w       int // buf[r:w] is read and not yet consumed
+	buf  *[]byte
+	r, w int // buf[r:w] is read and not yet consumed
+	// The client's address, parsed from remote once (requestPeer).
+	peer       netip.Addr
+	peerOK     bool
+	peerParsed bool
 	bw         *bufio.Writer
 	remote     string
 	req        http.Request
