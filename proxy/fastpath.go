@@ -133,10 +133,11 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 			err   error
 			clean bool // nothing of the response came
 		)
+		now := time.Now()
 		if try == 0 {
-			for c = cp.get(time.Now()); c != nil; c = cp.get(time.Now()) {
+			for c = cp.get(now); c != nil; c = cp.get(now) {
 				c.reused = true
-				if res, ph, clean, err = p.send(ctx, rw, r, b, conn, c); err != errIdleGone {
+				if res, ph, clean, err = p.send(ctx, rw, r, b, conn, c, now); err != errIdleGone {
 					break
 				}
 				c.close()
@@ -146,7 +147,7 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 			if c, err = cp.dial(ctx); err != nil {
 				return nil, nil, plainHead{}, err
 			}
-			res, ph, clean, err = p.send(ctx, rw, r, b, conn, c)
+			res, ph, clean, err = p.send(ctx, rw, r, b, conn, c, time.Now())
 		}
 		if err == nil {
 			return c, res, ph, nil
@@ -156,8 +157,7 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 		if ce := ctx.Err(); ce != nil {
 			return nil, nil, plainHead{}, ce
 		}
-		var we *writeError
-		if try == 0 && (errors.As(err, &we) || c.reused && clean && !isTimeout(err)) && err != errInvalidRequest {
+		if try == 0 && (isWriteError(err) || c.reused && clean && !isTimeout(err)) && err != errInvalidRequest {
 			cp.closeIdle()
 			continue
 		}
@@ -165,10 +165,10 @@ func (p *Proxy) roundTripFast(rw *respWriter, r *http.Request, b *backend, conn 
 	}
 }
 
-// send gives c the request's deadlines and exchanges r on it; clean
-// reports that no byte of a response was read.
-func (p *Proxy) send(ctx context.Context, rw *respWriter, r *http.Request, b *backend, conn *tokens, c *fastConn) (*http.Response, plainHead, bool, error) {
-	first, last := p.armDeadline(c, time.Now()) // before the probe: an expired deadline fails it
+// send gives c the deadlines of a request sent at now and exchanges r on
+// it; clean reports that no byte of a response was read.
+func (p *Proxy) send(ctx context.Context, rw *respWriter, r *http.Request, b *backend, conn *tokens, c *fastConn, now time.Time) (*http.Response, plainHead, bool, error) {
+	first, last := p.armDeadline(c, now) // before the probe: an expired deadline fails it
 	read := c.cr.n
 	res, ph, err := p.exchange(ctx, rw, r, b, conn, c, first, last)
 	return res, ph, c.cr.n == read, err
@@ -209,6 +209,12 @@ func (p *Proxy) armDeadline(c *fastConn, now time.Time) (first, last time.Time) 
 type writeError struct{ err error }
 
 func (e *writeError) Error() string { return e.err.Error() }
+
+// isWriteError reports whether err is or wraps a *writeError.
+func isWriteError(err error) bool {
+	var we *writeError
+	return errors.As(err, &we)
+}
 func (e *writeError) Unwrap() error { return e.err }
 
 // exchange writes r on c and reads the final response's headers.
@@ -220,8 +226,7 @@ func (p *Proxy) exchange(ctx context.Context, rw *respWriter, r *http.Request, b
 	flushed := false
 	if c.flushWait != nil && c.br.Buffered() == 0 {
 		flushed, err = c.flushWait(c.reused)
-		var we *writeError
-		if err == errIdleGone || errors.As(err, &we) {
+		if err != nil && (err == errIdleGone || isWriteError(err)) {
 			return nil, plainHead{}, err
 		}
 	}
