@@ -52,14 +52,25 @@
 // One read per request and direction (Linux): net.Conn.Read clears the
 // poller's readiness mark and then must try a read, which on a keep-alive
 // connection finds nothing (EAGAIN) before every request and every
-// response. The loop therefore serves a plain TCP client from inside one
+// response. The loop therefore serves a client socket from inside one
 // RawConn.Read for the connection's life (serveRaw): after a read that
 // emptied the socket it waits first, since any byte that came after that
-// read has set the mark; and the fast path sends a request from inside
-// RawRead's callback (flushWaitFunc), so the response's readiness cannot
-// come before the mark is cleared, and reads only once woken. A watch of
+// read has set the mark. The fast path does the same on the replica's
+// side (flushWaitFunc): inside one RawRead it probes a reused connection
+// (a non-blocking MSG_PEEK: closed, or stray bytes, and it is dropped
+// unsent), sends the request, waits, and reads the response's first
+// bytes. Inside those callbacks reads and writes are raw system calls on
+// the non-blocking socket (sysRead, sysWrite): the scheduler is not told,
+// which saves its bookkeeping and keeps its monitor from handing the
+// processor to another thread during a loopback write; what a socket
+// does not take at once goes through net.Conn.Write, with the wanted
+// write deadline put in force then. The raw mode takes a plain TCP
+// connection, or a wrapper that holds no bytes of its own and gives its
+// socket (connlimit's, which tether serve's listener always uses); TLS
+// and PROXY-protocol connections are read through their Read. A watch of
 // the client during a slow response reads a duplicate descriptor of the
-// socket (the raw loop holds the connection's read lock).
+// socket (the raw loop holds the connection's read lock). Four system
+// calls per request and the probe: bench/README.md has the counts.
 //
 // Every other request takes httputil.ReverseProxy: one per replica
 // (Rewrite with SetURL and SetXForwarded; the client's Host is kept), so a
