@@ -27,8 +27,10 @@ func rawConn(c net.Conn) syscall.RawConn {
 	return rc
 }
 
-// sysRead is read(2) on a non-blocking socket: errWouldBlock when it is
-// empty, io.EOF at its end.
+// sysRead is recv(2) on a non-blocking socket: errWouldBlock when it is
+// empty, io.EOF at its end. recv and send rather than read and write: the
+// socket calls skip the file layer (position lock, fsnotify), as
+// HAProxy's recvfrom and sendto do.
 //
 // sysRead and sysWrite are raw system calls (the runtime is not told):
 // on a non-blocking socket they never block, and most are a few
@@ -42,14 +44,14 @@ func sysRead(fd int, p []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
 		switch {
 		case e == syscall.EINTR:
 			continue
 		case e == syscall.EAGAIN:
 			return 0, errWouldBlock
 		case e != 0:
-			return 0, os.NewSyscallError("read", e)
+			return 0, os.NewSyscallError("recvfrom", e)
 		case n == 0:
 			return 0, io.EOF
 		}
@@ -57,20 +59,20 @@ func sysRead(fd int, p []byte) (int, error) {
 	}
 }
 
-// sysWrite is write(2) on a non-blocking socket (see sysRead): it writes
-// what the socket takes, and returns errWouldBlock with the count when
-// the socket's buffer is full.
+// sysWrite is send(2) on a non-blocking socket (see sysRead; MSG_NOSIGNAL:
+// a closed peer is EPIPE, no signal): it writes what the socket takes, and
+// returns errWouldBlock with the count when the socket's buffer is full.
 func sysWrite(fd int, p []byte) (int, error) {
 	done := 0
 	for done < len(p) {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done), syscall.MSG_NOSIGNAL, 0, 0)
 		switch {
 		case e == syscall.EINTR:
 			continue
 		case e == syscall.EAGAIN:
 			return done, errWouldBlock
 		case e != 0:
-			return done, os.NewSyscallError("write", e)
+			return done, os.NewSyscallError("sendto", e)
 		}
 		done += int(n)
 	}
