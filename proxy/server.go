@@ -319,7 +319,7 @@ func (lc *loopConn) serve() {
 	lc.connCtx = ctx
 	lc.remote = lc.c.RemoteAddr().String()
 	lc.buf = loopBufs.Get().(*[]byte)
-	lc.h = make(http.Header, 16)
+	lc.h = make(http.Header, 8) // up to 8 fields one small map, cheap to clear
 	lc.rw.lc = lc
 	lc.fd = -1
 	if rc := rawConn(lc.c); rc != nil {

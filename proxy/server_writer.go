@@ -38,7 +38,7 @@ type loopWriter struct {
 
 func (w *loopWriter) reset(head, reqClose bool) {
 	if w.h == nil {
-		w.h = make(http.Header, 16)
+		w.h = make(http.Header, 8)
 	}
 	clear(w.h)
 	w.head, w.reqClose = head, reqClose
