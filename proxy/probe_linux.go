@@ -55,7 +55,7 @@ func idle(fd uintptr) bool {
 // flushWaitFunc returns a function that flushes c.bw (the request) and then
 // waits until c.nc is readable, and reads the response's first bytes into
 // c.br (or an error), all inside one RawRead with the socket in hand
-// (raw reads and writes: sysRead). A plain
+// (raw system calls: sysRead, sysWrite). A plain
 // flush then read costs a read that hits EAGAIN before Go's poller waits
 // (every read first clears the poller's readiness mark, so it must try);
 // flushing from inside RawRead's callback, after that clearing, lets the

@@ -394,7 +394,7 @@ func (lc *loopConn) serveRaw(rc syscall.RawConn) {
 		}
 	})
 	lc.fd = -1
-	lc.syncWriteDeadline()
+	_ = lc.syncWriteDeadline()
 	if lc.dup != nil {
 		_ = lc.dup.Close()
 	}
@@ -454,9 +454,9 @@ func (lc *loopConn) syncWriteDeadline() error {
 }
 
 // Write writes to the client (the loop's bufio.Writer): in the raw mode
-// with a write(2) of the socket, and through net.Conn.Write (with the
-// wanted deadline in force) for what the socket does not take at once, or
-// once the deadline has passed.
+// with a send(2) of the socket (sysWrite), and through net.Conn.Write,
+// with the wanted deadline in force, for what the socket does not take at
+// once, or once the deadline has passed.
 func (lc *loopConn) Write(p []byte) (int, error) {
 	n := 0
 	if lc.fd >= 0 && (lc.wdl.IsZero() || time.Now().Before(lc.wdl)) {
