@@ -446,7 +446,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 // read and write the socket directly (the proxy's raw mode) while the
 // connection is not a tunnel (a tunnel's I/O times are kept by Read and
 // Write; the proxy hands such connections to net/http's server, which uses
-// them). Under a wrapper that buffers (PROXY protocol) it is refused.
+// them). When the connection it wraps gives no socket, neither does it; a
+// wrapper around it that buffers (PROXY protocol, TLS) does not pass this
+// on.
 func (c *Conn) SyscallConn() (syscall.RawConn, error) {
 	sc, ok := c.Conn.(syscall.Conn)
 	if !ok {
