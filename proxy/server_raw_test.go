@@ -140,3 +140,40 @@ func TestLoopRawIdleTimeout(t *testing.T) {
 		t.Fatalf("closed %v after the last response, IdleTimeout %v", took, idle)
 	}
 }
+
+// The raw mode writes the socket itself, so it keeps the write deadline
+// itself: a response finished after http.Server.WriteTimeout is not sent,
+// as net/http's server does not send it; one within it is.
+func TestLoopRawWriteTimeout(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/late" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		_, _ = io.WriteString(w, r.URL.Path)
+	})
+	la, sa := rvServeBoth(t, h, func(s *http.Server) { s.WriteTimeout = 100 * time.Millisecond })
+	for _, a := range []struct{ name, addr string }{{"loop", la}, {"std", sa}} {
+		c, err := net.Dial("tcp", a.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, "GET /early HTTP/1.1\r\nHost: x\r\n\r\n")
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: in time: %v", a.name, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(b) != "/early" {
+			t.Fatalf("%s: in time: got %q", a.name, b)
+		}
+		_, _ = io.WriteString(c, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+		if res, err := http.ReadResponse(br, nil); err == nil {
+			b, _ := io.ReadAll(res.Body)
+			t.Fatalf("%s: a response after WriteTimeout was sent: %d %q", a.name, res.StatusCode, b)
+		}
+		c.Close()
+	}
+}
