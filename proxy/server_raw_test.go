@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -175,5 +177,59 @@ func TestLoopRawWriteTimeout(t *testing.T) {
 			t.Fatalf("%s: a response after WriteTimeout was sent: %d %q", a.name, res.StatusCode, b)
 		}
 		c.Close()
+	}
+}
+
+// Responses larger than the sockets take at once: the raw mode's writes
+// (to the client, and the request to the replica) hand the rest to
+// net.Conn.Write, which waits; a client that reads late and slowly still
+// gets every byte, on two requests of one connection.
+func TestLoopRawLargeResponseIntact(t *testing.T) {
+	body := make([]byte, 8<<20)
+	for i := range body {
+		body[i] = byte(i*7 + i>>9)
+	}
+	be := startRawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			if _, ok := readHead(br); !ok {
+				return
+			}
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(body))
+			if _, err := c.Write(body); err != nil {
+				return
+			}
+		}
+	})
+	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"a": be.URL()})}}, withForwarding(ForwardFast, nil))
+	c, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		_, _ = io.WriteString(c, "GET /big HTTP/1.1\r\nHost: s.example\r\n\r\n")
+		time.Sleep(100 * time.Millisecond) // every buffer on the way fills
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got := make([]byte, 0, len(body))
+		buf := make([]byte, 1500)
+		for {
+			n, err := res.Body.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				break
+			}
+			if len(got) < 1<<20 {
+				time.Sleep(time.Millisecond) // slowly at first
+			}
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 || !bytes.Equal(got, body) {
+			t.Fatalf("request %d: status %d, %d bytes, equal %v", i, res.StatusCode, len(got), bytes.Equal(got, body))
+		}
 	}
 }
