@@ -201,9 +201,9 @@ type fastConn struct {
 	reused bool
 	abort  func()              // closes nc: what a cancelled request runs
 	probe  func() (alive bool) // see probeFunc
-	// flushWait sends the request, after probing an idle connection, and
-	// waits for the response without a read (see flushWaitFunc); nil where
-	// there is none.
+	// flushWait probes an idle connection, sends the request, waits for
+	// the response and reads its first bytes into br (see flushWaitFunc);
+	// nil where there is none.
 	flushWait func(probe bool) (flushed bool, err error)
 	stop      func() (stopped bool) // context.AfterFunc's, while a watch is armed
 	body      plainBody             // the body being read, for a plain response
@@ -234,7 +234,7 @@ func (c *fastConn) unwatch() bool {
 // header block.
 //
 // Inside flushWait's RawRead callback, raw is set, fd is the socket and
-// Read is a read(2) of it (sysRead: errWouldBlock when it is empty).
+// Read is a recv(2) of it (sysRead: errWouldBlock when it is empty).
 type countReader struct {
 	nc  net.Conn
 	raw bool
@@ -262,8 +262,7 @@ func (r *countReader) Read(p []byte) (int, error) {
 }
 
 // fdWriter writes to the connection: inside flushWait's RawRead callback
-// (raw set, fd the socket) with write(2), and through net.Conn.Write (its
-// deadline, its wait) for what the socket does not take at once.
+// (raw set, fd the socket) with sendThen, else through net.Conn.Write.
 type fdWriter struct {
 	nc  net.Conn
 	raw bool
@@ -271,17 +270,10 @@ type fdWriter struct {
 }
 
 func (w *fdWriter) Write(p []byte) (int, error) {
-	n := 0
 	if w.raw {
-		var err error
-		if n, err = sysWrite(w.fd, p); err == nil {
-			return n, nil
-		} else if err != errWouldBlock {
-			return n, err
-		}
+		return sendThen(w.fd, p, w.nc.Write)
 	}
-	m, err := w.nc.Write(p[n:])
-	return n + m, err
+	return w.nc.Write(p)
 }
 
 var _ io.Reader = (*countReader)(nil)

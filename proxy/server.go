@@ -454,23 +454,32 @@ func (lc *loopConn) syncWriteDeadline() error {
 }
 
 // Write writes to the client (the loop's bufio.Writer): in the raw mode
-// with a send(2) of the socket (sysWrite), and through net.Conn.Write,
-// with the wanted deadline in force, for what the socket does not take at
-// once, or once the deadline has passed.
+// with a send(2) of the socket (sendThen), through connWrite for what the
+// socket does not take at once, or once the deadline has passed.
 func (lc *loopConn) Write(p []byte) (int, error) {
-	n := 0
 	if lc.fd >= 0 && (lc.wdl.IsZero() || time.Now().Before(lc.wdl)) {
-		var err error
-		if n, err = sysWrite(lc.fd, p); err == nil {
-			return n, nil
-		} else if err != errWouldBlock {
-			return n, err
-		}
+		return sendThen(lc.fd, p, lc.connWrite)
 	}
+	return lc.connWrite(p)
+}
+
+// connWrite is net.Conn.Write with the wanted write deadline in force.
+func (lc *loopConn) connWrite(p []byte) (int, error) {
 	if err := lc.syncWriteDeadline(); err != nil {
+		return 0, err
+	}
+	return lc.c.Write(p)
+}
+
+// sendThen sends p on the socket fd (sysWrite, inside a RawConn callback)
+// and hands what the socket does not take at once to write
+// (net.Conn.Write: its deadline, its wait).
+func sendThen(fd int, p []byte, write func([]byte) (int, error)) (int, error) {
+	n, err := sysWrite(fd, p)
+	if err != errWouldBlock {
 		return n, err
 	}
-	m, err := lc.c.Write(p[n:])
+	m, err := write(p[n:])
 	return n + m, err
 }
 
