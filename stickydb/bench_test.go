@@ -220,7 +220,7 @@ var sink uint64
 // origin's pushed events.
 func BenchmarkEventLogSteady(b *testing.B) {
 	const capacity = 1000
-	l := newEventLog(capacity)
+	l := newEventLog(capacity, newNames())
 	var next uint64
 	ev := make([]Event, 1)
 	add := func() {

@@ -16,7 +16,34 @@ type eventLog struct {
 	// write-ahead log. pinEpoch 0 pins nothing.
 	pinEpoch int64
 	pinSeq   uint64
+
+	names *names      // the DB's: the ids of logEvent's replica and origin
+	ic    internCache // the last names added
 }
+
+// logEvent is an Event as a log's ring holds it: 88 bytes without a
+// pointer (names as the DB's ids, the host inline), so the garbage
+// collector never scans the rings. At 50 in-process nodes the rings of
+// Event (three strings each) were half the live heap, and the mark phases
+// that scanned them set the convergence tail (bench/SCALE.md). A host
+// longer than hostInline is kept in its segment's long map, by sequence.
+type logEvent struct {
+	seq     uint64
+	expiry  int64
+	ip      [16]byte
+	gen     uint32
+	replica uint16
+	origin  uint16
+	kind    EventKind
+	deleted bool
+	hostLen uint8 // bytes of host used; hostLong: the host is in segment.long
+	host    [hostInline]byte
+}
+
+const (
+	hostInline = 45
+	hostLong   = 0xff
+)
 
 // pin protects the events of epoch after seq from the cap.
 func (l *eventLog) pin(epoch int64, seq uint64) { l.pinEpoch, l.pinSeq = epoch, seq }
@@ -36,21 +63,34 @@ func (l *eventLog) fit() {
 // tenth of a busy node's CPU.
 type segment struct {
 	epoch int64
-	first uint64  // sequence of the oldest event held; next expected is first+n
-	ring  []Event // len 0 or a power of two; event first+i is at (head+i) mod len
+	first uint64     // sequence of the oldest event held; next expected is first+n
+	ring  []logEvent // len 0 or a power of two; event first+i is at (head+i) mod len
 	head  int
 	n     int
+	long  map[uint64]string // hosts over hostInline bytes, by sequence
 }
 
 // at returns the i-th event held (0: the oldest).
-func (s *segment) at(i int) *Event { return &s.ring[(s.head+i)&(len(s.ring)-1)] }
+func (s *segment) at(i int) *logEvent { return &s.ring[(s.head+i)&(len(s.ring)-1)] }
 
-// push appends e (whose Seq is first+n) to a log of capacity limit.
-func (s *segment) push(e Event, limit int) {
+// push appends e (whose Seq is first+n) to a log of capacity limit, its
+// names as ids replica and origin.
+func (s *segment) push(e *Event, replica, origin uint16, limit int) {
 	if s.n == len(s.ring) {
 		s.resize(growTo(len(s.ring), limit))
 	}
-	s.ring[(s.head+s.n)&(len(s.ring)-1)] = e
+	le := &s.ring[(s.head+s.n)&(len(s.ring)-1)]
+	*le = logEvent{seq: e.Seq, expiry: e.Binding.Expiry, ip: e.Key.ip, gen: e.Binding.Generation,
+		replica: replica, origin: origin, kind: e.Kind, deleted: e.Binding.Deleted}
+	if h := e.Key.host; len(h) <= hostInline {
+		le.hostLen = uint8(copy(le.host[:], h))
+	} else {
+		le.hostLen = hostLong
+		if s.long == nil {
+			s.long = map[uint64]string{}
+		}
+		s.long[e.Seq] = h
+	}
 	s.n++
 }
 
@@ -81,36 +121,54 @@ func ceilPow2(n int) int {
 
 // resize moves the events to a ring of size (a power of two, >= n).
 func (s *segment) resize(size int) {
-	r := make([]Event, 0, size)
-	s.ring, s.head = s.appendTo(r, 0, s.n)[:size], 0
+	r := make([]logEvent, size)
+	a := s.head
+	for i := range s.n {
+		r[i] = s.ring[a]
+		a = (a + 1) & (len(s.ring) - 1)
+	}
+	s.ring, s.head = r, 0
 }
 
-// appendTo appends the events i..j-1 held (0: the oldest) to dst.
-func (s *segment) appendTo(dst []Event, i, j int) []Event {
-	if i >= j {
-		return dst
+// appendTo appends the events i..j-1 held (0: the oldest) to dst, their
+// names from nm.
+func (s *segment) appendTo(dst []Event, i, j int, nm *names) []Event {
+	var host string // the previous event's: a run of one host shares one string
+	for ; i < j; i++ {
+		le := s.at(i)
+		e := Event{Seq: le.seq, Kind: le.kind, Key: Key{ip: le.ip},
+			Binding: Binding{Replica: nm.name(le.replica), Expiry: le.expiry, Generation: le.gen, Origin: nm.name(le.origin), Deleted: le.deleted}}
+		switch {
+		case le.hostLen == hostLong:
+			e.Key.host = s.long[le.seq]
+		case string(le.host[:le.hostLen]) == host:
+			e.Key.host = host
+		default:
+			host = string(le.host[:le.hostLen])
+			e.Key.host = host
+		}
+		dst = append(dst, e)
 	}
-	a := (s.head + i) & (len(s.ring) - 1)
-	b := a + j - i
-	if b <= len(s.ring) {
-		return append(dst, s.ring[a:b]...)
-	}
-	dst = append(dst, s.ring[a:]...)
-	return append(dst, s.ring[:b-len(s.ring)]...)
+	return dst
 }
 
-// dropFront removes the k oldest events, clearing their slots so that the
-// ring does not keep their strings alive.
+// dropFront removes the k oldest events (and their long hosts).
 func (s *segment) dropFront(k int) {
 	for range k {
-		s.ring[s.head] = Event{}
+		if s.ring[s.head].hostLen == hostLong {
+			delete(s.long, s.ring[s.head].seq)
+		}
 		s.head = (s.head + 1) & (len(s.ring) - 1)
 	}
 	s.n -= k
 	s.first += uint64(k)
 }
 
-func newEventLog(capacity int) *eventLog { return &eventLog{cap: capacity} }
+// newEventLog returns an empty log of capacity events whose names are
+// kept as ids of nm.
+func newEventLog(capacity int, nm *names) *eventLog {
+	return &eventLog{cap: capacity, names: nm}
+}
 
 // seg returns the segment of epoch, or nil.
 func (l *eventLog) seg(epoch int64) *segment {
@@ -152,7 +210,8 @@ func (l *eventLog) add(epoch int64, evs []Event) {
 	if s.n == 0 {
 		s.first, next = evs[0].Seq, evs[0].Seq
 	}
-	for _, e := range evs {
+	for i := range evs {
+		e := &evs[i]
 		switch {
 		case e.Seq < next:
 			continue
@@ -161,7 +220,18 @@ func (l *eventLog) add(epoch int64, evs []Event) {
 			s.dropFront(s.n)
 			s.first = e.Seq
 		}
-		s.push(e, l.cap)
+		replica, err1 := l.ic.id(l.names, e.Binding.Replica)
+		origin, err2 := l.ic.id(l.names, e.Binding.Origin)
+		if err1 != nil || err2 != nil {
+			// No id left for a name (ErrTooManyNames; the merge refused
+			// the event too): the log cannot hold it, and restarts after
+			// it, as after a gap.
+			l.n -= s.n
+			s.dropFront(s.n)
+			s.first, next = e.Seq+1, e.Seq+1
+			continue
+		}
+		s.push(e, replica, origin, l.cap)
 		next = e.Seq + 1
 		l.n++
 	}
@@ -216,7 +286,7 @@ func (l *eventLog) appendRange(dst []Event, epoch int64, from, to uint64) ([]Eve
 	if s == nil || from < s.first || to >= s.first+uint64(s.n) {
 		return dst, false
 	}
-	return s.appendTo(dst, int(from-s.first), int(to-s.first)+1), true
+	return s.appendTo(dst, int(from-s.first), int(to-s.first)+1, l.names), true
 }
 
 // dropEpochsBefore removes the segments of epochs older than epoch.

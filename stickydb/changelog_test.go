@@ -1,7 +1,10 @@
 package stickydb
 
 import (
+	"fmt"
+	"net/netip"
 	"sort"
+	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -90,7 +93,7 @@ func (m *logModel) trimTo(epoch int64, seq uint64) {
 func TestEventLogMatchesModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		capacity := rapid.IntRange(1, 300).Draw(t, "cap")
-		l := newEventLog(capacity)
+		l := newEventLog(capacity, newNames())
 		m := &logModel{cap: capacity}
 		epochs := []int64{10, 20, 30}
 		next := map[int64]uint64{10: 1, 20: 1, 30: 1}
@@ -104,7 +107,7 @@ func TestEventLogMatchesModel(t *testing.T) {
 				evs := make([]Event, k)
 				seqs := make([]uint64, k)
 				for i := range evs {
-					evs[i] = Event{Seq: uint64(from) + uint64(i), Binding: Binding{Replica: "r", Origin: "o"}}
+					evs[i] = logTestEvent(epoch, uint64(from)+uint64(i))
 					seqs[i] = evs[i].Seq
 				}
 				l.add(epoch, evs)
@@ -154,8 +157,8 @@ func TestEventLogMatchesModel(t *testing.T) {
 					t.Fatalf("epoch %d: range %d..%d: %d events, ok %v", e, a, b, len(got), ok)
 				}
 				for i, ev := range got[1:] {
-					if ev.Seq != a+uint64(i) || ev.Binding.Replica != "r" {
-						t.Fatalf("epoch %d: range %d..%d: event %d is %+v", e, a, b, i, ev)
+					if want := logTestEvent(e, a+uint64(i)); ev != want {
+						t.Fatalf("epoch %d: range %d..%d: event %d is %+v, want %+v", e, a, b, i, ev, want)
 					}
 				}
 				if _, ok := l.appendRange(nil, e, first-1, last); ok && first > 1 {
@@ -166,13 +169,22 @@ func TestEventLogMatchesModel(t *testing.T) {
 				}
 			}
 		}
-		// Slots given back hold nothing: the ring keeps no dropped strings.
+		// The long hosts kept are those of the events held, no more.
 		for i := range l.segs {
 			s := &l.segs[i]
-			for j := s.n; j < len(s.ring); j++ {
-				if ev := s.ring[(s.head+j)&(len(s.ring)-1)]; ev != (Event{}) {
-					t.Fatalf("epoch %d: free slot %d holds %+v", s.epoch, j, ev)
+			long := 0
+			for j := range s.n {
+				if s.at(j).hostLen == hostLong {
+					long++
 				}
+			}
+			for q := range s.long {
+				if q < s.first || q >= s.first+uint64(s.n) {
+					t.Fatalf("epoch %d: long host of %d kept, holding %d..%d", s.epoch, q, s.first, s.first+uint64(s.n)-1)
+				}
+			}
+			if len(s.long) != long {
+				t.Fatalf("epoch %d: %d long hosts kept for %d events with one", s.epoch, len(s.long), long)
 			}
 			if len(s.ring) > 0 && len(s.ring)&(len(s.ring)-1) != 0 {
 				t.Fatalf("epoch %d: ring of %d slots, not a power of two", s.epoch, len(s.ring))
@@ -181,11 +193,32 @@ func TestEventLogMatchesModel(t *testing.T) {
 	})
 }
 
+// logTestEvent is the event seq of epoch in the log tests: every field
+// set and varied, hosts from short to maxHostLen (past hostInline: the
+// segment's long map), tombstones without a replica.
+func logTestEvent(epoch int64, seq uint64) Event {
+	host := fmt.Sprintf("h%d.example", seq%7)
+	switch seq % 5 {
+	case 0:
+		host = strings.Repeat("x", hostInline+1+int(seq%200)) + ".example"
+		host = host[len(host)-min(len(host), maxHostLen):]
+	case 1:
+		host = strings.Repeat("y", hostInline)
+	}
+	ev := Event{Seq: seq, Kind: KindBind, Binding: Binding{Replica: fmt.Sprintf("r%d", seq%3), Expiry: int64(seq) * 1000,
+		Generation: uint32(seq % 11), Origin: fmt.Sprintf("o%d", epoch)}}
+	ev.Key, _ = NewKey(netip.AddrFrom4([4]byte{10, 0, byte(seq >> 8), byte(seq)}), host)
+	if seq%4 == 3 {
+		ev.Kind, ev.Binding.Replica, ev.Binding.Deleted = KindDelete, "", true
+	}
+	return ev
+}
+
 // A ring past 1,024 slots that is less than a quarter full is given back
 // for a smaller one, also when its events wrap around the end, and keeps
 // them in order.
 func TestEventLogRingShrinksAcrossTheWrap(t *testing.T) {
-	l := newEventLog(1 << 20)
+	l := newEventLog(1<<20, newNames())
 	add := func(from, to uint64) {
 		evs := make([]Event, 0, to-from+1)
 		for q := from; q <= to; q++ {
@@ -214,7 +247,7 @@ func TestEventLogRingShrinksAcrossTheWrap(t *testing.T) {
 		}
 	}
 	// Shrunk while its live part wraps around the end.
-	l = newEventLog(1 << 20)
+	l = newEventLog(1<<20, newNames())
 	add(1, 4096)
 	s = l.seg(7)
 	l.n -= s.trimTo(3001) // 1,096 held at slots 3000..4095: over a quarter, kept
@@ -258,7 +291,7 @@ func TestEventLogRingGrowth(t *testing.T) {
 			}
 		}
 	}
-	l := newEventLog(1000)
+	l := newEventLog(1000, newNames())
 	for q := uint64(1); q <= 1000; q++ {
 		l.add(1, []Event{{Seq: q, Binding: Binding{Replica: "r"}}})
 	}

@@ -102,7 +102,7 @@ func New(cfg Config, now time.Time) (*DB, error) {
 		return nil, err
 	}
 	db.self = self
-	db.rs.init(cfg, now.UnixMilli())
+	db.rs.init(cfg, db.names, now.UnixMilli())
 	return db, nil
 }
 

@@ -265,7 +265,7 @@ func (db *DB) applyEvents(oe originEpoch, evs []Event, nowMs int64, res *Result)
 	}
 	l := rs.clt[oe.origin]
 	if l == nil {
-		l = newEventLog(db.cfg.ChangeLogTableCap)
+		l = newEventLog(db.cfg.ChangeLogTableCap, db.names)
 		rs.clt[oe.origin] = l
 	}
 	l.add(oe.epoch, evs)

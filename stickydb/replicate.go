@@ -13,6 +13,7 @@ import (
 // replState is the replication side of the DB, guarded by DB.mu.
 type replState struct {
 	cfg   Config
+	names *names // the DB's (the logs keep names as its ids)
 	epoch int64  // this node's current epoch (unix ms)
 	seq   uint64 // last own event number in epoch
 	// provisional: the epoch is the one New started and nothing has used it
@@ -54,11 +55,11 @@ func compareOE(a, b originEpoch) int {
 	return cmp.Compare(a.epoch, b.epoch)
 }
 
-func (rs *replState) init(cfg Config, nowMs int64) {
-	rs.cfg = cfg
+func (rs *replState) init(cfg Config, nm *names, nowMs int64) {
+	rs.cfg, rs.names = cfg, nm
 	rs.epoch, rs.provisional = nowMs, true
 	rs.lastNow = nowMs
-	rs.own = newEventLog(cfg.OwnLogCap)
+	rs.own = newEventLog(cfg.OwnLogCap, nm)
 	rs.vv = Vector{cfg.Node: {{Epoch: nowMs}}}
 	rs.peers = map[string]*peerState{}
 	rs.clt = map[string]*eventLog{}

@@ -57,11 +57,11 @@ func (db *DB) truncateOwn(nowMs int64) {
 		drop := 0
 		for drop < s.n {
 			ev := s.at(drop)
-			if s.epoch == rs.epoch && ev.Seq > rs.sendable() {
+			if s.epoch == rs.epoch && ev.seq > rs.sendable() {
 				break
 			}
-			expired := ev.Binding.Expiry+db.refreshMs+db.skewMs <= nowMs
-			if !expired && !db.allPeersHave(s.epoch, ev.Seq) {
+			expired := ev.expiry+db.refreshMs+db.skewMs <= nowMs
+			if !expired && !db.allPeersHave(s.epoch, ev.seq) {
 				break
 			}
 			drop++
