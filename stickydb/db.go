@@ -43,12 +43,6 @@ type DB struct {
 	deferred deferrals // received bindings waiting for the clock; its lock is taken alone
 }
 
-type shard struct {
-	mu sync.Mutex
-	m  map[Key]entry
-	_  [40]byte // keep neighbouring shard locks off one cache line
-}
-
 // entry is a binding as the table stores it: 16 bytes, no pointers, so a
 // map slot with its key is 48 bytes and the GC never scans the table's
 // values. Times are whole unix seconds: the announced expiry is rounded
@@ -95,7 +89,7 @@ func New(cfg Config, now time.Time) (*DB, error) {
 		byOrigin:  make([]atomic.Int64, 1<<16),
 	}
 	for i := range db.shards {
-		db.shards[i].m = make(map[Key]entry)
+		db.shards[i].m = make(map[tkey]entry)
 	}
 	self, err := db.names.id(cfg.Node)
 	if err != nil {
@@ -115,7 +109,7 @@ func (db *DB) Reserve(n int) {
 		s := &db.shards[i]
 		s.mu.Lock()
 		if len(s.m) == 0 {
-			s.m = make(map[Key]entry, per)
+			s.m = make(map[tkey]entry, per)
 		}
 		s.mu.Unlock()
 	}
@@ -177,14 +171,14 @@ func (db *DB) Touch(k Key, now time.Time) (Hit, bool) {
 	nowMs := now.UnixMilli()
 	s := db.shardOf(k)
 	s.mu.Lock()
-	e, ok := s.m[k]
+	tk, e, ok := s.find(k)
 	if !ok || e.deleted() || e.expiry() <= nowMs {
 		s.mu.Unlock()
 		return Hit{}, false
 	}
 	if exp := nowMs + db.ttlMs; exp > e.expiry() {
 		e.setExpiry(exp)
-		s.m[k] = e
+		s.m[tk] = e
 	}
 	due := nowMs+db.ttlMs-e.announced() >= db.refreshMs
 	s.mu.Unlock()
@@ -196,7 +190,7 @@ func (db *DB) Touch(k Key, now time.Time) (Hit, bool) {
 func (db *DB) Lookup(k Key) (Binding, bool) {
 	s := db.shardOf(k)
 	s.mu.Lock()
-	e, ok := s.m[k]
+	e, ok := s.get(k)
 	s.mu.Unlock()
 	if !ok {
 		return Binding{}, false
@@ -208,7 +202,7 @@ func (db *DB) Lookup(k Key) (Binding, bool) {
 func (db *DB) LocalExpiry(k Key) (int64, bool) {
 	s := db.shardOf(k)
 	s.mu.Lock()
-	e, ok := s.m[k]
+	e, ok := s.get(k)
 	s.mu.Unlock()
 	return e.expiry(), ok
 }
@@ -338,7 +332,7 @@ func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64)
 	k.host = internHost(k.host)
 	s := db.shardOf(k)
 	s.mu.Lock()
-	old, inMap := s.m[k]
+	tk, old, inMap := s.find(k)
 	// An entry past its horizon is absent, as for a received binding: the
 	// next bind starts at generation 1 whether or not Sweep came by.
 	ok := inMap && !db.pastHorizon(old.announced(), nowMs)
@@ -367,7 +361,7 @@ func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64)
 		db.stats.capBreaches.Add(1)
 		return Binding{}, false, ErrOriginFull
 	}
-	db.store(s, k, old, inMap, e, nowMs)
+	db.store(s, k, tk, old, inMap, e, nowMs)
 	s.mu.Unlock()
 	b := db.binding(e)
 	if kind == 0 {
@@ -381,8 +375,9 @@ func (db *DB) write(k Key, now time.Time, fn func(e entry, ok bool, nowMs int64)
 }
 
 // store puts e under k in s (locked), keeping the counters, and evicts an
-// entry of the shard (evict.go) when the table is over MaxBindings.
-func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int64) {
+// entry of the shard (evict.go) when the table is over MaxBindings. tk,
+// old and existed are what shard.find gave for k.
+func (db *DB) store(s *shard, k Key, tk tkey, old entry, existed bool, e entry, nowMs int64) {
 	// Under the shard lock, so that a waiter that took Watch before its
 	// lookup of k (which takes this lock too) cannot miss this write.
 	db.watches.fire(k)
@@ -402,18 +397,18 @@ func (db *DB) store(s *shard, k Key, old entry, existed bool, e entry, nowMs int
 		// first: it may itself be the one to go (evict.go).
 		n := db.live.Add(1)
 		db.byOrigin[e.origin].Add(1)
-		s.m[k] = e
+		s.add(k, tk, e)
 		if db.cfg.MaxBindings > 0 && n > int64(db.cfg.MaxBindings) {
 			db.evictFor(s, k, nowMs)
 		}
 		return
 	}
-	s.m[k] = e
+	s.m[tk] = e
 }
 
-func (db *DB) remove(s *shard, k Key) {
-	e := s.m[k]
-	delete(s.m, k)
+// remove deletes tk from s (locked), keeping the counters.
+func (db *DB) remove(s *shard, tk tkey) {
+	e := s.del(tk)
 	db.live.Add(-1)
 	db.byOrigin[e.origin].Add(-1)
 }
@@ -440,9 +435,9 @@ func (db *DB) Sweep(now time.Time, maxShards int) int {
 	for i := 0; i < maxShards; i++ {
 		s := &db.shards[(start+i)&int(db.shardMask)]
 		s.mu.Lock()
-		for k, e := range s.m {
+		for tk, e := range s.m {
 			if e.expiry() <= cutoff && db.pastHorizon(e.announced(), cutoff) {
-				db.remove(s, k)
+				db.remove(s, tk)
 				removed++
 				if !e.deleted() {
 					db.stats.expiries.Add(1)

@@ -48,14 +48,14 @@ func (db *DB) evictFor(s *shard, k Key, nowMs int64) bool {
 
 // pickVictim chooses the entry of a sample of s (locked) to evict; first,
 // when not nil, is a candidate too.
-func (db *DB) pickVictim(s *shard, nowMs int64, first *Key) (Key, bool) {
+func (db *DB) pickVictim(s *shard, nowMs int64, first *Key) (tkey, bool) {
 	const sample = 16
-	var victim Key
+	var victim tkey
 	bestClass, bestOrder := 0, int64(0)
 	n := 0
 	if first != nil {
-		if e, ok := s.m[*first]; ok {
-			victim = *first
+		if tk, e, ok := s.find(*first); ok {
+			victim = tk
 			bestClass, bestOrder = db.evictRank(e, nowMs)
 			n++
 		}

@@ -63,7 +63,8 @@ func (db *DB) Find(q Query, now time.Time) (Page, error) {
 		buf = buf[:0]
 		s.mu.Lock()
 		page.Scanned += len(s.m)
-		for k, e := range s.m {
+		for tk, e := range s.m {
+			k := s.key(tk)
 			if e.expiry() <= nowMs || (e.deleted() && !q.Deleted) || (q.Host != "" && k.host != q.Host) {
 				continue
 			}
@@ -150,11 +151,11 @@ func (db *DB) Digest(now time.Time, margin time.Duration) (count int, sum uint64
 	for i := range db.shards {
 		s := &db.shards[i]
 		s.mu.Lock()
-		for k, e := range s.m {
+		for tk, e := range s.m {
 			if e.announced()+db.refreshMs <= limit {
 				continue
 			}
-			h := k.Hash()
+			h := s.key(tk).Hash()
 			h = mix64(h ^ db.names.info(e.replica).hash) // not the origin: see Merge
 			binary.LittleEndian.PutUint64(b[:], uint64(e.ann))
 			h = mix64(h ^ binary.LittleEndian.Uint64(b[:]) ^ uint64(e.gen)<<1)

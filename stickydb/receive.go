@@ -364,7 +364,7 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache, js *[]
 	s := &db.shards[kh&db.shardMask]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, ok := s.m[k]
+	tk, l, ok := s.find(k)
 	present := ok && !db.pastHorizon(l.announced(), nowMs)
 	m := r
 	if present {
@@ -386,14 +386,14 @@ func (db *DB) mergeRemote(k Key, r Binding, nowMs int64, ic *internCache, js *[]
 		return false, ErrOriginFull
 	}
 	changed = !present || l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica || l.origin != ne.origin
-	db.store(s, k, l, ok, ne, nowMs)
+	db.store(s, k, tk, l, ok, ne, nowMs)
 	// A join that is neither input (the origin aside: it is not part of
 	// the binding's identity).
 	var arrived entry
 	arrived.setAnnounced(r.Expiry)
 	if js != nil && present && changed && (l.ann != ne.ann || l.gen != ne.gen || l.replica != ne.replica) &&
 		(arrived.ann != ne.ann || !sameClass(m, r)) {
-		if cur, held := s.m[k]; held { // store may have evicted it
+		if cur, held := s.get(k); held { // store may have evicted it
 			*js = append(*js, joined{k, db.binding(cur)})
 		}
 	}

@@ -40,9 +40,9 @@ func (db *DB) Snapshot(now time.Time, fn func([]Record) error) (SnapshotMeta, er
 		s := &db.shards[i]
 		buf = buf[:0]
 		s.mu.Lock()
-		for k, e := range s.m {
+		for tk, e := range s.m {
 			if e.expiry() > nowMs || !db.pastHorizon(e.announced(), nowMs) {
-				buf = append(buf, Record{Key: k, Binding: db.binding(e)})
+				buf = append(buf, Record{Key: s.key(tk), Binding: db.binding(e)})
 			}
 		}
 		s.mu.Unlock()
