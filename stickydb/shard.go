@@ -7,7 +7,15 @@ type shard struct {
 	mu    sync.Mutex
 	m     map[tkey]entry
 	hosts hostDict
-	_     [40]byte // keep neighbouring shard locks off one cache line
+	// recent hosts' ids, beside the lock: a lookup in the dictionary's
+	// map is two cache misses (a table of 50 nodes has 12,800 of them),
+	// 9 % of a 50-node fleet's CPU before this.
+	recent [4]struct {
+		h  string
+		id uint32
+	}
+	next uint8    // the recent slot to replace
+	_    [40]byte // keep neighbouring shard locks off one cache line
 }
 
 // tkey is a Key as a shard's map holds it: the host as the shard's id for
@@ -55,19 +63,44 @@ func (d *hostDict) ref(h string) uint32 {
 	return id
 }
 
-// unref drops a key's use of id, freeing it with its last key.
-func (d *hostDict) unref(id uint32) {
-	if d.refs[id]--; d.refs[id] == 0 {
-		delete(d.ids, d.names[id])
-		d.names[id] = ""
-		d.free = append(d.free, id)
+// unref drops a key's use of id, freeing it with its last key; it
+// reports whether it did.
+func (d *hostDict) unref(id uint32) bool {
+	if d.refs[id]--; d.refs[id] > 0 {
+		return false
 	}
+	delete(d.ids, d.names[id])
+	d.names[id] = ""
+	d.free = append(d.free, id)
+	return true
+}
+
+// hostID returns the id of h, 0 when the shard holds no key of h (s
+// locked).
+func (s *shard) hostID(h string) uint32 {
+	for i := range s.recent {
+		if r := &s.recent[i]; r.id != 0 && r.h == h {
+			return r.id
+		}
+	}
+	id := s.hosts.ids[h]
+	if id != 0 {
+		s.remember(id)
+	}
+	return id
+}
+
+// remember puts id among the recent hosts, in place of the oldest.
+func (s *shard) remember(id uint32) {
+	r := &s.recent[s.next%uint8(len(s.recent))]
+	r.h, r.id = s.hosts.names[id], id
+	s.next++
 }
 
 // find returns k's map key and entry (s locked); ok is false when k is
 // not held. The key's host is 0 when the shard holds no key of k's host.
 func (s *shard) find(k Key) (tkey, entry, bool) {
-	tk := tkey{ip: k.ip, host: s.hosts.ids[k.host]}
+	tk := tkey{ip: k.ip, host: s.hostID(k.host)}
 	if tk.host == 0 {
 		return tk, entry{}, false
 	}
@@ -86,6 +119,7 @@ func (s *shard) get(k Key) (entry, bool) {
 func (s *shard) add(k Key, tk tkey, e entry) {
 	if tk.host == 0 {
 		tk.host = s.hosts.ref(k.host)
+		s.remember(tk.host)
 	} else {
 		s.hosts.refs[tk.host]++
 	}
@@ -96,7 +130,13 @@ func (s *shard) add(k Key, tk tkey, e entry) {
 func (s *shard) del(tk tkey) entry {
 	e := s.m[tk]
 	delete(s.m, tk)
-	s.hosts.unref(tk.host)
+	if s.hosts.unref(tk.host) {
+		for i := range s.recent {
+			if s.recent[i].id == tk.host {
+				s.recent[i].h, s.recent[i].id = "", 0
+			}
+		}
+	}
 	return e
 }
 

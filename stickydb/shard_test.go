@@ -70,6 +70,11 @@ func TestShardHostIdsFollowKeys(t *testing.T) {
 					t.Fatalf("host %q: id %d (%v), name %q, refs %d, want %d", h, id, ok, s.hosts.names[id], s.hosts.refs[id], n)
 				}
 			}
+			for _, r := range s.recent {
+				if r.id != 0 && (r.h == "" || s.hosts.names[r.id] != r.h) {
+					t.Fatalf("recent host %q as id %d, which is %q", r.h, r.id, s.hosts.names[r.id])
+				}
+			}
 			if free := max(len(s.hosts.names)-1, 0) - len(s.hosts.ids); free != len(s.hosts.free) {
 				t.Fatalf("%d ids free, %d on the free list", free, len(s.hosts.free))
 			}
