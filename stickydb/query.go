@@ -63,17 +63,25 @@ func (db *DB) Find(q Query, now time.Time) (Page, error) {
 		buf = buf[:0]
 		s.mu.Lock()
 		page.Scanned += len(s.m)
+		host := uint32(0) // q.Host's id here; 0: any host
+		if q.Host != "" {
+			if host = s.hostID(q.Host); host == 0 {
+				s.mu.Unlock() // no key of that host here
+				after = nil
+				continue
+			}
+		}
 		for tk, e := range s.m {
-			k := s.key(tk)
-			if e.expiry() <= nowMs || (e.deleted() && !q.Deleted) || (q.Host != "" && k.host != q.Host) {
+			if e.expiry() <= nowMs || (e.deleted() && !q.Deleted) || (host != 0 && tk.host != host) {
 				continue
 			}
 			if q.Replica != "" && db.names.name(e.replica) != q.Replica {
 				continue
 			}
-			if q.Client.IsValid() && !q.Client.Contains(k.Client()) {
+			if q.Client.IsValid() && !q.Client.Contains(netip.AddrFrom16(tk.ip).Unmap()) {
 				continue
 			}
+			k := s.key(tk)
 			if after != nil && keyCompare(k, *after) <= 0 {
 				continue
 			}
