@@ -43,9 +43,9 @@ type DB struct {
 	deferred deferrals // received bindings waiting for the clock; its lock is taken alone
 }
 
-// entry is a binding as the table stores it: 16 bytes, no pointers, so a
-// map slot with its key is 48 bytes and the GC never scans the table's
-// values. Times are whole unix seconds: the announced expiry is rounded
+// entry is a binding as the table stores it: 16 bytes, no pointers; with
+// its key (tkey, shard.go) a map slot is 36 bytes and the GC never scans
+// the table. Times are whole unix seconds: the announced expiry is rounded
 // down the same way on every node, so rounding never makes nodes differ.
 type entry struct {
 	exp     uint32 // serve until: announced + RefreshThreshold, or later after hits here (rounded up)
@@ -413,8 +413,9 @@ func (db *DB) remove(s *shard, tk tkey) {
 	db.byOrigin[e.origin].Add(-1)
 }
 
-// internHost makes every binding of one host share one string, so the table
-// does not keep each request's copy of the Host header alive.
+// internHost makes every binding of one host share one string, so the
+// shards' host dictionaries and the events do not keep each request's copy
+// of the Host header alive.
 func internHost(h string) string { return unique.Make(h).Value() }
 
 // Sweep removes the entries whose local expiry has passed and whose

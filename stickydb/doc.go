@@ -79,4 +79,13 @@
 // released (binds) or before shard locks are taken (receive), so the two
 // never wait on each other in a cycle. Because Merge is order-independent,
 // two local changes of one key may enter the own log in either order.
+//
+// # Memory
+//
+// Neither the binding table nor the change logs hold pointers, so the
+// garbage collector never scans them, however large they grow: a shard's
+// map is keyed by (client address, the shard's id for the host), with a
+// dictionary of its hosts counted per key (shard.go), and a log keeps its
+// events as logEvent (names as ids, the host inline up to 45 bytes;
+// changelog.go). A binding costs 67–85 B of heap from 1M to 10M.
 package stickydb
