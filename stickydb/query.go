@@ -63,15 +63,14 @@ func (db *DB) Find(q Query, now time.Time) (Page, error) {
 		buf = buf[:0]
 		s.mu.Lock()
 		page.Scanned += len(s.m)
-		host := uint32(0) // q.Host's id here; 0: any host
+		host := uint32(0) // q.Host's id here; 0: any host, or none here
 		if q.Host != "" {
-			if host = s.hostID(q.Host); host == 0 {
-				s.mu.Unlock() // no key of that host here
-				after = nil
-				continue
-			}
+			host = s.hostID(q.Host)
 		}
 		for tk, e := range s.m {
+			if q.Host != "" && host == 0 {
+				break // no key of that host here
+			}
 			if e.expiry() <= nowMs || (e.deleted() && !q.Deleted) || (host != 0 && tk.host != host) {
 				continue
 			}

@@ -13,7 +13,6 @@ import (
 // replState is the replication side of the DB, guarded by DB.mu.
 type replState struct {
 	cfg   Config
-	names *names // the DB's (the logs keep names as its ids)
 	epoch int64  // this node's current epoch (unix ms)
 	seq   uint64 // last own event number in epoch
 	// provisional: the epoch is the one New started and nothing has used it
@@ -56,7 +55,7 @@ func compareOE(a, b originEpoch) int {
 }
 
 func (rs *replState) init(cfg Config, nm *names, nowMs int64) {
-	rs.cfg, rs.names = cfg, nm
+	rs.cfg = cfg
 	rs.epoch, rs.provisional = nowMs, true
 	rs.lastNow = nowMs
 	rs.own = newEventLog(cfg.OwnLogCap, nm)
