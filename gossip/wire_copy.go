@@ -89,7 +89,7 @@ func decodeChunk(body []byte, caps *Caps) (chunkMsg, error) {
 	for i := range m.Records {
 		rec := &m.Records[i]
 		ip := r.ip("ip")
-		host := r.host("host")
+		hk := r.hostKey("host")
 		rec.Binding.Replica = r.replica("replica")
 		exp += r.int(-maxExpiry, maxExpiry, "expiry delta")
 		rec.Binding.Expiry = exp
@@ -102,7 +102,7 @@ func decodeChunk(body []byte, caps *Caps) (chunkMsg, error) {
 		if exp < 0 || exp > maxExpiry {
 			return chunkMsg{}, wireErr(ErrMalformed, "expiry %d out of range", exp)
 		}
-		k, err := stickydb.NewKey(ip, host)
+		k, err := hk.WithClient(ip)
 		if err != nil {
 			return chunkMsg{}, wireErr(ErrMalformed, "record %d key: %v", i, err)
 		}

@@ -131,7 +131,7 @@ func decodeGroupInterned(body []byte, caps *Caps, strs *internStrings) (stickydb
 		ev.Seq = g.From + uint64(i)
 		ev.Kind = stickydb.EventKind(r.uint(math.MaxUint8, "kind"))
 		ip := r.ip("ip")
-		host := r.host("host")
+		hk := r.hostKey("host")
 		ev.Binding.Replica = r.replica("replica")
 		exp += r.int(-maxExpiry, maxExpiry, "expiry delta")
 		ev.Binding.Expiry = exp
@@ -144,7 +144,7 @@ func decodeGroupInterned(body []byte, caps *Caps, strs *internStrings) (stickydb
 		if exp < 0 || exp > maxExpiry {
 			return stickydb.Group{}, groupMeta{}, wireErr(ErrMalformed, "expiry %d out of range", exp)
 		}
-		k, err := stickydb.NewKey(ip, host)
+		k, err := hk.WithClient(ip)
 		if err != nil {
 			return stickydb.Group{}, groupMeta{}, wireErr(ErrMalformed, "event %d key: %v", i, err)
 		}

@@ -30,6 +30,17 @@ func NewKey(client netip.Addr, host string) (Key, error) {
 	return Key{ip: client.Unmap().WithZone("").As16(), host: host}, nil
 }
 
+// WithClient is NewKey(client, k.Host()) for a k that came from NewKey,
+// without checking the host again: a message's decoder checks each host
+// of its table once, not once per event. A zero k is refused.
+func (k Key) WithClient(client netip.Addr) (Key, error) {
+	if !k.Valid() || !client.IsValid() {
+		return Key{}, ErrInvalidKey
+	}
+	k.ip = client.Unmap().WithZone("").As16()
+	return k, nil
+}
+
 // Client returns the client address (IPv4 when it is one).
 func (k Key) Client() netip.Addr { return netip.AddrFrom16(k.ip).Unmap() }
 

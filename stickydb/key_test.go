@@ -41,7 +41,19 @@ func TestNewKey(t *testing.T) {
 			if k.Host() != tt.host {
 				t.Errorf("Host() = %s", k.Host())
 			}
+			// WithClient gives the key NewKey gives, from a key of
+			// another client.
+			other := mustKey(t, "198.51.100.7", tt.host)
+			if w, err := other.WithClient(netip.MustParseAddr(tt.ip)); err != nil || w != k {
+				t.Errorf("WithClient = %v, %v; want %v", w, err, k)
+			}
 		})
+	}
+	if _, err := (Key{}).WithClient(netip.MustParseAddr("192.0.2.1")); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("zero key WithClient: err = %v", err)
+	}
+	if _, err := mustKey(t, "192.0.2.1", "a").WithClient(netip.Addr{}); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("WithClient(zero addr): err = %v", err)
 	}
 	if _, err := NewKey(netip.Addr{}, "a"); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("zero addr: err = %v", err)
