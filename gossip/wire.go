@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -296,38 +295,26 @@ func (r *reader) number(kind string) (uint64, error) {
 	case c <= 0x7f || c >= 0xe0: // positive and negative fixint
 		return uint64(int64(int8(c))), nil
 	}
-	var n int
 	switch c {
-	case 0xcc, 0xd0: // uint8, int8
-		n = 1
-	case 0xcd, 0xd1: // uint16, int16
-		n = 2
-	case 0xce, 0xd2: // uint32, int32
-		n = 4
-	case 0xcf, 0xd3: // uint64, int64
-		n = 8
-	default:
-		return 0, fmt.Errorf("invalid code %#x decoding %s", c, kind)
+	case 0xcc, 0xcd, 0xce, 0xcf: // uint8, 16, 32, 64
+		return r.uintN(1 << (c - 0xcc))
+	case 0xd0, 0xd1, 0xd2, 0xd3: // int8, 16, 32, 64: sign-extended
+		n := 1 << (c - 0xd0)
+		v, err := r.uintN(n)
+		shift := 64 - 8*n
+		return uint64(int64(v<<shift) >> shift), err
 	}
+	return 0, fmt.Errorf("invalid code %#x decoding %s", c, kind)
+}
+
+// uintN reads an n-byte big-endian unsigned integer.
+func (r *reader) uintN(n int) (uint64, error) {
 	b, err := r.next(n)
-	if err != nil {
-		return 0, err
+	var v uint64
+	for _, x := range b {
+		v = v<<8 | uint64(x)
 	}
-	switch c {
-	case 0xcc:
-		return uint64(b[0]), nil
-	case 0xd0:
-		return uint64(int64(int8(b[0]))), nil
-	case 0xcd:
-		return uint64(binary.BigEndian.Uint16(b)), nil
-	case 0xd1:
-		return uint64(int64(int16(binary.BigEndian.Uint16(b)))), nil
-	case 0xce:
-		return uint64(binary.BigEndian.Uint32(b)), nil
-	case 0xd2:
-		return uint64(int64(int32(binary.BigEndian.Uint32(b)))), nil
-	}
-	return binary.BigEndian.Uint64(b), nil
+	return v, err
 }
 
 // bytesLen reads a str or bin header: its length, -1 for nil.
@@ -353,17 +340,8 @@ func (r *reader) bytesLen() (int, error) {
 	default:
 		return 0, fmt.Errorf("invalid code %#x decoding string/bytes length", c)
 	}
-	b, err := r.next(n)
-	if err != nil {
-		return 0, err
-	}
-	switch n {
-	case 1:
-		return int(b[0]), nil
-	case 2:
-		return int(binary.BigEndian.Uint16(b)), nil
-	}
-	return int(binary.BigEndian.Uint32(b)), nil
+	v, err := r.uintN(n)
+	return int(v), err
 }
 
 func (r *reader) uint(max uint64, field string) uint64 {
