@@ -38,8 +38,10 @@
 // ReverseProxy on the end-to-end benchmark, with the same bytes on both
 // sides (tests compare the two paths request for request).
 //
-// On the plain listener the same requests are also read by a connection
-// loop of tether's own (LoopServer, server.go): parseRequestHead reads the
+// On the plain listener, and over TLS for HTTP/1.1 (the loop runs the
+// handshake; a connection that chose HTTP/2 goes to net/http's server),
+// the same requests are also read by a connection loop of tether's own
+// (LoopServer, server.go): parseRequestHead reads the
 // plain kind of head (FuzzRequestHead holds it to net/http's reading) into
 // one reused http.Request per connection, and a reused writer frames the
 // response as net/http's server would. A connection that sends anything

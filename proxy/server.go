@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -17,13 +19,21 @@ import (
 	"time"
 )
 
-// LoopServer serves a plain HTTP/1.1 listener with a connection loop of
+// LoopServer serves an HTTP/1.1 listener with a connection loop of
 // tether's own for the requests parseRequestHead understands (plain GET
 // and HEAD without a body or an upgrade: most of a web application's
 // traffic) and hands every other connection, with the bytes already read,
 // to net/http's server (Std), which serves it from then on. The loop reads
 // and writes through reused buffers and one reused http.Request per
 // connection, and calls Std.Handler as net/http would.
+//
+// A TLS listener's connections (*tls.Conn) get their handshake in the
+// loop, as net/http's server does it (the handshake timeout, the 400 to a
+// client that speaks plain HTTP, the log line of a failed handshake); one
+// that chose HTTP/2 by ALPN goes to Std whole, whose TLSNextProto serves
+// it; HTTP/1.1 stays in the loop, with Request.TLS set, and a connection
+// handed over later keeps its TLS state (net/http reads it from the
+// handed-over connection's ConnectionState).
 //
 // What the loop does as net/http's server does: the timeouts (Std's
 // ReadHeaderTimeout, IdleTimeout, ReadTimeout, WriteTimeout; on a plain
@@ -201,6 +211,16 @@ func (c *handoffConn) Read(p []byte) (int, error) {
 
 func (c *handoffConn) NetConn() net.Conn { return c.Conn }
 
+// tlsHandoffConn is a handed-over TLS connection: net/http's server sets
+// Request.TLS from ConnectionState for a connection that is not a
+// *tls.Conn itself.
+type tlsHandoffConn struct {
+	*handoffConn
+	state tls.ConnectionState
+}
+
+func (c *tlsHandoffConn) ConnectionState() tls.ConnectionState { return c.state }
+
 // CloseWrite lets net/http half-close before it closes (closeWriteAndWait),
 // so that a client still sending gets the error response, not a reset.
 func (c *handoffConn) CloseWrite() error {
@@ -239,6 +259,7 @@ type loopConn struct {
 	rw         loopWriter
 	handedOver bool
 	connCtx    context.Context
+	tlsState   *tls.ConnectionState // the handshake's, on a TLS connection
 
 	// Reading in the raw mode (serveRaw): fd is the socket while the
 	// connection is served from inside its RawConn.Read (-1 otherwise);
@@ -288,11 +309,7 @@ func (lc *loopConn) serve() {
 		if e := recover(); e != nil && e != http.ErrAbortHandler {
 			buf := make([]byte, 64<<10)
 			buf = buf[:runtime.Stack(buf, false)]
-			if s.Std.ErrorLog != nil {
-				s.Std.ErrorLog.Printf("http: panic serving %v: %v\n%s", lc.remote, e, buf)
-			} else {
-				log.Printf("http: panic serving %v: %v\n%s", lc.remote, e, buf)
-			}
+			s.logf("http: panic serving %v: %v\n%s", lc.remote, e, buf)
 		}
 		if !lc.handedOver {
 			_ = lc.c.Close()
@@ -318,6 +335,17 @@ func (lc *loopConn) serve() {
 	}
 	lc.connCtx = ctx
 	lc.remote = lc.c.RemoteAddr().String()
+	if tc, ok := lc.c.(*tls.Conn); ok {
+		if !lc.handshake(ctx, tc) {
+			return
+		}
+		switch lc.tlsState.NegotiatedProtocol {
+		case "", "http/1.1", "http/1.0":
+		default:
+			lc.handOverConn(tc) // HTTP/2: Std's TLSNextProto (net/http's validNextProto)
+			return
+		}
+	}
 	lc.buf = loopBufs.Get().(*[]byte)
 	lc.h = make(http.Header, 8) // up to 8 fields one small map, cheap to clear
 	lc.rw.lc = lc
@@ -647,11 +675,81 @@ func (lc *loopConn) headMax() int {
 func (lc *loopConn) handOver() {
 	pending := append([]byte(nil), (*lc.buf)[lc.r:lc.w]...)
 	_ = lc.c.SetReadDeadline(time.Time{})
-	hc := &handoffConn{Conn: lc.c, pending: pending}
+	var c net.Conn = &handoffConn{Conn: lc.c, pending: pending}
+	if lc.tlsState != nil {
+		c = &tlsHandoffConn{handoffConn: c.(*handoffConn), state: *lc.tlsState}
+	}
+	lc.handOverConn(c)
+}
+
+// handOverConn gives c to Std.
+func (lc *loopConn) handOverConn(c net.Conn) {
 	select {
-	case lc.s.hand.ch <- hc:
+	case lc.s.hand.ch <- c:
 		lc.handedOver = true
 	case <-lc.s.hand.done:
+	}
+}
+
+// handshake runs a TLS connection's handshake as net/http's server does:
+// within the shortest of Std's read-header, read and write timeouts; a
+// client that sent plain HTTP gets net/http's 400, a failure is logged to
+// Std.ErrorLog. False when it failed (the connection is to be closed).
+func (lc *loopConn) handshake(ctx context.Context, tc *tls.Conn) bool {
+	to := tlsHandshakeTimeout(lc.s.Std)
+	if to > 0 {
+		dl := time.Now().Add(to)
+		_ = tc.SetReadDeadline(dl)
+		_ = tc.SetWriteDeadline(dl)
+	}
+	if err := tc.HandshakeContext(ctx); err != nil {
+		reason := err.Error()
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && recordLooksLikeHTTP(re.RecordHeader) {
+			_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+			_ = re.Conn.Close()
+			reason = "client sent an HTTP request to an HTTPS server"
+		}
+		lc.s.logf("http: TLS handshake error from %s: %v", lc.remote, reason)
+		return false
+	}
+	if to > 0 {
+		_ = tc.SetReadDeadline(time.Time{})
+		_ = tc.SetWriteDeadline(time.Time{})
+	}
+	st := tc.ConnectionState()
+	lc.tlsState = &st
+	return true
+}
+
+// tlsHandshakeTimeout is net/http's: the shortest positive of
+// ReadHeaderTimeout, ReadTimeout and WriteTimeout.
+func tlsHandshakeTimeout(s *http.Server) time.Duration {
+	var d time.Duration
+	for _, v := range [...]time.Duration{s.ReadHeaderTimeout, s.ReadTimeout, s.WriteTimeout} {
+		if v > 0 && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	return d
+}
+
+// recordLooksLikeHTTP is net/http's test of a TLS record header that is
+// the start of a plain HTTP request.
+func recordLooksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
+}
+
+// logf logs to Std.ErrorLog, or the standard logger, as net/http does.
+func (s *LoopServer) logf(format string, args ...any) {
+	if s.Std.ErrorLog != nil {
+		s.Std.ErrorLog.Printf(format, args...)
+	} else {
+		log.Printf(format, args...)
 	}
 }
 
@@ -660,7 +758,7 @@ func (lc *loopConn) handOver() {
 func (lc *loopConn) serveOne() bool {
 	s, r := lc.s, &lc.req
 	r.RemoteAddr = lc.remote
-	r.TLS = nil
+	r.TLS = lc.tlsState
 	r.Trailer, r.TransferEncoding, r.Form, r.PostForm, r.MultipartForm, r.Response = nil, nil, nil, nil, nil, nil
 	r.GetBody, r.Cancel, r.Pattern = nil, nil, ""
 	if lc.r == lc.w {

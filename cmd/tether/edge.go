@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetherproxy/tether/edge"
 	"github.com/tetherproxy/tether/internal/connlimit"
+	"github.com/tetherproxy/tether/proxy"
 	"github.com/tetherproxy/tether/web"
 )
 
@@ -127,8 +128,15 @@ func startTLS(ctx context.Context, n *node) error {
 	n.edge.tlsServer, n.edge.tlsLn = srv, ln
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	go edge.PollCerts(pollCtx, certs, certPoll)
+	// HTTP/1.1 over TLS is served by the proxy's connection loop, as on
+	// the plain listener; HTTP/2 and the rest go to srv.
+	serve, shutdown, closeAll := srv.Serve, srv.Shutdown, srv.Close
+	if n.cfg.Forwarding == proxy.ForwardFast {
+		ls := proxy.NewLoopServer(srv)
+		serve, shutdown, closeAll = ls.Serve, ls.Shutdown, ls.Close
+	}
 	go func() {
-		if err := srv.Serve(tl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(tl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			select {
 			case n.failed <- fmt.Errorf("TLS listener: %w", err):
 			default:
@@ -139,9 +147,9 @@ func startTLS(ctx context.Context, n *node) error {
 		stopPoll()
 		ctx, cancel := context.WithTimeout(ctx, drainTimeout)
 		defer cancel()
-		err := srv.Shutdown(ctx)
+		err := shutdown(ctx)
 		if err != nil {
-			_ = srv.Close()
+			_ = closeAll()
 		}
 		return err
 	})

@@ -1,0 +1,221 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tetherproxy/tether/internal/testcert"
+)
+
+// tlsLoop is a proxy's TLS listener served as tether serve serves it:
+// the loop in front, net/http's server (HTTP/1.1 and HTTP/2 by ALPN)
+// behind. conns records, per connection state, the type of the
+// connection the hook was given: the loop's (*tls.Conn) or one handed
+// over (*tlsHandoffConn).
+type tlsLoop struct {
+	addr   string
+	client *tls.Config
+	mu     sync.Mutex
+	conns  []string
+	logs   syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (l *tlsLoop) states() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.conns...)
+}
+
+func newTLSLoop(t *testing.T, p *Proxy, mod func(*http.Server)) *tlsLoop {
+	t.Helper()
+	ca, err := testcert.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue([]string{"l.example"}, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &tlsLoop{client: &tls.Config{RootCAs: ca.Pool, ServerName: "l.example"}}
+	srv := p.NewServer()
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	srv.Protocols = protos
+	srv.ErrorLog = log.New(&l.logs, "", 0)
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		l.mu.Lock()
+		l.conns = append(l.conns, fmt.Sprintf("%s %s", reflect.TypeOf(c), st))
+		l.mu.Unlock()
+	}
+	if mod != nil {
+		mod(srv)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.addr = ln.Addr().String()
+	ls := NewLoopServer(srv)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = ls.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = ls.Shutdown(ctx)
+		<-done
+	})
+	return l
+}
+
+// echoProto is a replica that answers with what it saw of the request's
+// scheme and with the body's length.
+func echoProto(t *testing.T) string {
+	return serveOn(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "proto=%s body=%d", r.Header.Get("X-Forwarded-Proto"), len(b))
+	}))
+}
+
+// Over TLS, HTTP/1.1 is served by the loop and a request it does not take
+// (a body) by net/http after a handover on the same connection, both with
+// the TLS state (X-Forwarded-Proto: https); HTTP/2 goes to net/http whole.
+func TestLoopTLS(t *testing.T) {
+	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"e": echoProto(t)})}}, nil)
+	l := newTLSLoop(t, r.p, nil)
+
+	h1 := &http.Transport{TLSClientConfig: l.client, MaxConnsPerHost: 1, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+	defer h1.CloseIdleConnections()
+	c1 := &http.Client{Transport: h1, Timeout: 10 * time.Second}
+	url := "https://" + l.addr + "/"
+	for i, tc := range []struct{ method, body, want string }{
+		{"GET", "", "proto=https body=0"},
+		{"GET", "", "proto=https body=0"},
+		{"POST", "hello", "proto=https body=5"},
+		{"GET", "", "proto=https body=0"},
+	} {
+		req, _ := http.NewRequest(tc.method, url, strings.NewReader(tc.body))
+		if tc.body == "" {
+			req.Body = nil
+		}
+		req.Host = "l.example"
+		res, err := c1.Do(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || res.Proto != "HTTP/1.1" || string(b) != tc.want {
+			t.Fatalf("request %d (%s): %d %s %q, want 200 HTTP/1.1 %q", i, tc.method, res.StatusCode, res.Proto, b, tc.want)
+		}
+	}
+	h1.CloseIdleConnections()
+
+	// One connection: the loop's (two GETs, and the POST's first bytes),
+	// then net/http's from the POST on.
+	deadline := time.Now().Add(5 * time.Second)
+	var st []string
+	for {
+		st = l.states()
+		if len(st) > 0 && strings.HasSuffix(st[len(st)-1], "closed") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	want := []string{"*tls.Conn new", "*tls.Conn active", "*tls.Conn idle", "*tls.Conn active", "*tls.Conn idle", "*tls.Conn active",
+		"*proxy.tlsHandoffConn new", "*proxy.tlsHandoffConn active", "*proxy.tlsHandoffConn idle",
+		"*proxy.tlsHandoffConn active", "*proxy.tlsHandoffConn idle", "*proxy.tlsHandoffConn closed"}
+	if !reflect.DeepEqual(st, want) {
+		t.Fatalf("connection states:\n%s\nwant:\n%s", strings.Join(st, "\n"), strings.Join(want, "\n"))
+	}
+
+	h2 := &http.Transport{TLSClientConfig: l.client, ForceAttemptHTTP2: true}
+	defer h2.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Host = "l.example"
+	res, err := (&http.Client{Transport: h2, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Proto != "HTTP/2.0" || string(b) != "proto=https body=0" {
+		t.Fatalf("h2: %d %s %q", res.StatusCode, res.Proto, b)
+	}
+}
+
+// The handshake is net/http's: plain HTTP on the TLS port gets its 400,
+// a failed handshake is logged, and a client that starts none is cut at
+// the handshake timeout.
+func TestLoopTLSHandshake(t *testing.T) {
+	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"e": echoProto(t)})}}, nil)
+	l := newTLSLoop(t, r.p, func(s *http.Server) { s.ReadHeaderTimeout = 300 * time.Millisecond })
+
+	c, err := net.Dial("tcp", l.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: l.example\r\n\r\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || line != "HTTP/1.0 400 Bad Request\r\n" {
+		t.Fatalf("plain HTTP on the TLS port: %q, %v", line, err)
+	}
+
+	idle, err := net.Dial("tcp", l.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	_ = idle.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("a client that sends nothing: %v, want EOF at the handshake timeout", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("cut after %v, before the 300ms handshake timeout", d)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(l.logs.String(), "client sent an HTTP request to an HTTPS server") ||
+		strings.Count(l.logs.String(), "http: TLS handshake error from 127.0.0.1:") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("handshake errors not logged: %q", l.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
