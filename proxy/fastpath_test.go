@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -138,6 +139,12 @@ type seen struct {
 
 func rawExchange(t *testing.T, addr, ip, method, target string, headers []string) seen {
 	t.Helper()
+	return rawExchangeOver(t, nil, addr, ip, method, target, headers)
+}
+
+// rawExchangeOver is rawExchange over TLS with cfg (nil: plain TCP).
+func rawExchangeOver(t *testing.T, cfg *tls.Config, addr, ip, method, target string, headers []string) seen {
+	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
@@ -145,6 +152,9 @@ func rawExchange(t *testing.T, addr, ip, method, target string, headers []string
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if cfg != nil {
+		c = tls.Client(c, cfg)
+	}
 	req := method + " " + target + " HTTP/1.1\r\n" + strings.Join(headers, "\r\n") + "\r\n\r\n"
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
@@ -264,6 +274,21 @@ func TestFastMatchesStdlibProperty(t *testing.T) {
 	trusted := func(c *Config) { c.TrustedProxies = Trusted{netip.MustParsePrefix("127.0.0.2/32")} }
 	fast := newRig(t, routes, trusted)
 	std := newRig(t, routes, func(c *Config) { trusted(c); c.Forwarding = ForwardStdlib })
+	t.Run("http", func(t *testing.T) {
+		fastMatchesStdlibProperty(t, cb, nil, fast.url[len("http://"):], std.url[len("http://"):])
+	})
+	// Over TLS: the loop with the fast path against net/http's server with
+	// ReverseProxy, as tether serves its TLS listener with either setting.
+	t.Run("https", func(t *testing.T) {
+		lf := newTLSServe(t, fast.p, true, nil)
+		ls := newTLSServe(t, std.p, false, nil)
+		fastMatchesStdlibProperty(t, cb, lf.client, lf.addr, ls.addr)
+	})
+}
+
+// fastMatchesStdlibProperty is TestFastMatchesStdlibProperty's check
+// against the two listeners (over TLS with cfg, unless nil).
+func fastMatchesStdlibProperty(t *testing.T, cb *captureBackend, cfg *tls.Config, fastAddr, stdAddr string) {
 	names := []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Upgrade", "Proxy-Authorization",
 		"User-Agent", "X-Forwarded-For", "Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto", "Accept", "Cookie",
 		"X-A", "X-B", "x-lower", "Content-Length", "Expect"}
@@ -309,18 +334,18 @@ func TestFastMatchesStdlibProperty(t *testing.T) {
 		}
 		from := rapid.SampledFrom([]string{"127.0.0.2", "127.0.0.3"}).Draw(rt, "from")
 		before := cb.count()
-		fs := rawExchange(t, fast.url[len("http://"):], from, method, target, headers)
+		fs := rawExchangeOver(t, cfg, fastAddr, from, method, target, headers)
 		if cb.count() == before {
 			// net/http's server answered itself (417 for an Expect it
 			// does not know): so must it on the other path.
-			ss := rawExchange(t, std.url[len("http://"):], from, method, target, headers)
+			ss := rawExchangeOver(t, cfg, stdAddr, from, method, target, headers)
 			if cb.count() != before || !slices.Equal(fs.statuses, ss.statuses) {
 				rt.Fatalf("%s %s %q: fast answered %v without the replica, stdlib %v", method, target, headers, fs.statuses, ss.statuses)
 			}
 			return
 		}
 		fLine, fHead := cb.last(t)
-		ss := rawExchange(t, std.url[len("http://"):], from, method, target, headers)
+		ss := rawExchangeOver(t, cfg, stdAddr, from, method, target, headers)
 		sLine, sHead := cb.last(t)
 		if fLine != sLine || !slices.Equal(fHead, sHead) {
 			rt.Fatalf("%s %s %q from %s:\nfast   %q %q\nstdlib %q %q", method, target, headers, from, fLine, fHead, sLine, sHead)

@@ -19,12 +19,12 @@ import (
 	"github.com/tetherproxy/tether/internal/testcert"
 )
 
-// tlsLoop is a proxy's TLS listener served as tether serve serves it:
+// tlsListener is a proxy's TLS listener served as tether serve serves it:
 // the loop in front, net/http's server (HTTP/1.1 and HTTP/2 by ALPN)
 // behind. conns records, per connection state, the type of the
 // connection the hook was given: the loop's (*tls.Conn) or one handed
 // over (*tlsHandoffConn).
-type tlsLoop struct {
+type tlsListener struct {
 	addr   string
 	client *tls.Config
 	mu     sync.Mutex
@@ -49,18 +49,22 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func (l *tlsLoop) states() []string {
+func (l *tlsListener) states() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.conns...)
 }
 
-func newTLSLoop(t *testing.T, p *Proxy, mod func(*http.Server)) *tlsLoop {
+func newTLSLoop(t *testing.T, p *Proxy, mod func(*http.Server)) *tlsListener {
 	t.Helper()
-	ca, err := testcert.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
+	return newTLSServe(t, p, true, mod)
+}
+
+// newTLSServe serves p's TLS listener through the loop, or with
+// net/http's server alone (loop false: TETHER_FORWARDING=stdlib).
+func newTLSServe(t *testing.T, p *Proxy, loop bool, mod func(*http.Server)) *tlsListener {
+	t.Helper()
+	ca := testCA(t)
 	certPEM, keyPEM, err := ca.Issue([]string{"l.example"}, time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +73,7 @@ func newTLSLoop(t *testing.T, p *Proxy, mod func(*http.Server)) *tlsLoop {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &tlsLoop{client: &tls.Config{RootCAs: ca.Pool, ServerName: "l.example"}}
+	l := &tlsListener{client: &tls.Config{RootCAs: ca.Pool, ServerName: "l.example"}}
 	srv := p.NewServer()
 	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}}
 	protos := new(http.Protocols)
@@ -90,16 +94,36 @@ func newTLSLoop(t *testing.T, p *Proxy, mod func(*http.Server)) *tlsLoop {
 		t.Fatal(err)
 	}
 	l.addr = ln.Addr().String()
-	ls := NewLoopServer(srv)
+	serve, shutdown := srv.Serve, srv.Shutdown
+	if loop {
+		ls := NewLoopServer(srv)
+		serve, shutdown = ls.Serve, ls.Shutdown
+	}
 	done := make(chan struct{})
-	go func() { defer close(done); _ = ls.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
+	go func() { defer close(done); _ = serve(tls.NewListener(ln, srv.TLSConfig)) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = ls.Shutdown(ctx)
+		_ = shutdown(ctx)
 		<-done
 	})
 	return l
+}
+
+var (
+	caOnce sync.Once
+	ca     *testcert.CA
+	caErr  error
+)
+
+// testCA is the CA of every test TLS listener, so that one client
+// configuration trusts them all.
+func testCA(t *testing.T) *testcert.CA {
+	caOnce.Do(func() { ca, caErr = testcert.NewCA() })
+	if caErr != nil {
+		t.Fatal(caErr)
+	}
+	return ca
 }
 
 // echoProto is a replica that answers with what it saw of the request's
