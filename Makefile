@@ -107,6 +107,8 @@ soak: deps
 	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestMergeIsASemilattice$$' ./stickydb/ -rapid.checks=1000
 	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestEventLogMatchesModel$$' ./stickydb/ -rapid.checks=1000
 	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^Test(Group|Chunk|RequestEndState)RoundTrip$$|^TestReaderMatchesMsgpack$$' ./gossip/ -rapid.checks=1000
+	@echo "== soak: the fast path and the loop against net/http, plain and over TLS, x10"
+	$(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestFast(Responses)?MatchesStdlibProperty$$' ./proxy/ -rapid.checks=1000
 	@echo "== soak: a fleet of processes through 60 TTLs, 30 restarts per recovery mode"
 	LONGRUN_RESTARTS=30 LONGRUN_TTLS=60 $(GO) test -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestFleetLongRun$$' ./test/
 	@echo "== soak: recovery's kill -9 test x10"

@@ -68,11 +68,16 @@
 // does not take at once goes through net.Conn.Write, with the wanted
 // write deadline put in force then. The raw mode takes a plain TCP
 // connection, or a wrapper that holds no bytes of its own and gives its
-// socket (connlimit's, which tether serve's listener always uses); TLS
-// and PROXY-protocol connections are read through their Read. A watch of
-// the client during a slow response reads a duplicate descriptor of the
-// socket (the raw loop holds the connection's read lock). Four system
-// calls per request and the probe: bench/README.md has the counts.
+// socket (connlimit's, which tether serve's listener always uses); a
+// PROXY-protocol connection is read through its Read. Over TLS the loop
+// makes the TLS connection itself (LoopServer.TLSConfig) over a socket
+// whose reads and writes, in the raw mode, are those same system calls
+// (tlsSocket; an empty socket is a temporary error that tls.Conn passes
+// up and survives), so HTTPS is served from inside one RawConn.Read too.
+// A watch of the client during a slow response reads a duplicate
+// descriptor of the socket (the raw loop holds the connection's read
+// lock); under TLS the byte it reads goes back under the TLS layer. Four
+// system calls per request and the probe: bench/README.md has the counts.
 //
 // Every other request takes httputil.ReverseProxy: one per replica
 // (Rewrite with SetURL and SetXForwarded; the client's Host is kept), so a

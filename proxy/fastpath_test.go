@@ -280,8 +280,8 @@ func TestFastMatchesStdlibProperty(t *testing.T) {
 	// Over TLS: the loop with the fast path against net/http's server with
 	// ReverseProxy, as tether serves its TLS listener with either setting.
 	t.Run("https", func(t *testing.T) {
-		lf := newTLSServe(t, fast.p, true, nil)
-		ls := newTLSServe(t, std.p, false, nil)
+		lf := newTLSServe(t, fast.p, tlsLoopRaw, nil)
+		ls := newTLSServe(t, std.p, tlsStd, nil)
 		fastMatchesStdlibProperty(t, cb, lf.client, lf.addr, ls.addr)
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"log"
 	"net"
 	"net/http"
@@ -27,8 +26,9 @@ import (
 // and writes through reused buffers and one reused http.Request per
 // connection, and calls Std.Handler as net/http would.
 //
-// A TLS listener's connections (*tls.Conn) get their handshake in the
-// loop, as net/http's server does it (the handshake timeout, the 400 to a
+// A TLS listener's connections (*tls.Conn, or the ones the loop makes
+// with TLSConfig) get their handshake in the loop, as net/http's server
+// does it (the handshake timeout, the 400 to a
 // client that speaks plain HTTP, the log line of a failed handshake); one
 // that chose HTTP/2 by ALPN goes to Std whole, whose TLSNextProto serves
 // it; HTTP/1.1 stays in the loop, with Request.TLS set, and a connection
@@ -47,6 +47,10 @@ import (
 // write, not at once), and serve anything parseRequestHead refuses.
 type LoopServer struct {
 	Std *http.Server
+	// TLSConfig, when set, makes Serve's connections TLS server
+	// connections (Serve's listener then gives plain ones): the loop
+	// reads them raw, as plain ones (see tlsSocket).
+	TLSConfig *tls.Config
 
 	hand *handoffListener
 
@@ -100,7 +104,11 @@ func (s *LoopServer) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		lc := &loopConn{s: s, c: c}
+		lc := &loopConn{s: s, c: c, fd: -1}
+		if s.TLSConfig != nil {
+			lc.ts = &tlsSocket{Conn: c, lc: lc}
+			lc.c = tls.Server(lc.ts, s.TLSConfig)
+		}
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -136,7 +144,7 @@ func (s *LoopServer) Shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		for lc := range s.conns {
 			if lc.state.Load() != int32(http.StateActive) {
-				_ = lc.c.Close()
+				_ = lc.closeSocket()
 			}
 		}
 		n := len(s.conns)
@@ -162,7 +170,7 @@ func (s *LoopServer) Close() error {
 		_ = s.ln.Close()
 	}
 	for lc := range s.conns {
-		_ = lc.c.Close()
+		_ = lc.closeSocket()
 	}
 	s.mu.Unlock()
 	s.hand.close()
@@ -211,16 +219,6 @@ func (c *handoffConn) Read(p []byte) (int, error) {
 
 func (c *handoffConn) NetConn() net.Conn { return c.Conn }
 
-// tlsHandoffConn is a handed-over TLS connection: net/http's server sets
-// Request.TLS from ConnectionState for a connection that is not a
-// *tls.Conn itself.
-type tlsHandoffConn struct {
-	*handoffConn
-	state tls.ConnectionState
-}
-
-func (c *tlsHandoffConn) ConnectionState() tls.ConnectionState { return c.state }
-
 // CloseWrite lets net/http half-close before it closes (closeWriteAndWait),
 // so that a client still sending gets the error response, not a reset.
 func (c *handoffConn) CloseWrite() error {
@@ -260,6 +258,7 @@ type loopConn struct {
 	handedOver bool
 	connCtx    context.Context
 	tlsState   *tls.ConnectionState // the handshake's, on a TLS connection
+	ts         *tlsSocket           // under c when the loop made the TLS connection
 
 	// Reading in the raw mode (serveRaw): fd is the socket while the
 	// connection is served from inside its RawConn.Read (-1 otherwise);
@@ -294,6 +293,17 @@ type loopConn struct {
 	watchGot   bool // it read a byte (the next request's first)
 	watchStop  atomic.Bool
 	clientGone bool // it saw the client leave (under the reqCtx's mu)
+}
+
+// closeSocket closes the connection from another goroutine than the
+// loop's: a TLS connection the loop made loses its socket (its own Close
+// would write an alert, racing the loop's writes); the loop's goroutine
+// then ends and closes the rest.
+func (lc *loopConn) closeSocket() error {
+	if lc.ts != nil {
+		return lc.ts.Conn.Close()
+	}
+	return lc.c.Close()
 }
 
 func (lc *loopConn) setState(st http.ConnState) {
@@ -349,8 +359,11 @@ func (lc *loopConn) serve() {
 	lc.buf = loopBufs.Get().(*[]byte)
 	lc.h = make(http.Header, 8) // up to 8 fields one small map, cheap to clear
 	lc.rw.lc = lc
-	lc.fd = -1
-	if rc := rawConn(lc.c); rc != nil {
+	sock := lc.c
+	if lc.ts != nil {
+		sock = lc.ts.Conn
+	}
+	if rc := rawConn(sock); rc != nil {
 		lc.serveRaw(rc)
 		return
 	}
@@ -485,11 +498,15 @@ func (lc *loopConn) syncWriteDeadline() error {
 // with a send(2) of the socket (sendThen), through connWrite for what the
 // socket does not take at once, or once the deadline has passed.
 func (lc *loopConn) Write(p []byte) (int, error) {
-	if lc.fd >= 0 && (lc.wdl.IsZero() || time.Now().Before(lc.wdl)) {
+	if lc.fd >= 0 && lc.ts == nil && lc.sendable() {
 		return sendThen(lc.fd, p, lc.connWrite)
 	}
-	return lc.connWrite(p)
+	return lc.connWrite(p) // over TLS, the socket's writes are tlsSocket's
 }
+
+// sendable reports that the raw mode may send on the socket itself: the
+// write deadline has not passed.
+func (lc *loopConn) sendable() bool { return lc.wdl.IsZero() || time.Now().Before(lc.wdl) }
 
 // connWrite is net.Conn.Write with the wanted write deadline in force.
 func (lc *loopConn) connWrite(p []byte) (int, error) {
@@ -511,16 +528,30 @@ func sendThen(fd int, p []byte, write func([]byte) (int, error)) (int, error) {
 	return n + m, err
 }
 
-// errWouldBlock is read's "the socket is empty" in the raw mode.
-var errWouldBlock = errors.New("proxy: would block")
+// errWouldBlock is read's "the socket is empty" in the raw mode. It is a
+// temporary net.Error so that a tls.Conn reading through tlsSocket
+// returns it and keeps the connection (a partial record stays buffered).
+var errWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "proxy: would block" }
+func (wouldBlock) Timeout() bool   { return false }
+func (wouldBlock) Temporary() bool { return true }
 
 // read reads from the connection: net.Conn.Read, or in the raw mode a
 // read(2) of the socket that returns errWouldBlock when it is empty or
-// when an earlier read emptied it (see serveRaw).
+// when an earlier read emptied it (see serveRaw); over TLS in the raw
+// mode, tls.Conn.Read, whose socket reads are sockRead's.
 func (lc *loopConn) read(p []byte) (int, error) {
-	if lc.fd < 0 {
+	if lc.fd < 0 || lc.ts != nil {
 		return lc.c.Read(p)
 	}
+	return lc.sockRead(p)
+}
+
+// sockRead is the raw mode's read of the socket.
+func (lc *loopConn) sockRead(p []byte) (int, error) {
 	if lc.short {
 		return 0, errWouldBlock
 	}
@@ -689,59 +720,6 @@ func (lc *loopConn) handOverConn(c net.Conn) {
 		lc.handedOver = true
 	case <-lc.s.hand.done:
 	}
-}
-
-// handshake runs a TLS connection's handshake as net/http's server does:
-// within the shortest of Std's read-header, read and write timeouts; a
-// client that sent plain HTTP gets net/http's 400, a failure is logged to
-// Std.ErrorLog. False when it failed (the connection is to be closed).
-func (lc *loopConn) handshake(ctx context.Context, tc *tls.Conn) bool {
-	to := tlsHandshakeTimeout(lc.s.Std)
-	if to > 0 {
-		dl := time.Now().Add(to)
-		_ = tc.SetReadDeadline(dl)
-		_ = tc.SetWriteDeadline(dl)
-	}
-	if err := tc.HandshakeContext(ctx); err != nil {
-		reason := err.Error()
-		var re tls.RecordHeaderError
-		if errors.As(err, &re) && re.Conn != nil && recordLooksLikeHTTP(re.RecordHeader) {
-			_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
-			_ = re.Conn.Close()
-			reason = "client sent an HTTP request to an HTTPS server"
-		}
-		lc.s.logf("http: TLS handshake error from %s: %v", lc.remote, reason)
-		return false
-	}
-	if to > 0 {
-		_ = tc.SetReadDeadline(time.Time{})
-		_ = tc.SetWriteDeadline(time.Time{})
-	}
-	st := tc.ConnectionState()
-	lc.tlsState = &st
-	return true
-}
-
-// tlsHandshakeTimeout is net/http's: the shortest positive of
-// ReadHeaderTimeout, ReadTimeout and WriteTimeout.
-func tlsHandshakeTimeout(s *http.Server) time.Duration {
-	var d time.Duration
-	for _, v := range [...]time.Duration{s.ReadHeaderTimeout, s.ReadTimeout, s.WriteTimeout} {
-		if v > 0 && (d == 0 || v < d) {
-			d = v
-		}
-	}
-	return d
-}
-
-// recordLooksLikeHTTP is net/http's test of a TLS record header that is
-// the start of a plain HTTP request.
-func recordLooksLikeHTTP(hdr [5]byte) bool {
-	switch string(hdr[:]) {
-	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
-		return true
-	}
-	return false
 }
 
 // logf logs to Std.ErrorLog, or the standard logger, as net/http does.
@@ -920,6 +898,11 @@ func (lc *loopConn) endWatch(c *reqCtx) {
 	lc.watch = nil
 	if lc.watchGot {
 		lc.watchGot = false
+		if lc.ts != nil && lc.fd >= 0 {
+			// The watch read the socket under TLS: a byte of a record.
+			lc.ts.unread(lc.watchByte[0])
+			return
+		}
 		(*lc.buf)[0] = lc.watchByte[0]
 		lc.r, lc.w = 0, 1
 	}

@@ -3,11 +3,13 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pires/go-proxyproto"
 
@@ -34,13 +36,16 @@ func TestLoopRawModeByListener(t *testing.T) {
 		wrap func(net.Listener) net.Listener
 		raw  bool
 		pp   bool // the client sends a PROXY header
+		tls  bool // the loop makes TLS connections (LoopServer.TLSConfig)
 	}{
-		{"tcp", func(ln net.Listener) net.Listener { return ln }, true, false},
-		{"connlimit", limited, true, false},
-		{"proxyproto", func(ln net.Listener) net.Listener { return &proxyproto.Listener{Listener: ln} }, false, true},
+		{"tcp", func(ln net.Listener) net.Listener { return ln }, true, false, false},
+		{"connlimit", limited, true, false, false},
+		{"proxyproto", func(ln net.Listener) net.Listener { return &proxyproto.Listener{Listener: ln} }, false, true, false},
 		{"proxyproto over connlimit", func(ln net.Listener) net.Listener {
 			return &proxyproto.Listener{Listener: limited(ln)}
-		}, false, true},
+		}, false, true, false},
+		{"tls over connlimit", limited, true, false, true},
+		{"tls over proxyproto", func(ln net.Listener) net.Listener { return &proxyproto.Listener{Listener: ln} }, false, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -50,19 +55,37 @@ func TestLoopRawModeByListener(t *testing.T) {
 				}
 				_, _ = io.WriteString(w, raw)
 			})
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			wl := tc.wrap(ln)
-			ls := NewLoopServer(&http.Server{Handler: h, ConnState: func(c net.Conn, s http.ConnState) { connlimit.SetState(c, s) }})
-			go func() { _ = ls.Serve(wl) }()
-			t.Cleanup(func() { _ = ls.Close() })
+			state := func(c net.Conn, s http.ConnState) { connlimit.SetState(c, s) }
 			raw := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+			pp := ""
 			if tc.pp {
-				raw = "PROXY TCP4 192.0.2.1 127.0.0.1 5555 80\r\n" + raw
+				pp = "PROXY TCP4 192.0.2.1 127.0.0.1 5555 80\r\n"
 			}
-			got := rvExchange(t, ln.Addr().String(), raw, false)
+			var got string
+			if tc.tls {
+				addr, cfg := rvServeTLS(t, h, func(s *http.Server) { s.ConnState = state }, tc.wrap)
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				_, _ = io.WriteString(c, pp)
+				tc := tls.Client(c, cfg)
+				_, _ = io.WriteString(tc, raw)
+				b, _ := io.ReadAll(tc)
+				got = string(b)
+			} else {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				wl := tc.wrap(ln)
+				ls := NewLoopServer(&http.Server{Handler: h, ConnState: state})
+				go func() { _ = ls.Serve(wl) }()
+				t.Cleanup(func() { _ = ls.Close() })
+				got = rvExchange(t, ln.Addr().String(), pp+raw, false)
+			}
 			want := map[bool]string{true: "yes", false: "no"}[tc.raw]
 			if !strings.HasSuffix(got, "\r\n\r\n"+want) {
 				t.Fatalf("raw mode: want %q, got response %q", want, got)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -35,11 +36,22 @@ func TestLoopRawNoLostWakeup(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, r.URL.Path)
 	})
-	la, _ := rvServeBoth(t, h, func(s *http.Server) { s.IdleTimeout = time.Minute; s.ReadHeaderTimeout = time.Minute })
-	c, err := net.Dial("tcp", la)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mod := func(s *http.Server) { s.IdleTimeout = time.Minute; s.ReadHeaderTimeout = time.Minute }
+	la, _ := rvServeBoth(t, h, mod)
+	ta, cfg := rvServeTLS(t, h, mod, nil)
+	t.Run("plain", func(t *testing.T) {
+		c, err := net.Dial("tcp", la)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testNoLostWakeup(t, c, started, release)
+	})
+	// Over TLS the watch reads a byte of the next request's record from
+	// the socket: it must go back under the TLS layer.
+	t.Run("tls", func(t *testing.T) { testNoLostWakeup(t, dialTLS(t, ta, cfg), started, release) })
+}
+
+func testNoLostWakeup(t *testing.T, c net.Conn, started chan string, release chan struct{}) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	answer := func(want string) {
@@ -153,11 +165,19 @@ func TestLoopRawWriteTimeout(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, r.URL.Path)
 	})
-	la, sa := rvServeBoth(t, h, func(s *http.Server) { s.WriteTimeout = 100 * time.Millisecond })
-	for _, a := range []struct{ name, addr string }{{"loop", la}, {"std", sa}} {
+	mod := func(s *http.Server) { s.WriteTimeout = 100 * time.Millisecond }
+	la, sa := rvServeBoth(t, h, mod)
+	ta, cfg := rvServeTLS(t, h, mod, nil)
+	for _, a := range []struct {
+		name, addr string
+		tls        *tls.Config
+	}{{"loop", la, nil}, {"std", sa, nil}, {"loop tls", ta, cfg}} {
 		c, err := net.Dial("tcp", a.addr)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if a.tls != nil {
+			c = tls.Client(c, a.tls)
 		}
 		br := bufio.NewReader(c)
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -201,10 +221,20 @@ func TestLoopRawLargeResponseIntact(t *testing.T) {
 		}
 	})
 	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"a": be.URL()})}}, withForwarding(ForwardFast, nil))
-	c, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Run("plain", func(t *testing.T) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		largeResponsesIntact(t, c, body)
+	})
+	t.Run("tls", func(t *testing.T) {
+		l := newTLSServe(t, r.p, tlsLoopRaw, nil)
+		largeResponsesIntact(t, dialTLS(t, l.addr, l.client), body)
+	})
+}
+
+func largeResponsesIntact(t *testing.T, c net.Conn, body []byte) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	for i := range 2 {

@@ -55,14 +55,19 @@ func (l *tlsListener) states() []string {
 	return append([]string(nil), l.conns...)
 }
 
-func newTLSLoop(t *testing.T, p *Proxy, mod func(*http.Server)) *tlsListener {
-	t.Helper()
-	return newTLSServe(t, p, true, mod)
-}
+// How a test serves TLS.
+type tlsMode int
 
-// newTLSServe serves p's TLS listener through the loop, or with
-// net/http's server alone (loop false: TETHER_FORWARDING=stdlib).
-func newTLSServe(t *testing.T, p *Proxy, loop bool, mod func(*http.Server)) *tlsListener {
+const (
+	tlsStd          tlsMode = iota // net/http's server alone (TETHER_FORWARDING=stdlib)
+	tlsLoopListener                // the loop behind tls.NewListener: tls.Conn over the accepted connection
+	tlsLoopRaw                     // the loop making the TLS connections (LoopServer.TLSConfig), as tether serves
+)
+
+func (m tlsMode) String() string { return [...]string{"std", "tls listener", "raw"}[m] }
+
+// newTLSServe serves p's TLS listener as mode says.
+func newTLSServe(t *testing.T, p *Proxy, mode tlsMode, mod func(*http.Server)) *tlsListener {
 	t.Helper()
 	ca := testCA(t)
 	certPEM, keyPEM, err := ca.Issue([]string{"l.example"}, time.Now().Add(time.Hour))
@@ -95,12 +100,16 @@ func newTLSServe(t *testing.T, p *Proxy, loop bool, mod func(*http.Server)) *tls
 	}
 	l.addr = ln.Addr().String()
 	serve, shutdown := srv.Serve, srv.Shutdown
-	if loop {
+	var sln net.Listener = tls.NewListener(ln, srv.TLSConfig)
+	if mode != tlsStd {
 		ls := NewLoopServer(srv)
 		serve, shutdown = ls.Serve, ls.Shutdown
+		if mode == tlsLoopRaw {
+			ls.TLSConfig, sln = srv.TLSConfig, ln
+		}
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); _ = serve(tls.NewListener(ln, srv.TLSConfig)) }()
+	go func() { defer close(done); _ = serve(sln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -140,7 +149,12 @@ func echoProto(t *testing.T) string {
 // the TLS state (X-Forwarded-Proto: https); HTTP/2 goes to net/http whole.
 func TestLoopTLS(t *testing.T) {
 	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"e": echoProto(t)})}}, nil)
-	l := newTLSLoop(t, r.p, nil)
+	for _, mode := range []tlsMode{tlsLoopRaw, tlsLoopListener} {
+		t.Run(mode.String(), func(t *testing.T) { testLoopTLS(t, newTLSServe(t, r.p, mode, nil)) })
+	}
+}
+
+func testLoopTLS(t *testing.T, l *tlsListener) {
 
 	h1 := &http.Transport{TLSClientConfig: l.client, MaxConnsPerHost: 1, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
 	defer h1.CloseIdleConnections()
@@ -207,7 +221,14 @@ func TestLoopTLS(t *testing.T) {
 // the handshake timeout.
 func TestLoopTLSHandshake(t *testing.T) {
 	r := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"e": echoProto(t)})}}, nil)
-	l := newTLSLoop(t, r.p, func(s *http.Server) { s.ReadHeaderTimeout = 300 * time.Millisecond })
+	for _, mode := range []tlsMode{tlsLoopRaw, tlsLoopListener} {
+		t.Run(mode.String(), func(t *testing.T) {
+			testLoopTLSHandshake(t, newTLSServe(t, r.p, mode, func(s *http.Server) { s.ReadHeaderTimeout = 300 * time.Millisecond }))
+		})
+	}
+}
+
+func testLoopTLSHandshake(t *testing.T, l *tlsListener) {
 
 	c, err := net.Dial("tcp", l.addr)
 	if err != nil {
@@ -242,4 +263,46 @@ func TestLoopTLSHandshake(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// rvServeTLS serves h through the loop making TLS connections
+// (LoopServer.TLSConfig) over wrap(a loopback listener), as tether's TLS
+// listener is served, and returns its address and a client configuration.
+func rvServeTLS(t *testing.T, h http.Handler, mod func(*http.Server), wrap func(net.Listener) net.Listener) (string, *tls.Config) {
+	t.Helper()
+	certPEM, keyPEM, err := testCA(t).Issue([]string{"l.example"}, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	if mod != nil {
+		mod(srv)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := NewLoopServer(srv)
+	ls.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"http/1.1"}}
+	var wl net.Listener = ln
+	if wrap != nil {
+		wl = wrap(ln)
+	}
+	go func() { _ = ls.Serve(wl) }()
+	t.Cleanup(func() { _ = ls.Close() })
+	return ln.Addr().String(), &tls.Config{RootCAs: testCA(t).Pool, ServerName: "l.example"}
+}
+
+// dialTLS dials addr and completes the handshake.
+func dialTLS(t *testing.T, addr string, cfg *tls.Config) net.Conn {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

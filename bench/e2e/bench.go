@@ -50,10 +50,11 @@ func (o *options) validate() error {
 		return fmt.Errorf("-clients %d: want 1..4096", o.clients)
 	}
 	for _, r := range o.rows {
-		if r == baseRow && o.tetherBase == "" {
-			return fmt.Errorf("-rows: %s needs -tether-base", baseRow)
+		isBase := r == baseRow || r == tlsRow(baseRow)
+		if isBase && o.tetherBase == "" {
+			return fmt.Errorf("-rows: %s needs -tether-base", r)
 		}
-		if !slices.Contains(allRows, r) && r != baseRow {
+		if !slices.Contains(allRows, r) && !isBase {
 			return fmt.Errorf("-rows: unknown row %q (rows: %v)", r, allRows)
 		}
 	}

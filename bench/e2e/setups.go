@@ -57,7 +57,8 @@ func tlsRow(key string) string { return key + "-tls" }
 const tlsRef = "haproxy-1"
 
 // baseRow is the optional row of a second tether binary (-tether-base),
-// one node, run beside the others: a before/after comparison in one run.
+// one node, run beside the others: a before/after comparison in one run;
+// tlsRow(baseRow) is its HTTPS row, run when the rows have tether's.
 const baseRow = "tether-1-base"
 
 // lab holds what every setup shares.
@@ -144,6 +145,10 @@ func (l *lab) newSetup(ctx context.Context, key string) *setup {
 	case baseRow:
 		s := l.tether(ctx, key, 1, l.o.tetherBase)
 		s.label = "tether, 1 node, baseline (" + filepath.Base(l.o.tetherBase) + ")"
+		return s
+	case tlsRow(baseRow):
+		s := l.tether(ctx, key, 1, l.o.tetherBase)
+		s.label = "tether, 1 node, HTTPS, baseline (" + filepath.Base(l.o.tetherBase) + ")"
 		return s
 	case "haproxy-1":
 		return l.haproxy(ctx, key, 1)

@@ -77,6 +77,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"no clients", func(o *options) { o.clients = 0 }, "-clients"},
 		{"baseline row without binary", func(o *options) { o.rows = []string{baseRow} }, "-tether-base"},
 		{"baseline row", func(o *options) { o.rows, o.tetherBase = []string{"tether-1", baseRow}, "/bin/old" }, ""},
+		{"baseline HTTPS row without binary", func(o *options) { o.rows = []string{tlsRow(baseRow)} }, "-tether-base"},
+		{"baseline HTTPS row", func(o *options) { o.rows, o.tetherBase = []string{tlsRow("tether-1"), tlsRow(baseRow)}, "/bin/old" }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

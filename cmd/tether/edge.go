@@ -124,19 +124,25 @@ func startTLS(ctx context.Context, n *node) error {
 		n.log.Info().Int64("rotate_ms", e.TicketRotate.Milliseconds()).Int("keep", e.TicketKeep).
 			Msg("TLS session ticket keys shared fleet-wide over the encrypted gossip: a client resumes on any node")
 	}
-	tl := edge.ServeTLS(srv, n.edgeListener(lim), tcfg, edge.H2ErrorCounter(n.registry))
+	plain := n.edgeListener(lim)
+	tl := edge.ServeTLS(srv, plain, tcfg, edge.H2ErrorCounter(n.registry))
 	n.edge.tlsServer, n.edge.tlsLn = srv, ln
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	go edge.PollCerts(pollCtx, certs, certPoll)
 	// HTTP/1.1 over TLS is served by the proxy's connection loop, as on
-	// the plain listener; HTTP/2 and the rest go to srv.
-	serve, shutdown, closeAll := srv.Serve, srv.Shutdown, srv.Close
+	// the plain listener (the loop makes the TLS connections over plain's
+	// own, so it reads their sockets itself); HTTP/2 and the rest go to
+	// srv.
+	serve := func() error { return srv.Serve(tl) }
+	shutdown, closeAll := srv.Shutdown, srv.Close
 	if n.cfg.Forwarding == proxy.ForwardFast {
 		ls := proxy.NewLoopServer(srv)
-		serve, shutdown, closeAll = ls.Serve, ls.Shutdown, ls.Close
+		ls.TLSConfig = tcfg
+		serve = func() error { return ls.Serve(plain) }
+		shutdown, closeAll = ls.Shutdown, ls.Close
 	}
 	go func() {
-		if err := serve(tl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			select {
 			case n.failed <- fmt.Errorf("TLS listener: %w", err):
 			default:
