@@ -134,6 +134,17 @@ func TestLoopHeaderTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	headerCut(t, c)
+	// Over TLS (the raw mode's tlsSocket), a head begun after the
+	// handshake is cut the same way.
+	l := newTLSServe(t, r.p, tlsLoopRaw, func(s *http.Server) { s.ReadHeaderTimeout = 300 * time.Millisecond })
+	headerCut(t, dialTLS(t, l.addr, l.client))
+}
+
+// headerCut sends the start of a head on c and requires the server to
+// close c, well before 5 s.
+func headerCut(t *testing.T, c net.Conn) {
+	t.Helper()
 	defer c.Close()
 	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: l.ex")
 	start := time.Now()
