@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -278,5 +280,47 @@ func TestLoopFraming(t *testing.T) {
 		if tc.path == "/small" && tc.method == "GET" && res.Header.Get("Content-Type") != "text/html; charset=utf-8" {
 			t.Fatalf("sniffed %q", res.Header.Get("Content-Type"))
 		}
+	}
+}
+
+// workers counts the goroutines in LoopServer.worker.
+func workers() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return bytes.Count(buf, []byte("proxy.(*LoopServer).worker("))
+}
+
+// A connection after another is served by the worker that served the
+// first (its stack already grown), not by a new goroutine; the workers end
+// when the server closes.
+func TestLoopWorkersReused(t *testing.T) {
+	before := workers()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := NewLoopServer(&http.Server{Handler: h})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = ls.Serve(ln) }()
+	for i := range 50 {
+		got := rvExchange(t, ln.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false)
+		if !strings.HasSuffix(got, "\r\n\r\nok") {
+			t.Fatalf("connection %d: %q", i, got)
+		}
+	}
+	// 50 connections one after another: a worker or two (one may still be
+	// finishing its connection as the next is accepted), not 50.
+	if n := workers() - before; n < 1 || n > 3 {
+		t.Fatalf("%d workers after 50 sequential connections, want 1 to 3", n)
+	}
+	_ = ls.Close()
+	<-done
+	deadline := time.Now().Add(5 * time.Second)
+	for workers() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers left after Close", workers()-before)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -50,7 +50,7 @@ func (o *options) validate() error {
 		return fmt.Errorf("-clients %d: want 1..4096", o.clients)
 	}
 	for _, r := range o.rows {
-		isBase := r == baseRow || r == tlsRow(baseRow)
+		isBase := r == baseRow || r == tlsRow(baseRow) || r == shortRow(baseRow)
 		if isBase && o.tetherBase == "" {
 			return fmt.Errorf("-rows: %s needs -tether-base", r)
 		}

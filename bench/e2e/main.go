@@ -65,7 +65,7 @@ func main() {
 	o := defaultOptions()
 	rows := strings.Join(o.rows, ",")
 	flag.StringVar(&o.tether, "tether", o.tether, "tether binary (`tether serve` is started with TETHER_* variables)")
-	flag.StringVar(&o.tetherBase, "tether-base", "", "a second tether binary, run as one more row (\"tether-1-base\", after tether-1; and \"tether-1-base-tls\" after tether-1-tls): before/after in one run")
+	flag.StringVar(&o.tetherBase, "tether-base", "", "a second tether binary, run as one more row (\"tether-1-base\", after tether-1; \"tether-1-base-tls\" and \"tether-1-base-short\" after tether-1-tls and tether-1-short): before/after in one run")
 	flag.StringVar(&o.haproxy, "haproxy", o.haproxy, "haproxy binary")
 	flag.StringVar(&rows, "rows", rows, "rows to run, of "+strings.Join(allRows, ","))
 	flag.StringVar(&o.ref, "ref", o.ref, "the HAProxy row that ratios are taken against")
@@ -87,8 +87,10 @@ func main() {
 	if o.tetherBase != "" && !slices.Contains(o.rows, baseRow) {
 		i := slices.Index(o.rows, "tether-1") + 1 // 0 when absent: first
 		o.rows = slices.Insert(o.rows, i, baseRow)
-		if i := slices.Index(o.rows, tlsRow("tether-1")); i >= 0 && !slices.Contains(o.rows, tlsRow(baseRow)) {
-			o.rows = slices.Insert(o.rows, i+1, tlsRow(baseRow))
+		for _, variant := range []func(string) string{tlsRow, shortRow} {
+			if i := slices.Index(o.rows, variant("tether-1")); i >= 0 && !slices.Contains(o.rows, variant(baseRow)) {
+				o.rows = slices.Insert(o.rows, i+1, variant(baseRow))
+			}
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -58,7 +58,8 @@ const tlsRef = "haproxy-1"
 
 // baseRow is the optional row of a second tether binary (-tether-base),
 // one node, run beside the others: a before/after comparison in one run;
-// tlsRow(baseRow) is its HTTPS row, run when the rows have tether's.
+// tlsRow(baseRow) and shortRow(baseRow) are its HTTPS and
+// new-connection rows, run when the rows have tether's.
 const baseRow = "tether-1-base"
 
 // lab holds what every setup shares.
@@ -149,6 +150,10 @@ func (l *lab) newSetup(ctx context.Context, key string) *setup {
 	case tlsRow(baseRow):
 		s := l.tether(ctx, key, 1, l.o.tetherBase)
 		s.label = "tether, 1 node, HTTPS, baseline (" + filepath.Base(l.o.tetherBase) + ")"
+		return s
+	case shortRow(baseRow):
+		s := l.tether(ctx, key, 1, l.o.tetherBase)
+		s.label, s.short = "tether, 1 node, new connection per request, baseline ("+filepath.Base(l.o.tetherBase)+")", true
 		return s
 	case "haproxy-1":
 		return l.haproxy(ctx, key, 1)
