@@ -76,7 +76,9 @@
 // up and survives), so HTTPS is served from inside one RawConn.Read too.
 // A watch of the client during a slow response reads a duplicate
 // descriptor of the socket (the raw loop holds the connection's read
-// lock); under TLS the byte it reads goes back under the TLS layer. Four
+// lock); under TLS, where a byte of a record says nothing (it may begin
+// the client's close_notify), it reads until the socket ends or it is
+// stopped, and what it read goes back under the TLS layer. Four
 // system calls per request and the probe: bench/README.md has the counts.
 //
 // Every other request takes httputil.ReverseProxy: one per replica

@@ -323,7 +323,8 @@ type loopConn struct {
 	// The client watch (reqCtx): the background read while a handler runs.
 	watch      chan struct{} // closed when the read returns
 	watchByte  [1]byte
-	watchGot   bool // it read a byte (the next request's first)
+	watchGot   bool   // it read a byte (the next request's first)
+	watchRaw   []byte // under TLS in the raw mode: the bytes it read (watchRecords)
 	watchStop  atomic.Bool
 	clientGone bool // it saw the client leave (under the reqCtx's mu)
 }
@@ -458,25 +459,35 @@ func (lc *loopConn) next(first bool) step {
 // from bytes already read) costs the read it would have cost anyway.
 func (lc *loopConn) serveRaw(rc syscall.RawConn) {
 	first, res := true, stepEnd
-	err := rc.Read(func(fd uintptr) bool {
-		lc.fd, lc.short = int(fd), false // first call, or woken: read
-		for {
-			switch res = lc.next(first); res {
-			case stepServed:
-				first = false
-			case stepWait:
-				lc.applyReadDeadline()
-				return false
-			default:
-				return true
+	var err error
+	func() {
+		// Also when a handler panics (http.ErrAbortHandler) through
+		// here: the raw mode ends, and the watch's descriptor is closed,
+		// which ends the watch (a socket with a descriptor left open
+		// would not close).
+		defer func() {
+			lc.fd = -1
+			if lc.dup != nil {
+				_ = lc.dup.Close()
+				lc.dup = nil
 			}
-		}
-	})
-	lc.fd = -1
+		}()
+		err = rc.Read(func(fd uintptr) bool {
+			lc.fd, lc.short = int(fd), false // first call, or woken: read
+			for {
+				switch res = lc.next(first); res {
+				case stepServed:
+					first = false
+				case stepWait:
+					lc.applyReadDeadline()
+					return false
+				default:
+					return true
+				}
+			}
+		})
+	}()
 	_ = lc.syncWriteDeadline()
-	if lc.dup != nil {
-		_ = lc.dup.Close()
-	}
 	if err == nil && res == stepHandOver {
 		lc.handOver()
 	}
@@ -582,8 +593,18 @@ func (wouldBlock) Temporary() bool { return true }
 // when an earlier read emptied it (see serveRaw); over TLS in the raw
 // mode, tls.Conn.Read, whose socket reads are sockRead's.
 func (lc *loopConn) read(p []byte) (int, error) {
-	if lc.fd < 0 || lc.ts != nil {
+	if lc.fd < 0 {
 		return lc.c.Read(p)
+	}
+	if lc.ts != nil {
+		n, err := lc.c.Read(p)
+		if n > 0 && err == errWouldBlock {
+			// tls.Conn returned plaintext, then looked for an alert
+			// behind it whose record is not whole yet: the bytes count,
+			// the next read waits.
+			err = nil
+		}
+		return n, err
 	}
 	return lc.sockRead(p)
 }
@@ -883,12 +904,20 @@ func (lc *loopConn) startWatch(c *reqCtx) {
 	done := make(chan struct{})
 	lc.watch = done
 	_ = wc.SetReadDeadline(time.Time{}) // as net/http's background read: ReadTimeout bounds the head only here
+	records := lc.ts != nil && lc.fd >= 0
 	go func() {
 		defer close(done)
-		n, err := wc.Read(lc.watchByte[:])
-		if n == 1 {
-			lc.watchGot = true
-			return
+		var err error
+		if records {
+			if err = lc.watchRecords(wc); err == nil {
+				return // it holds watchRawMax bytes: the client is there
+			}
+		} else {
+			var n int
+			if n, err = wc.Read(lc.watchByte[:]); n == 1 {
+				lc.watchGot = true
+				return
+			}
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() && lc.watchStop.Load() {
@@ -899,6 +928,27 @@ func (lc *loopConn) startWatch(c *reqCtx) {
 		c.mu.Unlock()
 		c.cancel(context.Canceled)
 	}()
+}
+
+// watchRawMax bounds what the watch keeps of a TLS client's next records.
+const watchRawMax = 32 << 10
+
+// watchRecords is the watch of a TLS connection in the raw mode, which
+// reads the socket under the TLS layer: there a byte says nothing (it may
+// begin the client's close_notify, which is how a TLS client leaves), so
+// it reads on, keeping the bytes for the TLS layer (lc.watchRaw), until
+// the read fails (the socket's end, or endWatch's deadline: the error) or
+// it holds watchRawMax bytes (nil: a client sending that much is there).
+func (lc *loopConn) watchRecords(wc net.Conn) error {
+	var b [4096]byte
+	for len(lc.watchRaw) < watchRawMax {
+		n, err := wc.Read(b[:min(len(b), watchRawMax-len(lc.watchRaw))])
+		lc.watchRaw = append(lc.watchRaw, b[:n]...)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // watchConn is the connection the watch reads: the client's, or in the
@@ -935,13 +985,13 @@ func (lc *loopConn) endWatch(c *reqCtx) {
 	_ = wc.SetReadDeadline(time.Time{})
 	lc.watchStop.Store(false)
 	lc.watch = nil
+	if len(lc.watchRaw) > 0 {
+		// The watch read the socket under TLS: bytes of records.
+		lc.ts.unread(lc.watchRaw)
+		lc.watchRaw = lc.watchRaw[:0]
+	}
 	if lc.watchGot {
 		lc.watchGot = false
-		if lc.ts != nil && lc.fd >= 0 {
-			// The watch read the socket under TLS: a byte of a record.
-			lc.ts.unread(lc.watchByte[0])
-			return
-		}
 		(*lc.buf)[0] = lc.watchByte[0]
 		lc.r, lc.w = 0, 1
 	}

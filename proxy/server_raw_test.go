@@ -92,6 +92,13 @@ func testNoLostWakeup(t *testing.T, c net.Conn, started chan string, release cha
 		answer("/pieces")
 		<-started
 
+		// 2b. A head larger than one read takes, arriving whole while
+		// the loop waits: every byte of it read without another wake-up.
+		time.Sleep(20 * time.Millisecond)
+		_, _ = io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\nX-Pad: "+strings.Repeat("p", 4000)+"\r\n\r\n")
+		answer("/big")
+		<-started
+
 		// 3. The watch reads the next request's first byte.
 		_, _ = io.WriteString(c, get("/watch"))
 		<-started

@@ -84,7 +84,7 @@ func recordLooksLikeHTTP(hdr [5]byte) bool {
 type tlsSocket struct {
 	net.Conn
 	lc      *loopConn
-	pending []byte // a byte the client watch read (unread)
+	pending []byte // bytes the client watch read (unread)
 }
 
 // NetConn lets the connection limits and the edge find the socket.
@@ -118,5 +118,5 @@ func (s *tlsSocket) connWrite(p []byte) (int, error) {
 	return s.Conn.Write(p)
 }
 
-// unread puts b back before the socket's next bytes.
-func (s *tlsSocket) unread(b byte) { s.pending = append([]byte{b}, s.pending...) }
+// unread puts p back before the socket's next bytes.
+func (s *tlsSocket) unread(p []byte) { s.pending = append(append([]byte(nil), p...), s.pending...) }

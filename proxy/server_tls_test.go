@@ -306,3 +306,87 @@ func dialTLS(t *testing.T, addr string, cfg *tls.Config) net.Conn {
 	}
 	return c
 }
+
+// A client that leaves while its request is served cancels the request's
+// context: over TLS it leaves with a close_notify before its FIN, whose
+// first byte must not be taken for the next request's (the raw mode's
+// watch reads the socket under the TLS layer).
+func TestLoopTLSClientLeaves(t *testing.T) {
+	started := make(chan struct{}, 1)
+	cancelled := make(chan time.Duration, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t0 := time.Now()
+		started <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			cancelled <- time.Since(t0)
+		case <-time.After(5 * time.Second):
+			cancelled <- -1
+		}
+	})
+	ta, cfg := rvServeTLS(t, h, nil, nil)
+	la, _ := rvServeBoth(t, h, nil)
+	for _, tc := range []struct {
+		name string
+		dial func() net.Conn
+	}{
+		{"tls", func() net.Conn { return dialTLS(t, ta, cfg) }},
+		{"plain", func() net.Conn {
+			c, err := net.Dial("tcp", la)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.dial()
+			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			<-started
+			time.Sleep(50 * time.Millisecond) // the handler waits on Done: the watch runs
+			_ = c.Close()                     // over TLS: close_notify, then FIN
+			if d := <-cancelled; d < 0 {
+				t.Fatal("the client left, the request's context was not cancelled within 5s")
+			}
+		})
+	}
+}
+
+// A handler that aborts (http.ErrAbortHandler) while the client watch
+// runs still closes the connection: in the raw mode the watch reads a
+// descriptor of its own of the socket, which must be closed too, or the
+// socket stays open under it.
+func TestLoopAbortWhileWatching(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.Context().Done() // starts the watch
+		time.Sleep(20 * time.Millisecond)
+		panic(http.ErrAbortHandler)
+	})
+	srv := func(s *http.Server) { s.ErrorLog = log.New(io.Discard, "", 0) }
+	la, _ := rvServeBoth(t, h, srv)
+	ta, cfg := rvServeTLS(t, h, srv, nil)
+	for _, tc := range []struct {
+		name string
+		dial func() net.Conn
+	}{
+		{"plain", func() net.Conn {
+			c, err := net.Dial("tcp", la)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}},
+		{"tls", func() net.Conn { return dialTLS(t, ta, cfg) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.dial()
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			start := time.Now()
+			if n, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+				t.Fatalf("after the handler aborted: read %d byte(s), %v after %v; want the connection closed", n, err, time.Since(start))
+			}
+		})
+	}
+}
