@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherproxy/tether/internal/syncbuf"
 	"github.com/tetherproxy/tether/test/fleet"
 )
 
@@ -347,24 +348,6 @@ func runRefused(t *testing.T, env map[string]string, field string) string {
 	return strings.TrimSpace(out.String())
 }
 
-// syncBuffer is a bytes.Buffer a process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func baseEnv(t *testing.T) map[string]string {
 	return map[string]string{
 		"TETHER_LISTEN": fleet.FreePort(t), "TETHER_ADMIN_LISTEN": fleet.FreePort(t),
@@ -400,7 +383,7 @@ func attackGossipKey(t *testing.T) {
 	// The override starts, loudly.
 	env["TETHER_GOSSIP_INSECURE"] = "true"
 	cmd := serveCmd(t, env, 30*time.Second)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

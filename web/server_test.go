@@ -7,11 +7,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tetherproxy/tether/internal/syncbuf"
 	"go.uber.org/goleak"
 )
 
@@ -122,7 +122,7 @@ func TestStartRefusesNonLoopbackWithoutToken(t *testing.T) {
 
 func TestAuditLog(t *testing.T) {
 	f := newFixture(t)
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	log := zerolog.New(&buf)
 	h := f.server(t, func(c *Config) { withToken(c); c.Logger = &log }).Handler()
 	do(t, h, req{method: "DELETE", path: "/api/v1/bindings/shop.test/10.0.0.1", headers: map[string]string{"Authorization": "Bearer " + testToken}})
@@ -138,21 +138,4 @@ func TestAuditLog(t *testing.T) {
 		!strings.Contains(audits[0], `"method":"DELETE"`) {
 		t.Errorf("audit lines %q", audits)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
