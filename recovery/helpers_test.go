@@ -1,17 +1,16 @@
 package recovery
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tetherproxy/tether/internal/syncbuf"
 	"github.com/tetherproxy/tether/stickydb"
 )
 
@@ -31,23 +30,12 @@ func (c *clock) Now() time.Time      { return time.UnixMilli(c.ms.Load()).UTC() 
 func (c *clock) Add(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
 // logBuf collects zerolog JSON lines from several goroutines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuf struct{ syncbuf.Buffer }
 
 // lines returns the messages logged at level.
 func (l *logBuf) lines(level string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) != nil || m["level"] != level {
 			continue
