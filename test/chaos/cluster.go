@@ -193,8 +193,19 @@ func (c *Cluster) Apply(n *Node) error {
 	return nil
 }
 
+func (c *Cluster) addrFile(n *Node) string { return filepath.Join(c.faultDir, n.Name+".addr") }
+
+// controlAddr is the node's fault control address, waited for (15 s at
+// most) while a restarted process has not written it yet: the process
+// reads its state file at start, then listens, so a state written in
+// between is only applied by the /apply sent once it listens.
 func (c *Cluster) controlAddr(n *Node) (string, error) {
-	b, err := os.ReadFile(filepath.Join(c.faultDir, n.Name+".addr"))
+	deadline := time.Now().Add(15 * time.Second)
+	b, err := os.ReadFile(c.addrFile(n))
+	for os.IsNotExist(err) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		b, err = os.ReadFile(c.addrFile(n))
+	}
 	if err != nil {
 		return "", fmt.Errorf("%s: fault control address: %w", n.Name, err)
 	}
@@ -233,12 +244,30 @@ func (c *Cluster) Kill(n *Node) {
 
 // Restart starts a killed node again and waits until it is ready.
 func (c *Cluster) Restart(n *Node, timeout time.Duration) error {
+	if err := c.Start(n); err != nil {
+		return err
+	}
+	return c.WaitReady(n, timeout)
+}
+
+// Start starts a killed node again, without waiting for it. Its old
+// control address goes first: a fault set before the new process
+// listens is sent to the new one (Apply waits for its address).
+func (c *Cluster) Start(n *Node) error {
+	if err := os.Remove(c.addrFile(n)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
 	if err := n.Node.Start(); err != nil {
 		return err
 	}
 	n.mu.Lock()
 	n.down = false
 	n.mu.Unlock()
+	return nil
+}
+
+// WaitReady waits until n says ready, for timeout at most.
+func (c *Cluster) WaitReady(n *Node, timeout time.Duration) error {
 	if err := n.WaitReady(timeout); err != nil {
 		return fmt.Errorf("%s: %w\n%s", n.Name, err, n.LogTail(30))
 	}

@@ -105,6 +105,7 @@ type runner struct {
 	res      map[string]*resTrack
 
 	restartDisk, restartEpoch, probes Durations
+	restarting                        []restart // started by this step's heals, readiness not yet awaited
 	clockSteps, invalidRefused        atomic.Int64
 }
 
@@ -307,12 +308,16 @@ func (r *runner) step(ctx context.Context, i int, kinds []string) {
 	case <-ctx.Done():
 	case <-time.After(hold):
 	}
-	// Heal in reverse: a node resumes or restarts before the network heals.
+	// Heal in reverse: a node resumes or restarts before the network
+	// heals; a restarted node's readiness is awaited after every heal.
 	var label []string
 	for j := len(on) - 1; j >= 0; j-- {
 		if err := on[j].heal(); err != nil {
 			r.fail("step %d: heal %s (%s): %v", i, on[j].kind, on[j].target, err)
 		}
+	}
+	if err := r.awaitRestarts(); err != nil {
+		r.fail("step %d: restart: %v", i, err)
 	}
 	for _, a := range on {
 		label = append(label, a.kind)
