@@ -32,7 +32,8 @@
 // # Nemeses
 //
 //	kill-disk, kill-epoch  SIGKILL a node of that recovery mode; restart it
-//	                       after the hold and wait until it is ready
+//	                       after the hold, and wait until it is ready once
+//	                       the step's other faults are healed too
 //	pause                  SIGSTOP, then SIGCONT
 //	loss                   every node loses 10-30 % of the UDP packets and
 //	                       TCP streams it sends
