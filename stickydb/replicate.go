@@ -118,12 +118,23 @@ func (rs *replState) cutoff(nowMs int64) int64 {
 // epochOver reports whether origin's epoch can hold no live event: a later
 // epoch of the same origin began more than TTL + skew ago.
 func (rs *replState) epochOver(origin string, epoch, cutoff int64) bool {
-	for _, p := range rs.vv[origin] {
+	return overIn(rs.vv[origin], epoch, cutoff)
+}
+
+// overIn reports whether ps (one origin's pairs, in order) shows epoch
+// over: a later epoch in it began before cutoff.
+func overIn(ps []EpochSeq, epoch, cutoff int64) bool {
+	for _, p := range ps {
 		if p.Epoch > epoch && p.Epoch <= cutoff {
 			return true
 		}
 	}
 	return false
+}
+
+// laterIn reports whether ps (in order) holds an epoch later than epoch.
+func laterIn(ps []EpochSeq, epoch int64) bool {
+	return len(ps) > 0 && ps[len(ps)-1].Epoch > epoch
 }
 
 func mapsKeys[M ~map[K]V, K comparable, V any](m M) func(func(K) bool) {

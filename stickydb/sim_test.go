@@ -583,7 +583,7 @@ func (s *simNet) dump() string {
 }
 
 // converged returns "" when every node holds the same live database and
-// the same vector (empty epoch pairs aside), else what differs.
+// the same vector (every pair, empty ones too), else what differs.
 func (s *simNet) converged() string {
 	c0, d0 := s.nodes[0].db.Digest(s.now, time.Second)
 	v0 := s.liveVector(0)
@@ -611,18 +611,6 @@ func (s *simNet) liveVector(i int) Vector {
 		}
 	}
 	return v
-}
-
-func normVector(v Vector) Vector {
-	out := Vector{}
-	for o, ps := range v {
-		for _, p := range ps {
-			if p.Seq > 0 {
-				out[o] = append(out[o], p)
-			}
-		}
-	}
-	return out
 }
 
 func TestSimulatedFleetConverges(t *testing.T) {

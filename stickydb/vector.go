@@ -76,20 +76,24 @@ func (v Vector) Merge(o Vector) {
 
 // Prune removes the pairs whose epoch is over: those followed by an epoch
 // that began before cutoff (now - TTL - hold - skew), whose events are all
-// expired, and those that counted no event and are followed by a later
-// epoch (a node restarted before it made anything: nothing of that epoch
-// can exist). The newest pair of each origin is always kept. So a node
-// restarted many times within a TTL keeps a short entry as long as its
-// incarnations make few events.
+// expired, and those that counted no event, began after cutoff and are
+// followed by a later epoch (a node restarted before it made anything:
+// nothing of that epoch can exist). The newest pair of each origin is
+// always kept, and so is the newest that began before cutoff, even empty:
+// it is what shows every older epoch over (epochOver), so that a peer's
+// older vector cannot bring one of those back. So a node restarted many
+// times within a TTL keeps a short entry as long as its incarnations make
+// few events.
 func (v Vector) Prune(cutoff int64) {
+	empty := func(p EpochSeq) bool { return p.Seq == 0 && p.Epoch > cutoff }
 	for origin, ps := range v {
 		keep := 0
 		for keep < len(ps)-1 && ps[keep+1].Epoch <= cutoff {
 			keep++
 		}
 		out := ps[keep:]
-		if slices.ContainsFunc(out[:len(out)-1], func(p EpochSeq) bool { return p.Seq == 0 }) {
-			out = slices.DeleteFunc(slices.Clone(out[:len(out)-1]), func(p EpochSeq) bool { return p.Seq == 0 })
+		if slices.ContainsFunc(out[:len(out)-1], empty) {
+			out = slices.DeleteFunc(slices.Clone(out[:len(out)-1]), empty)
 			out = append(out, ps[len(ps)-1])
 		} else if keep > 0 {
 			out = slices.Clone(out)

@@ -212,6 +212,61 @@ func TestVectorPruneDropsEmptySupersededEpochs(t *testing.T) {
 	}
 }
 
+// The newest pair that began before the cutoff is kept even when it
+// counted nothing: it is what shows the epochs before it over. Dropping it
+// let a peer's older vector bring an over epoch back, and the fleet's
+// vectors never agreed (soak, TestSimulatedFleetConverges seed 3173737600).
+func TestVectorPruneKeepsWhatShowsAnEpochOver(t *testing.T) {
+	v := Vector{"n": {{10, 3}, {20, 0}, {30, 0}, {40, 1}}}
+	v.Prune(25)
+	if want := (Vector{"n": {{20, 0}, {40, 1}}}); !v.Equal(want) {
+		t.Fatalf("got %v, want %v", v, want)
+	}
+	v.Prune(45)
+	if want := (Vector{"n": {{40, 1}}}); !v.Equal(want) {
+		t.Fatalf("later: got %v, want %v", v, want)
+	}
+}
+
+// A peer's vector that still lists epochs this node pruned brings none of
+// them back: an epoch shown over (by this node's pairs or the peer's) and
+// an empty one followed by a later one are left out, so every node's
+// vector settles on the same pairs and no gap is opened for an over epoch.
+func TestObserveBringsNoPrunedEpochBack(t *testing.T) {
+	now := t0.Add(24 * time.Hour)
+	me := newTestDB(t, "me", now)
+	me.SetPeers([]string{"h", "o"}, now)
+	cutoff := me.rs.cutoff(now.UnixMilli())
+	e1, e2 := cutoff-2000, cutoff-1000
+	e3, e4 := cutoff+10*time.Minute.Milliseconds(), cutoff+20*time.Minute.Milliseconds()
+	stale := Vector{"o": {{e1, 3}, {e2, 0}, {e3, 0}, {e4, 0}}}
+	want := Vector{"o": {{e2, 0}, {e4, 0}}}
+	got := func() Vector {
+		v := me.Vector()
+		return Vector{"o": v["o"]}
+	}
+	me.ObserveVector("h", stale, now)
+	if !got().Equal(want) {
+		t.Fatalf("after the first vector: %v, want %v", got(), want)
+	}
+	sent := 0
+	for at := now; at.Before(now.Add(10 * time.Second)); at = at.Add(100 * time.Millisecond) {
+		for _, r := range me.Tick(at) {
+			if r.Reason != ReasonWatchdog {
+				sent++
+			}
+		}
+		me.ObserveVector("h", stale, at)
+		me.ObserveVector("o", Vector{"o": {{e1, 3}}}, at)
+		if !got().Equal(want) {
+			t.Fatalf("at +%v: %v, want %v", at.Sub(now), got(), want)
+		}
+	}
+	if sent != 0 {
+		t.Fatalf("%d requests for an epoch that is over", sent)
+	}
+}
+
 // The peers' vectors in the table are pruned at most once a second, not
 // on every Tick (N vectors of N origins, 50 Ticks a second, was the
 // largest part of a 50-node fleet's idle Tick), and still pruned.
