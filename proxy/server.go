@@ -105,7 +105,7 @@ func (s *LoopServer) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		lc := &loopConn{s: s, c: c, fd: -1}
+		lc := &loopConn{s: s, c: c, fd: -1, accepted: time.Now()}
 		if s.TLSConfig != nil {
 			lc.ts = &tlsSocket{Conn: c, lc: lc}
 			lc.c = tls.Server(lc.ts, s.TLSConfig)
@@ -126,6 +126,10 @@ func (s *LoopServer) Serve(ln net.Listener) error {
 		}
 	}
 }
+
+// newConnGrace is how long Shutdown waits for a new connection's first
+// request (net/http's Shutdown waits as long).
+const newConnGrace = 5 * time.Second
 
 // workerIdle is how long a worker waits for another connection before it
 // ends.
@@ -158,8 +162,10 @@ func isTemporary(err error) bool {
 }
 
 // Shutdown stops accepting, closes idle connections, lets requests in
-// flight finish (their connections close after the response) until ctx
-// ends, then shuts Std down the same way.
+// flight finish (their connections close after the response) and serves
+// the first request of a connection accepted less than 5 s before (one
+// still in its TLS handshake too), until ctx ends, then shuts Std down the
+// same way.
 func (s *LoopServer) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing.Store(true)
@@ -173,7 +179,12 @@ func (s *LoopServer) Shutdown(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		for lc := range s.conns {
-			if lc.state.Load() != int32(http.StateActive) {
+			switch st := http.ConnState(lc.state.Load()); {
+			case st == http.StateActive:
+			case st == http.StateNew && time.Since(lc.accepted) < newConnGrace:
+				// Its first request may be on its way: serve it, as
+				// net/http's Shutdown does (golang.org/issue/22682).
+			default:
 				_ = lc.closeSocket()
 			}
 		}
@@ -271,9 +282,10 @@ var (
 
 // loopConn is one client connection served by the loop.
 type loopConn struct {
-	s     *LoopServer
-	c     net.Conn
-	state atomic.Int32 // http.ConnState
+	s        *LoopServer
+	c        net.Conn
+	state    atomic.Int32 // http.ConnState
+	accepted time.Time
 
 	buf  *[]byte
 	r, w int // buf[r:w] is read and not yet consumed

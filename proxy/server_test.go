@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,16 +162,37 @@ func headerCut(t *testing.T, c net.Conn) {
 }
 
 // Shutdown lets a response in flight finish (closing its connection after
-// it) and closes idle connections at once.
+// it), closes idle connections at once, and serves the first request of a
+// connection accepted just before it (net/http's Shutdown waits 5 s for
+// such a connection's first request: golang.org/issue/22682).
 func TestLoopShutdown(t *testing.T) {
-	release := make(chan struct{})
-	be := startRawServer(t, func(c net.Conn, br *bufio.Reader) {
-		if _, ok := readHead(br); !ok {
-			return
+	// The replica holds each request until the gate opens.
+	var mu sync.Mutex
+	gate := make(chan struct{})
+	open := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		select {
+		case <-gate:
+		default:
+			close(gate)
 		}
-		<-release
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
+	}
+	var reqs atomic.Int64
+	be := startRawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			if _, ok := readHead(br); !ok {
+				return
+			}
+			reqs.Add(1)
+			mu.Lock()
+			wait := gate
+			mu.Unlock()
+			<-wait
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
+		}
 	})
+	t.Cleanup(open) // before the replica's cleanup, which waits for its handlers
 	db := newRig(t, Routes{Pools: []Pool{poolAt(t, DefaultPool, map[string]string{"s": be.URL()})}}, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -183,13 +206,30 @@ func TestLoopShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idle.Close()
+	_, _ = io.WriteString(idle, "GET / HTTP/1.1\r\nHost: s.example\r\n\r\n")
+	waitCount(t, "the idle connection's request at the replica", 1, reqs.Load)
+	open()
+	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if res, err := http.ReadResponse(bufio.NewReader(idle), nil); err != nil || res.StatusCode != 200 {
+		t.Fatalf("idle connection's request: %v", err)
+	} else {
+		_, _ = io.Copy(io.Discard, res.Body)
+	}
+	mu.Lock()
+	gate = make(chan struct{})
+	mu.Unlock()
+	fresh, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
 	busy, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer busy.Close()
 	_, _ = io.WriteString(busy, "GET / HTTP/1.1\r\nHost: s.example\r\n\r\n")
-	waitCount(t, "the request at the replica", 1, be.accepts.Load)
+	waitCount(t, "the request at the replica", 2, reqs.Load)
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -200,7 +240,17 @@ func TestLoopShutdown(t *testing.T) {
 	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("idle connection: %v, want EOF", err)
 	}
-	close(release)
+	// Shutdown has been over the connections once: the fresh one, which has
+	// sent nothing yet, is still open and its request is served.
+	_, _ = io.WriteString(fresh, "GET / HTTP/1.1\r\nHost: s.example\r\n\r\n")
+	waitCount(t, "the fresh connection's request at the replica", 3, reqs.Load)
+	open()
+	_ = fresh.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if res, err := http.ReadResponse(bufio.NewReader(fresh), nil); err != nil {
+		t.Fatalf("fresh connection: %v", err)
+	} else if body, _ := io.ReadAll(res.Body); string(body) != "done" || !res.Close {
+		t.Fatalf("fresh connection's response %q, close %v", body, res.Close)
+	}
 	_ = busy.SetReadDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(busy)
 	res, err := http.ReadResponse(br, nil)
