@@ -165,7 +165,9 @@ func isTemporary(err error) bool {
 // flight finish (their connections close after the response) and serves
 // the first request of a connection accepted less than 5 s before (one
 // still in its TLS handshake too), until ctx ends, then shuts Std down the
-// same way.
+// same way. Until the loop's connections are gone it still hands
+// connections to Std (a first request that is not the loop's kind), whose
+// keep-alives are off from the start.
 func (s *LoopServer) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing.Store(true)
@@ -173,7 +175,8 @@ func (s *LoopServer) Shutdown(ctx context.Context) error {
 		_ = s.ln.Close()
 	}
 	s.mu.Unlock()
-	s.hand.close()
+	s.Std.SetKeepAlivesEnabled(false)
+	defer s.hand.close()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
