@@ -425,7 +425,7 @@ func (db *DB) observe(sender string, v Vector, nowMs int64) {
 			if rs.epochOver(o, p.Epoch, cutoff) || overIn(ps, p.Epoch, cutoff) {
 				continue
 			}
-			if p.Seq == 0 && p.Epoch > cutoff && (laterIn(ps, p.Epoch) || laterIn(rs.vv[o], p.Epoch)) {
+			if emptySince(p, cutoff) && (laterIn(ps, p.Epoch) || laterIn(rs.vv[o], p.Epoch)) {
 				// An empty epoch followed by a later one: Prune drops it,
 				// and taking it back from a peer that has not pruned yet
 				// kept the fleet's vectors from ever agreeing.

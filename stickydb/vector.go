@@ -85,7 +85,7 @@ func (v Vector) Merge(o Vector) {
 // times within a TTL keeps a short entry as long as its incarnations make
 // few events.
 func (v Vector) Prune(cutoff int64) {
-	empty := func(p EpochSeq) bool { return p.Seq == 0 && p.Epoch > cutoff }
+	empty := func(p EpochSeq) bool { return emptySince(p, cutoff) }
 	for origin, ps := range v {
 		keep := 0
 		for keep < len(ps)-1 && ps[keep+1].Epoch <= cutoff {
@@ -103,6 +103,11 @@ func (v Vector) Prune(cutoff int64) {
 		v[origin] = out
 	}
 }
+
+// emptySince reports whether p counted no event and began after cutoff:
+// such a pair followed by a later one is dropped by Prune and not taken
+// from a peer's vector (observe).
+func emptySince(p EpochSeq, cutoff int64) bool { return p.Seq == 0 && p.Epoch > cutoff }
 
 // Trim keeps at most max pairs per origin, the newest: a bound on what a
 // misbehaving origin that starts epoch after epoch can make every vector
